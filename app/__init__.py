@@ -1,0 +1,1 @@
+"""upload-auth: short-lived upload credentials for ImageKit-compatible upload APIs."""

@@ -1,0 +1,357 @@
+"""Configuration: one frozen Settings class, validated completely at start-up.
+
+Sources, highest priority first: constructor arguments, environment variables, the TOML config
+file (``UPLOAD_AUTH_CONFIG_FILE``), defaults. The key pair comes from the official SDKs' own
+variables ``IMAGEKIT_PUBLIC_KEY`` / ``IMAGEKIT_PRIVATE_KEY`` (each also as ``..._FILE``, a path to a
+mounted secret); more pairs (up to five) and the policy profiles come from the config file.
+Everything else is ``UPLOAD_AUTH_<NAME>``. A bad value stops the process with one line naming the
+setting (``describe_error``), never echoing a secret.
+"""
+
+import os
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
+from app.filetypes import ALLOWED
+from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES, KeyPair, KeyRing, generate_pair
+from app.policy import PlanLimits, Policy, Profile, check_template, parse_size, seed_profile
+
+ENV_PREFIX: Final = "UPLOAD_AUTH_"
+CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
+#: Longest credential lifetime we hand out: the upload API's hour, less the clock leeway.
+MAX_TTL: Final = MAX_CREDENTIAL_LIFETIME - LEEWAY_SECONDS
+_PUBLIC_KEY_PATTERN: Final = r"^[\x21-\x7e]{1,128}$"
+
+
+class ConfigError(Exception):
+    """The configuration cannot start the service; the message is one line, secret-free."""
+
+
+def read_secret_file(path: Path, setting: str) -> str:
+    """A secret from a mounted file, without the trailing newline editors and ``echo`` add."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{setting}: cannot read {path} ({type(exc).__name__})") from None
+    if not value:
+        raise ValueError(f"{setting}: {path} is empty")
+    return value
+
+
+def _check_private_key(value: str, setting: str) -> bytes:
+    raw = value.encode()
+    if len(raw) < MIN_PRIVATE_KEY_BYTES:
+        raise ValueError(
+            f"{setting}: must be at least {MIN_PRIVATE_KEY_BYTES} bytes "
+            "(ImageKit private keys are 36 characters)"
+        )
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"{setting}: must not contain whitespace")
+    return raw
+
+
+class KeyPairConfig(BaseModel):
+    """A ``[[keys]]`` entry of the config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    public_key: str = Field(pattern=_PUBLIC_KEY_PATTERN)
+    private_key: SecretStr | None = None
+    private_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "KeyPairConfig":
+        if (self.private_key is None) == (self.private_key_file is None):
+            raise ValueError("give exactly one of private_key and private_key_file")
+        return self
+
+    def resolve(self) -> KeyPair:
+        setting = f"keys[{self.public_key}].private_key"
+        if self.private_key_file is not None:
+            value = read_secret_file(self.private_key_file, setting + "_file")
+        else:
+            value = self.private_key.get_secret_value() if self.private_key else ""
+        return KeyPair(self.public_key, _check_private_key(value, setting))
+
+
+class ProfileConfig(BaseModel):
+    """A ``[profiles.<name>]`` table of the config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    types: list[str] | None = Field(default=None, description="extensions; all allowed if unset")
+    max_size: int | str | None = None
+    max_video_size: int | str | None = None
+    folder: str = "/"
+    use_unique_file_name: bool = True
+    overwrite: bool = False
+    private: bool = False
+    tags: list[str] = Field(default_factory=list, max_length=30)
+    ttl: int | None = Field(default=None, ge=10, le=MAX_TTL)
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        lowered = [t.lower().lstrip(".") for t in value]
+        unknown = sorted(set(lowered) - ALLOWED.keys())
+        if unknown:
+            raise ValueError(f"not allowed upload types: {', '.join(unknown)}")
+        if not lowered:
+            raise ValueError("must list at least one type")
+        return lowered
+
+    @field_validator("max_size", "max_video_size")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        check_template(value)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        if any(not t or "," in t or "%" in t for t in value):
+            raise ValueError("tags must be non-empty and contain neither ',' nor '%'")
+        return value
+
+    def build(self, name: str, plan: PlanLimits, default_ttl: int) -> Profile:
+        def capped(value: int | str | None, ceiling: int) -> int:
+            return ceiling if value is None else min(parse_size(value), ceiling)
+
+        limits = PlanLimits(
+            capped(self.max_size, plan.max_size), capped(self.max_video_size, plan.max_video_size)
+        )
+        return Profile(
+            name=name,
+            types=frozenset(self.types) if self.types is not None else frozenset(ALLOWED),
+            limits=limits,
+            folder=self.folder,
+            use_unique_file_name=self.use_unique_file_name,
+            overwrite=self.overwrite,
+            private=self.private,
+            tags=tuple(self.tags),
+            ttl=min(self.ttl or default_ttl, default_ttl),
+        )
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Frozen; unknown keys are errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # -- keys ---------------------------------------------------------------------------------
+    public_key: str | None = Field(
+        default=None,
+        pattern=_PUBLIC_KEY_PATTERN,
+        validation_alias=AliasChoices("IMAGEKIT_PUBLIC_KEY", "public_key"),
+    )
+    private_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGEKIT_PRIVATE_KEY", "private_key")
+    )
+    public_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGEKIT_PUBLIC_KEY_FILE", "public_key_file")
+    )
+    private_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGEKIT_PRIVATE_KEY_FILE", "private_key_file")
+    )
+    keys: list[KeyPairConfig] = Field(default_factory=list, max_length=MAX_KEY_PAIRS)
+    signing_key: str | None = Field(default=None, description="public key of the signing pair")
+
+    # -- where the config file is (read by the TOML source below) -----------------------------
+    config_file: Path | None = None
+
+    # -- behaviour ----------------------------------------------------------------------------
+    dev_mode: bool = False
+    credential_ttl: int = Field(default=1800, ge=10, le=MAX_TTL)
+    plan: Literal["free", "paid"] = "free"
+    default_profile: str = "default"
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict, max_length=100)
+    upload_api_url: str = Field(
+        default="https://upload.imagekit.io", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+    )
+
+    # -- operation ----------------------------------------------------------------------------
+    expose_openapi: bool = False
+    access_log: bool = True
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files, on purpose
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - we use ..._FILE
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        path = init_kwargs.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
+        if path:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _validate_whole(self) -> "Settings":
+        self.key_ring()  # reads and checks the key material now, not at the first request
+        self.policy()
+        if not self.dev_mode and not self.caller_auth_configured:
+            raise ValueError(
+                "no caller authentication is configured: refusing to sign for anyone who asks "
+                "(configure callers, or run `upload-auth dev` / UPLOAD_AUTH_DEV_MODE=true)"
+            )
+        return self
+
+    @property
+    def caller_auth_configured(self) -> bool:
+        """Whether any caller authentication method is configured (none exist yet)."""
+        return False
+
+    @property
+    def openapi_enabled(self) -> bool:
+        return self.expose_openapi or self.dev_mode
+
+    @property
+    def upload_url_v2(self) -> str:
+        return self.upload_api_url.rstrip("/") + "/api/v2/files/upload"
+
+    def _env_pair(self) -> KeyPair | None:
+        public = self.public_key
+        if self.public_key_file is not None:
+            if public is not None:
+                raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PUBLIC_KEY_FILE are both set")
+            public = read_secret_file(self.public_key_file, "IMAGEKIT_PUBLIC_KEY_FILE")
+        private = self.private_key.get_secret_value() if self.private_key else None
+        if self.private_key_file is not None:
+            if private is not None:
+                raise ValueError("IMAGEKIT_PRIVATE_KEY and IMAGEKIT_PRIVATE_KEY_FILE are both set")
+            private = read_secret_file(self.private_key_file, "IMAGEKIT_PRIVATE_KEY_FILE")
+        if public is None and private is None:
+            return None
+        if public is None or private is None:
+            raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY must be set together")
+        return KeyPair(public, _check_private_key(private, "IMAGEKIT_PRIVATE_KEY"))
+
+    def key_ring(self) -> KeyRing:
+        """The configured key pairs; in development mode a throwaway pair if none is set.
+
+        Reads key files, so call it once at start-up and keep the result.
+        """
+        pairs = [p.resolve() for p in self.keys]
+        env_pair = self._env_pair()
+        if env_pair is not None:
+            pairs.insert(0, env_pair)
+        if not pairs:
+            if not self.dev_mode:
+                raise ValueError(
+                    "IMAGEKIT_PRIVATE_KEY: no key pair is configured (set "
+                    "IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY, or [[keys]])"
+                )
+            pairs = [generate_pair()]
+        if len({p.private_key for p in pairs}) != len(pairs):
+            raise ValueError("keys: two key pairs share a private key")
+        try:
+            return KeyRing(pairs, signing_public_key=self.signing_key)
+        except ValueError as exc:
+            raise ValueError(f"keys: {exc}") from None
+
+    @property
+    def plan_limits(self) -> PlanLimits:
+        return PlanLimits.for_plan(self.plan)
+
+    def policy(self) -> Policy:
+        """The upload policy: the configured profiles, or the seed's upload API as ``default``."""
+        if self.profiles:
+            profiles = {
+                name: cfg.build(name, self.plan_limits, self.credential_ttl)
+                for name, cfg in self.profiles.items()
+            }
+        else:
+            profiles = {"default": seed_profile(self.plan_limits, self.credential_ttl)}
+        if self.default_profile not in profiles:
+            raise ValueError(
+                f"UPLOAD_AUTH_DEFAULT_PROFILE: no profile named "
+                f"{self.default_profile!r} is configured"
+            )
+        return Policy(profiles, self.default_profile)
+
+
+_ENV_NAMES: Final = {
+    "public_key": "IMAGEKIT_PUBLIC_KEY",
+    "private_key": "IMAGEKIT_PRIVATE_KEY",
+    "public_key_file": "IMAGEKIT_PUBLIC_KEY_FILE",
+    "private_key_file": "IMAGEKIT_PRIVATE_KEY_FILE",
+}
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return ""
+    head = str(loc[0])
+    if head in _ENV_NAMES or head in _ENV_NAMES.values():
+        return _ENV_NAMES.get(head, head)
+    if head in Settings.model_fields and len(loc) == 1:
+        return f"{ENV_PREFIX}{head.upper()} ({head} in the config file)"
+    return ".".join(str(part) for part in loc)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming each bad setting, with pydantic's reason and never the input value."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        name = _setting_name(tuple(err["loc"]))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and config file), or ConfigError with one clear line."""
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX) :].lower() not in Settings.model_fields
+    )
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting (typo?)")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc)) from None

@@ -1,0 +1,134 @@
+"""Issuing and verifying upload credentials: v1 HMAC signatures and v2 HS256 JWTs.
+
+Pure: takes key pairs and the current time as arguments, reads no clock and no config.
+
+v1 (ImageKit client-side upload): ``signature = lowercase hex HMAC-SHA1(private key,
+token + str(expire))``, ``token`` a UUID v4, ``expire`` absolute Unix seconds. Byte-identical to
+the official SDK helpers (``imagekitio``'s ``helper.get_authentication_parameters``).
+
+v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all deliberate:
+
+- one algorithm, HS256, keyed with the private key; any other ``alg`` (``none``, RS*, ES*, HS384)
+  is refused before any key is looked at;
+- header ``kid`` = the public key, the only way to find the key; it must be a string naming a
+  configured pair, and nothing else in the header is trusted;
+- payload = the upload form fields, every value a string, plus integer ``iat`` and ``exp``;
+  ``exp - iat`` <= 3600 and ``iat`` not in the future (both with ``LEEWAY_SECONDS``);
+- time is checked against the caller's clock, never PyJWT's, so tests control it.
+"""
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
+from app.keys import KeyPair, KeyRing
+
+ALGORITHM: Final = "HS256"
+TIME_CLAIMS: Final = frozenset({"iat", "exp"})
+
+# PyJWT verifies the signature and that iat/exp are present; our code checks the times with the
+# injected clock, so PyJWT's own clock-based checks are switched off here, explicitly.
+_DECODE_OPTIONS: Final[Any] = {
+    "verify_signature": True,
+    "require": ["iat", "exp"],
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "verify_aud": False,
+    "verify_iss": False,
+}
+_jwt: Final = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+
+
+@dataclass(frozen=True, slots=True)
+class V1Credential:
+    token: str
+    expire: int
+    signature: str
+    public_key: str
+
+
+def sign_v1(private_key: bytes, token: str, expire: int) -> str:
+    """ImageKit's v1 signature: lowercase hex HMAC-SHA1 of ``token + str(expire)``."""
+    return hmac.new(private_key, f"{token}{expire}".encode(), hashlib.sha1).hexdigest()
+
+
+def issue_v1(pair: KeyPair, *, now: int, ttl: int) -> V1Credential:
+    """A fresh single-use v1 credential that expires ``ttl`` seconds after ``now``."""
+    token = str(uuid.uuid4())
+    expire = now + ttl
+    return V1Credential(token, expire, sign_v1(pair.private_key, token, expire), pair.public_key)
+
+
+def issue_v2(pair: KeyPair, fields: Mapping[str, str], *, now: int, ttl: int) -> str:
+    """A v2 JWT whose payload is exactly ``fields`` plus ``iat``/``exp``."""
+    if not 0 < ttl <= MAX_CREDENTIAL_LIFETIME:
+        raise ValueError("ttl out of range")
+    if TIME_CLAIMS & fields.keys():
+        raise ValueError("fields may not contain iat or exp")
+    payload: dict[str, Any] = {**fields, "iat": now, "exp": now + ttl}
+    return _jwt.encode(
+        payload, pair.private_key, algorithm=ALGORITHM, headers={"kid": pair.public_key}
+    )
+
+
+# -- verification (used by the upload API and by tests) ------------------------------------
+
+
+class CredentialError(Exception):
+    """A credential that must not be accepted."""
+
+
+class InvalidToken(CredentialError):
+    """Malformed, wrongly signed, unknown kid, wrong algorithm or impossible times."""
+
+
+class ExpiredToken(CredentialError):
+    """Well-formed and correctly signed, but past its ``exp``."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    pair: KeyPair
+    fields: dict[str, str]
+    iat: int
+    exp: int
+
+
+def verify_v2(token: str, ring: KeyRing, *, now: int) -> VerifiedToken:
+    """Verify a v2 JWT against the key ring; returns its form fields and times."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("malformed token") from exc
+    if header.get("alg") != ALGORITHM:
+        raise InvalidToken("algorithm not allowed")
+    kid = header.get("kid")
+    pair = ring.get(kid) if isinstance(kid, str) else None
+    if pair is None:
+        raise InvalidToken("unknown kid")
+    try:
+        payload = _jwt.decode(
+            token, pair.private_key, algorithms=[ALGORITHM], options=_DECODE_OPTIONS
+        )
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("bad signature or claims") from exc
+    iat, exp = payload.get("iat"), payload.get("exp")
+    if type(iat) is not int or type(exp) is not int:
+        raise InvalidToken("iat and exp must be integers")
+    if exp - iat > MAX_CREDENTIAL_LIFETIME or exp <= iat:
+        raise InvalidToken("lifetime out of range")
+    if iat > now + LEEWAY_SECONDS:
+        raise InvalidToken("issued in the future")
+    fields = {k: v for k, v in payload.items() if k not in TIME_CLAIMS}
+    if not all(isinstance(v, str) for v in fields.values()):
+        raise InvalidToken("payload values must be strings")
+    if exp + LEEWAY_SECONDS <= now:
+        raise ExpiredToken("token expired")
+    return VerifiedToken(pair, fields, iat, exp)

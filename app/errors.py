@@ -1,0 +1,143 @@
+"""The problem hierarchy: every refusal the credential service can give, as a typed exception.
+
+Pure: no web framework imports, so policy and signing code can raise these and be tested without
+HTTP. ``app.handlers`` renders them as RFC 9457 ``application/problem+json``. The ``slug`` of each
+class is part of the API: clients match on ``type``, so a slug never changes once released. The
+README lists them all.
+
+``detail`` is written by us, never copied from the request: no submitted value, token, signature
+or key is ever put in a problem.
+"""
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+PROBLEM_BASE = "/problems/"
+
+
+class Problem(Exception):
+    """Base of every expected refusal; renders as a problem document."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+
+    def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None):
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def type_uri(cls) -> str:
+        """The stable ``type`` member for this problem."""
+        return PROBLEM_BASE + cls.slug
+
+
+# -- the request itself -----------------------------------------------------------------------
+
+
+class BadRequest(Problem):
+    status, slug, title = 400, "bad-request", "The request cannot be read"
+
+
+class MalformedJson(Problem):
+    status, slug, title = 400, "malformed-json", "The request body is not valid JSON"
+
+
+class UnsupportedMediaType(Problem):
+    status, slug, title = 415, "unsupported-media-type", "The request body must be application/json"
+
+
+class BodyTooLarge(Problem):
+    status, slug, title = 413, "body-too-large", "The request body is too large"
+
+
+class InvalidRequest(Problem):
+    status, slug, title = 422, "invalid-request", "The request does not match the schema"
+
+
+class NotFound(Problem):
+    status, slug, title = 404, "not-found", "No such resource"
+
+
+class MethodNotAllowed(Problem):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed on this resource"
+
+
+# -- who is asking ----------------------------------------------------------------------------
+
+
+class Unauthenticated(Problem):
+    status, slug, title = 401, "unauthenticated", "Authentication is required"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="upload-auth"'})
+
+
+class Forbidden(Problem):
+    status, slug, title = 403, "forbidden", "Not allowed"
+
+
+# -- what they ask for: the policy ------------------------------------------------------------
+
+
+class UnknownProfile(Problem):
+    status, slug, title = 422, "unknown-profile", "No such upload profile"
+
+
+class UnknownKey(Problem):
+    status, slug, title = 422, "unknown-key", "No key pair with that public key"
+
+
+class TypeNotAllowed(Problem):
+    status, slug, title = 422, "type-not-allowed", "This file type may not be uploaded"
+
+
+class TypeMismatch(Problem):
+    status, slug, title = 422, "type-mismatch", "The MIME type does not match the file extension"
+
+
+class FileTooLarge(Problem):
+    status, slug, title = 422, "file-too-large", "The file is larger than this profile allows"
+
+
+class InvalidFileName(Problem):
+    status, slug, title = 422, "invalid-file-name", "The file name is not acceptable"
+
+
+class InvalidFolder(Problem):
+    status, slug, title = 422, "invalid-folder", "The folder is not acceptable"
+
+
+class FieldNotAllowed(Problem):
+    status, slug, title = 422, "field-not-allowed", "An upload field is not allowed by the policy"
+
+
+# -- the service's own state ------------------------------------------------------------------
+
+
+class NotReady(Problem):
+    status, slug, title = 503, "not-ready", "The service is not ready"
+
+
+ALL_PROBLEMS: tuple[type[Problem], ...] = (
+    BadRequest,
+    MalformedJson,
+    UnsupportedMediaType,
+    BodyTooLarge,
+    InvalidRequest,
+    NotFound,
+    MethodNotAllowed,
+    Unauthenticated,
+    Forbidden,
+    UnknownProfile,
+    UnknownKey,
+    TypeNotAllowed,
+    TypeMismatch,
+    FileTooLarge,
+    InvalidFileName,
+    InvalidFolder,
+    FieldNotAllowed,
+    NotReady,
+    Problem,
+)

@@ -1,0 +1,119 @@
+"""Rendering problems: RFC 9457 ``application/problem+json`` from one installer.
+
+Every error response of the credential service goes through ``problem_response``: our own
+``Problem`` exceptions, request validation (422, with pydantic's reasons but never the submitted
+``input``), routing's 404/405 and, as a last resort, anything unexpected (a logged, generic 500).
+"""
+
+import re
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import errors
+from app.logs import get_logger, request_id_var
+
+PROBLEM_JSON: Final = "application/problem+json"
+_SAFE_LOC: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+log = get_logger("errors")
+
+
+def problem_body(problem: errors.Problem, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": problem.type_uri(),
+        "title": problem.title,
+        "status": problem.status,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    request_id = request_id_var.get()
+    if request_id is not None:
+        body["request_id"] = request_id
+    body.update(extra)
+    return body
+
+
+def problem_response(problem: errors.Problem, **extra: Any) -> JSONResponse:
+    headers = {"Cache-Control": "no-store", **problem.headers}
+    return JSONResponse(
+        problem_body(problem, **extra),
+        status_code=problem.status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _safe_loc(loc: tuple[Any, ...], error_type: str) -> list[str | int]:
+    """A validation error's location, with anything that is not a plain field name hidden."""
+    safe: list[str | int] = []
+    for part in loc:
+        safe.append(part if isinstance(part, int) or _SAFE_LOC.match(str(part)) else "…")
+    if error_type == "extra_forbidden" and safe:
+        safe[-1] = "(unknown field)"
+    return safe
+
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+async def _on_problem(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.Problem)  # noqa: S101 - registered for Problem only
+    return problem_response(exc)
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    raw = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in raw):
+        return problem_response(errors.MalformedJson())
+    body_errors = [e for e in raw if e.get("loc", ())[:1] == ("body",)]
+    if body_errors and request.headers.get("content-type") and not _is_json(request):
+        return problem_response(errors.UnsupportedMediaType())
+    details = [
+        {
+            "loc": _safe_loc(tuple(e.get("loc", ())), e.get("type", "")),
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in raw
+    ]
+    return problem_response(errors.InvalidRequest(), errors=details)
+
+
+_HTTP_PROBLEMS: Final[dict[int, type[errors.Problem]]] = {
+    400: errors.BadRequest,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.BodyTooLarge,
+}
+
+
+async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+    """Framework HTTP errors. FastAPI wraps errors raised while reading the body (such as our
+    body limit) in a 400; the original problem is rendered instead."""
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
+    if isinstance(exc.__cause__, errors.Problem):
+        return problem_response(exc.__cause__)
+    problem = _HTTP_PROBLEMS.get(exc.status_code, errors.Problem)
+    return problem_response(problem(headers=exc.headers))
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+    return problem_response(errors.Problem())
+
+
+def install(app: FastAPI) -> None:
+    """Register the problem handlers on an app."""
+    app.add_exception_handler(errors.Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,95 @@
+"""Pure ASGI middleware: request context (id, access line) and the request body limit."""
+
+import re
+import time
+import uuid
+from typing import Final
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import errors
+from app.handlers import problem_response
+from app.logs import get_logger, request_id_var
+
+_REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+access_log = get_logger("access")
+
+
+class RequestContext:
+    """Give every request an id (propagating a sane ``X-Request-ID``) and log one access line.
+
+    The line has method, the matched route's path template (never the raw path or query, which
+    are the client's to choose), status, duration and request id.
+    """
+
+    def __init__(self, app: ASGIApp, *, log_access: bool = True) -> None:
+        self.app = app
+        self.log_access = log_access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.log_access:
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": getattr(scope.get("route"), "path", "(unmatched)"),
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with a 413 problem, read or declared."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.limit:
+                    await problem_response(errors.BodyTooLarge())(scope, receive, send)
+                    return
+                break
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise errors.BodyTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)

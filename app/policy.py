@@ -1,0 +1,361 @@
+"""The upload policy: what a caller may upload, and the exact form fields a credential signs.
+
+Pure: no I/O, no framework imports. The client only asks; the policy decides the folder (from the
+profile's template and the caller id), the allowed types and sizes, the name rules, the TTL and
+the ``checks`` expression that pins a v2 credential to one file (its size and MIME type).
+"""
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from app import errors
+from app.filetypes import ALLOWED, FileType, Kind, extension_of
+
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+GIB: Final = 1024 * MIB
+_UNITS: Final = {"": 1, "b": 1, "kb": KIB, "mb": MIB, "gb": GIB}
+_SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*([kmg]?b?)\s*$", re.IGNORECASE)
+
+MAX_FILE_NAME_LENGTH: Final = 255
+MAX_FOLDER_LENGTH: Final = 1024
+MAX_FOLDER_DEPTH: Final = 50  # ImageKit's nesting limit
+MAX_TAGS_LENGTH: Final = 500  # ImageKit: all tags together, comma-joined
+_FOLDER_RE: Final = re.compile(r"^[A-Za-z0-9/_-]*$")
+_FOLDER_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_HASHED_SUFFIX_RE: Final = re.compile(r"_[0-9a-f]{16}$")
+_CALLER_PLACEHOLDER: Final = "{caller}"
+# Bidi overrides, zero-width characters and the like are format characters (Cf); control,
+# surrogate, private-use and unassigned code points are refused with them.
+_BAD_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a string such as ``"25mb"`` (binary units: 1mb = 1,048,576)."""
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("size must not be negative")
+        return value
+    match = _SIZE_RE.match(value)
+    if not match:
+        raise ValueError("size must be bytes or a number with kb, mb or gb")
+    number, unit = match.groups()
+    unit = unit.lower()
+    if unit and not unit.endswith("b"):
+        unit += "b"
+    return int(number) * _UNITS[unit]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    """The upload API's size limits for an account plan (the seed: 25 MB; 300 MB for video)."""
+
+    max_size: int
+    max_video_size: int
+
+    @classmethod
+    def for_plan(cls, plan: str) -> "PlanLimits":
+        if plan == "free":
+            return cls(25 * MIB, 25 * MIB)
+        if plan == "paid":
+            return cls(25 * MIB, 300 * MIB)
+        raise ValueError(f"unknown plan {plan!r}")
+
+    def limit_for(self, kind: Kind) -> int:
+        return self.max_video_size if kind is Kind.VIDEO else self.max_size
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A named set of upload rules. Sizes in bytes; ``folder`` may contain ``{caller}``."""
+
+    name: str
+    types: frozenset[str]
+    limits: PlanLimits
+    folder: str = "/"
+    use_unique_file_name: bool = True
+    overwrite: bool = False
+    private: bool = False
+    tags: tuple[str, ...] = ()
+    ttl: int = 1800
+
+    def max_size_for(self, file_type: FileType) -> int:
+        return self.limits.limit_for(file_type.kind)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    """What a client says it wants to upload (v2 native request)."""
+
+    file_name: str
+    file_size: int
+    mime_type: str
+    folder: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What the policy allows: the exact form fields to sign and send, and the lifetime."""
+
+    fields: Mapping[str, str]
+    ttl: int
+
+
+# -- names and folders ------------------------------------------------------------------------
+
+
+def check_file_name(name: str) -> FileType:
+    """Validate a file name; returns the (allowed) file type its extension names."""
+    if not name or len(name) > MAX_FILE_NAME_LENGTH:
+        raise errors.InvalidFileName(f"fileName must be 1 to {MAX_FILE_NAME_LENGTH} characters")
+    if "/" in name or "\\" in name or ".." in name:
+        raise errors.InvalidFileName("fileName must not contain '/', '\\' or '..'")
+    if name != name.strip() or any(unicodedata.category(c) in _BAD_CATEGORIES for c in name):
+        raise errors.InvalidFileName(
+            "fileName must not contain control or invisible characters, "
+            "nor start or end with whitespace"
+        )
+    extension = extension_of(name)
+    if extension is None:
+        raise errors.InvalidFileName("fileName must have a name and an extension")
+    file_type = ALLOWED.get(extension)
+    if file_type is None:
+        raise errors.TypeNotAllowed("this file extension is not an allowed upload type")
+    return file_type
+
+
+def caller_segment(caller: str) -> str:
+    """A caller id as one folder segment in ImageKit's alphabet, distinct callers never equal.
+
+    Ids already in the alphabet are used as they are. Any other id has its other characters
+    replaced by ``_`` and a hash of the original appended, and so has any id that itself ends
+    like such a hash, so no id can be written to look like another one's folder.
+    """
+    clean = re.sub(r"[^A-Za-z0-9_-]", "_", caller)[:64] or "_"
+    if clean != caller or _HASHED_SUFFIX_RE.search(clean):
+        clean += "_" + hashlib.sha256(caller.encode()).hexdigest()[:16]
+    return clean
+
+
+def normalise_folder(folder: str) -> str:
+    """A folder path in canonical form (``/a/b``, root ``/``), or InvalidFolder."""
+    if len(folder) > MAX_FOLDER_LENGTH or not _FOLDER_RE.match(folder):
+        raise errors.InvalidFolder("folder may only contain a-z A-Z 0-9 / _ -")
+    segments = [s for s in folder.split("/") if s]
+    if len(segments) > MAX_FOLDER_DEPTH:
+        raise errors.InvalidFolder(f"folder may be at most {MAX_FOLDER_DEPTH} levels deep")
+    return "/" + "/".join(segments)
+
+
+def render_folder(template: str, caller: str) -> str:
+    """The profile's folder for this caller."""
+    return normalise_folder(template.replace(_CALLER_PLACEHOLDER, caller_segment(caller)))
+
+
+def check_template(template: str) -> None:
+    """Validate a folder template at start-up (raises ValueError)."""
+    try:
+        normalise_folder(template.replace(_CALLER_PLACEHOLDER, "x"))
+    except errors.InvalidFolder as exc:
+        raise ValueError(exc.detail) from None
+
+
+def choose_folder(base: str, requested: str | None) -> str:
+    """The requested folder if it lies within ``base``, else ``base`` itself when none asked."""
+    if requested is None:
+        return base
+    folder = normalise_folder(requested)
+    if base == "/" or folder == base or folder.startswith(base + "/"):
+        return folder
+    raise errors.InvalidFolder("folder must lie within the profile's folder")
+
+
+# -- the decision -----------------------------------------------------------------------------
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def checks_for(max_size: int, mime: str) -> str:
+    """The ``checks`` expression pinning a file's size (at most ``max_size``) and MIME type."""
+    return f'"file.size" <= {max_size} AND "file.mime" = "{mime}"'
+
+
+class Policy:
+    """The configured profiles and how to turn a request into a grant."""
+
+    __slots__ = ("default_profile", "profiles")
+
+    def __init__(self, profiles: Mapping[str, Profile], default_profile: str) -> None:
+        if default_profile not in profiles:
+            raise ValueError("the default profile is not defined")
+        self.profiles = MappingProxyType(dict(profiles))
+        self.default_profile = default_profile
+
+    def profile(self, name: str | None) -> Profile:
+        profile = self.profiles.get(name or self.default_profile)
+        if profile is None:
+            raise errors.UnknownProfile()
+        return profile
+
+    def _base_fields(self, profile: Profile, file_name: str, folder: str) -> dict[str, str]:
+        fields = {
+            "fileName": file_name,
+            "folder": folder,
+            "useUniqueFileName": _bool(profile.use_unique_file_name),
+            "overwriteFile": _bool(profile.overwrite),
+        }
+        if profile.private:
+            fields["isPrivateFile"] = "true"
+        if profile.tags:
+            fields["tags"] = ",".join(profile.tags)
+        return fields
+
+    def grant_file(self, profile: Profile, request: FileRequest, *, caller: str) -> Grant:
+        """Decide a v2 request that declares the file's name, size and type."""
+        file_type = check_file_name(request.file_name)
+        if file_type.extension not in profile.types:
+            raise errors.TypeNotAllowed("this profile does not allow this file type")
+        if not file_type.accepts(request.mime_type):
+            raise errors.TypeMismatch("mimeType does not match the fileName's extension")
+        limit = profile.max_size_for(file_type)
+        if request.file_size > limit:
+            raise errors.FileTooLarge(f"this profile allows at most {limit} bytes for this type")
+        folder = choose_folder(render_folder(profile.folder, caller), request.folder)
+        fields = self._base_fields(profile, request.file_name, folder)
+        fields["checks"] = checks_for(request.file_size, file_type.mime)
+        return Grant(fields, profile.ttl)
+
+    def grant_payload(
+        self, profile: Profile, payload: Mapping[str, object], *, caller: str
+    ) -> Grant:
+        """Decide ImageKit's documented request shape (``uploadPayload``), never widening it.
+
+        The client's payload may name the file, a folder within the profile's, tags and a few
+        descriptive fields; the profile's own fields and the ``checks`` are always added. The
+        answer's ``fields`` are what the client must send.
+        """
+        values = _string_values(payload)
+        for name in values:
+            if name not in _CLIENT_FIELDS and not (profile.overwrite and name in _OVERWRITE):
+                raise errors.FieldNotAllowed(_field_problem(name))
+        file_name = values.get("fileName")
+        if file_name is None:
+            raise errors.InvalidFileName("uploadPayload.fileName is required")
+        file_type = check_file_name(file_name)
+        if file_type.extension not in profile.types:
+            raise errors.TypeNotAllowed("this profile does not allow this file type")
+        folder = choose_folder(render_folder(profile.folder, caller), values.get("folder"))
+        fields = self._base_fields(profile, file_name, folder)
+        for name in ("useUniqueFileName", "isPrivateFile"):
+            if name in values and values[name] != fields.get(name, "false"):
+                raise errors.FieldNotAllowed(f"{name} is fixed by the profile")
+        if "tags" in values:
+            fields["tags"] = _merge_tags(profile.tags, values["tags"])
+        for name in (
+            "description",
+            "customCoordinates",
+            "customMetadata",
+            "responseFields",
+            *_OVERWRITE,
+        ):
+            if name in values:
+                fields[name] = values[name]
+        if "customMetadata" in fields:
+            _check_json_object(fields["customMetadata"])
+        fields["checks"] = checks_for(profile.max_size_for(file_type), file_type.mime)
+        return Grant(fields, profile.ttl)
+
+
+#: uploadPayload fields a client may set; everything else is the profile's to decide.
+_CLIENT_FIELDS: Final = frozenset(
+    {
+        "fileName",
+        "folder",
+        "tags",
+        "useUniqueFileName",
+        "isPrivateFile",
+        "description",
+        "customCoordinates",
+        "customMetadata",
+        "responseFields",
+    }
+)
+_OVERWRITE: Final = ("overwriteFile", "overwriteAITags", "overwriteTags", "overwriteCustomMetadata")
+#: ImageKit's form fields, named in problems; any other name is not repeated back.
+_KNOWN_FIELDS: Final = (
+    _CLIENT_FIELDS
+    | frozenset(_OVERWRITE)
+    | frozenset(
+        {
+            "checks",
+            "extensions",
+            "webhookUrl",
+            "transformation",
+            "isPublished",
+            "publicKey",
+            "signature",
+            "expire",
+            "token",
+            "file",
+        }
+    )
+)
+
+
+def _field_problem(name: str) -> str:
+    if name in _KNOWN_FIELDS:
+        return f"uploadPayload.{name} may not be set by the client under this profile"
+    return "uploadPayload contains a field that is not an upload parameter"
+
+
+def _string_values(payload: Mapping[str, object]) -> dict[str, str]:
+    """ImageKit payload values travel as strings; booleans and lists are stringified as SDKs do."""
+    values: dict[str, str] = {}
+    for name, value in payload.items():
+        if isinstance(value, bool):
+            values[name] = _bool(value)
+        elif isinstance(value, str):
+            values[name] = value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            values[name] = ",".join(value)
+        else:
+            raise errors.FieldNotAllowed(
+                "uploadPayload values must be strings, booleans or "
+                "lists of strings (stringify JSON fields)"
+            )
+    return values
+
+
+def _merge_tags(fixed: tuple[str, ...], requested: str) -> str:
+    tags = list(fixed)
+    for tag in (t.strip() for t in requested.split(",")):
+        if tag and tag not in tags:
+            tags.append(tag)
+    joined = ",".join(tags)
+    if "%" in joined or len(joined) > MAX_TAGS_LENGTH:
+        raise errors.FieldNotAllowed(
+            f"tags must not contain '%' and total at most {MAX_TAGS_LENGTH} characters"
+        )
+    return joined
+
+
+def _check_json_object(value: str) -> None:
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise errors.FieldNotAllowed("customMetadata must be a JSON object, stringified")
+
+
+def seed_profile(limits: PlanLimits, ttl: int) -> Profile:
+    """The built-in profile: everything the seed's upload API accepts, at the plan's limits."""
+    return Profile(name="default", types=frozenset(ALLOWED), limits=limits, ttl=ttl)

@@ -1,0 +1,1 @@
+"""HTTP routes, thin: each parses, asks a pure module, and answers."""

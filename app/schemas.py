@@ -1,0 +1,84 @@
+"""Request and response bodies of the credential service (camelCase on the wire, as ImageKit)."""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+ProfileName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class V1Credential(Body):
+    """A v1 credential, shaped like the official SDK helpers' output plus ``publicKey``."""
+
+    token: str = Field(description="single-use token (UUID v4)")
+    expire: int = Field(description="absolute Unix time in seconds when the signature expires")
+    signature: str = Field(description="lowercase hex HMAC-SHA1(private key, token + expire)")
+    publicKey: str = Field(description="public key of the pair that signed")
+
+
+class FileTokenRequest(Body):
+    """v2: the file the client wants to upload; the policy decides the rest."""
+
+    fileName: str = Field(min_length=1, max_length=1024, examples=["cat.png"])
+    fileSize: int = Field(ge=1, le=2**53, examples=[48213])
+    mimeType: str = Field(min_length=1, max_length=255, examples=["image/png"])
+    profile: ProfileName | None = Field(default=None, examples=["default"])
+    folder: str | None = Field(
+        default=None, max_length=1024, description="a folder within the profile's folder"
+    )
+
+
+class PayloadTokenRequest(Body):
+    """v2 in ImageKit's documented shape: ``uploadPayload`` with every field as a string."""
+
+    uploadPayload: dict[str, Any] = Field(max_length=32)
+    expire: int = Field(ge=1, le=3599, description="requested lifetime in seconds")
+    publicKey: str | None = Field(default=None, max_length=128)
+    profile: ProfileName | None = None
+
+
+def _request_shape(value: Any) -> str:
+    return "payload" if isinstance(value, dict) and "uploadPayload" in value else "file"
+
+
+#: ``POST /v2/token`` takes either shape; ``uploadPayload`` present means ImageKit's.
+TokenRequest = Annotated[
+    Annotated[FileTokenRequest, Tag("file")] | Annotated[PayloadTokenRequest, Tag("payload")],
+    Discriminator(_request_shape),
+]
+
+
+class V2Token(Body):
+    """A v2 credential and the exact form fields to send with it."""
+
+    token: str = Field(description="HS256 JWT, kid = public key; send as the form field token")
+    expiresAt: int = Field(description="absolute Unix time in seconds (the JWT's exp)")
+    uploadUrl: str = Field(description="where to POST the multipart form")
+    fields: dict[str, str] = Field(description="form fields to send verbatim with file and token")
+
+
+class Health(Body):
+    status: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ProblemDocument(BaseModel):
+    """RFC 9457 problem details, as every error of the credential service is sent."""
+
+    type: str = Field(description="stable problem type, e.g. /problems/file-too-large")
+    title: str
+    status: int
+    detail: str | None = None
+    request_id: str | None = None
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="for /problems/invalid-request: what failed, never the input"
+    )

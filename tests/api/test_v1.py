@@ -1,0 +1,88 @@
+"""GET /v1/auth and GET /auth over HTTP (in-process)."""
+
+import re
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+from imagekitio import ImageKit
+
+from app.config import KeyPairConfig, Settings
+from tests.conftest import START, FakeClock, in_process, new_private_key, new_public_key
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("path", ["/v1/auth", "/auth", "/v1/auth?t=0.123"])
+async def test_v1_shape_and_headers(
+    client: httpx.AsyncClient, path: str, public_key: str, private_key: str
+) -> None:
+    """The answer is {token, expire, signature, publicKey}, not cacheable, and verifies."""
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"token", "expire", "signature", "publicKey"}
+    assert uuid.UUID(body["token"]).version == 4
+    assert body["expire"] == START + 1800
+    assert body["publicKey"] == public_key
+    assert re.fullmatch(r"[0-9a-f]{40}", body["signature"])
+    official = ImageKit(private_key=private_key).helper.get_authentication_parameters(
+        token=body["token"], expire=body["expire"]
+    )
+    assert official["signature"] == body["signature"]
+
+
+async def test_v1_expire_follows_the_clock_and_ttl(
+    make_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    """expire is absolute Unix seconds: now + the configured TTL."""
+    async with in_process(make_settings(credential_ttl=600), clock) as http:
+        first = (await http.get("/v1/auth")).json()["expire"]
+        clock.advance(61.9)
+        second = (await http.get("/v1/auth")).json()["expire"]
+    assert (first, second) == (START + 600, START + 661)
+
+
+async def test_v1_ten_thousand_calls_are_unique_and_in_window(
+    client: httpx.AsyncClient, clock: FakeClock, private_key: str
+) -> None:
+    """10,000 credentials: every token distinct, every expire within (now, now + 3600)."""
+    helper = ImageKit(private_key=private_key).helper
+    tokens = set()
+    for i in range(10_000):
+        clock.advance(0.01)
+        body = (await client.get("/v1/auth")).json()
+        tokens.add(body["token"])
+        assert clock.now < body["expire"] < clock.now + 3600
+        if i % 997 == 0:
+            assert (
+                helper.get_authentication_parameters(token=body["token"], expire=body["expire"])[
+                    "signature"
+                ]
+                == body["signature"]
+            )
+    assert len(tokens) == 10_000
+
+
+async def test_v1_public_key_selects_a_configured_pair(
+    make_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    """?publicKey= picks another configured pair; an unknown one is a 422 unknown-key."""
+    other_public, other_private = new_public_key(), new_private_key()
+    settings = make_settings(
+        keys=[KeyPairConfig(public_key=other_public, private_key=other_private)]
+    )
+    async with in_process(settings, clock) as http:
+        body = (await http.get("/v1/auth", params={"publicKey": other_public})).json()
+        unknown = await http.get("/v1/auth", params={"publicKey": "public_nope"})
+    assert body["publicKey"] == other_public
+    assert (
+        ImageKit(private_key=other_private).helper.get_authentication_parameters(
+            token=body["token"], expire=body["expire"]
+        )["signature"]
+        == body["signature"]
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["type"] == "/problems/unknown-key"

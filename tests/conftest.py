@@ -1,0 +1,114 @@
+"""Shared fixtures: key material generated per run, explicit settings, a controllable clock and
+an in-process client that runs the app's lifespan."""
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.config import Settings
+from app.main import create_app
+
+START = 1_795_000_000  # a fixed "now" (2026-11-18), absolute Unix seconds
+
+
+def new_private_key() -> str:
+    """A fresh private key shaped like ImageKit's (``private_`` + 28+ characters)."""
+    return "private_" + secrets.token_urlsafe(24)
+
+
+def new_public_key() -> str:
+    return "public_" + secrets.token_urlsafe(21)
+
+
+class FakeClock:
+    """The injectable clock, frozen until a test moves it."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees configuration from the machine's environment."""
+    for name in list(os.environ):
+        if name.startswith(("UPLOAD_AUTH_", "IMAGEKIT_", "IMAGE_KIT_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def public_key() -> str:
+    return new_public_key()
+
+
+@pytest.fixture
+def private_key() -> str:
+    return new_private_key()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(public_key: str, private_key: str) -> Callable[..., Settings]:
+    """Settings with this test's key pair, in development mode unless told otherwise."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "public_key": public_key,
+            "private_key": private_key,
+            "dev_mode": True,
+            "log_format": "json",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@asynccontextmanager
+async def in_process(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to a fresh app in-process, lifespan included."""
+    app = create_app(settings, clock=clock)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
+        ) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with this test's settings, in-process."""
+    async with in_process(settings, clock) as http:
+        yield http
+
+
+@pytest.fixture
+def file_request() -> dict[str, Any]:
+    return {"fileName": "cat.png", "fileSize": 48213, "mimeType": "image/png"}

@@ -1,0 +1,102 @@
+"""v1 signatures and v2 JWTs, without HTTP: conformance with the official SDK and the spec."""
+
+import hashlib
+import hmac
+import uuid
+
+import jwt
+import pytest
+from imagekitio import ImageKit
+
+from app import credentials
+from app.keys import KeyPair, KeyRing
+from tests.conftest import START, new_private_key, new_public_key
+
+
+def pair() -> KeyPair:
+    return KeyPair(new_public_key(), new_private_key().encode())
+
+
+def test_v1_matches_the_spec_test_vector() -> None:
+    """The protocol spec's known vector reproduces byte for byte."""
+    assert credentials.sign_v1(b"private_key_test", "your_token", 1582269249) == (
+        "e71bcd6031016b060d349d212e23e85c791decdd"
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "expire"),
+    [
+        ("your_token", 1582269249),
+        (str(uuid.UUID(int=0x1234, version=4)), START + 1800),
+        ("émoji-☃-token", 2_000_000_000),
+        ("a" * 200, 1),
+    ],
+)
+def test_v1_is_byte_identical_to_imagekitio(token: str, expire: int) -> None:
+    """For the same key, token and expire, our signature equals imagekitio's helper's."""
+    key = new_private_key()
+    official = ImageKit(private_key=key).helper.get_authentication_parameters(
+        token=token, expire=expire
+    )
+    assert official == {
+        "token": token,
+        "expire": expire,
+        "signature": credentials.sign_v1(key.encode(), token, expire),
+    }
+
+
+def test_issue_v1_signs_exactly_what_it_returns() -> None:
+    """The returned token and expire are the ones signed; the token is a UUID v4."""
+    p = pair()
+    cred = credentials.issue_v1(p, now=START, ttl=1800)
+    assert cred.expire == START + 1800
+    assert uuid.UUID(cred.token).version == 4
+    expected = hmac.new(p.private_key, f"{cred.token}{cred.expire}".encode(), hashlib.sha1)
+    assert cred.signature == expected.hexdigest()
+    assert cred.public_key == p.public_key
+
+
+FIELDS = {"fileName": "cat.png", "folder": "/", "checks": '"file.size" <= 10'}
+
+
+def test_v2_decodes_with_pyjwt_and_the_private_key() -> None:
+    """A v2 token is a plain HS256 JWT: kid = public key, the fields, integer iat/exp."""
+    p = pair()
+    token = credentials.issue_v2(p, FIELDS, now=START, ttl=600)
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "HS256", "typ": "JWT", "kid": p.public_key}
+    payload = jwt.decode(
+        token,
+        p.private_key,
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert payload == {**FIELDS, "iat": START, "exp": START + 600}
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 3601])
+def test_v2_refuses_a_lifetime_over_an_hour_or_none(ttl: int) -> None:
+    """exp - iat must be within (0, 3600]."""
+    with pytest.raises(ValueError, match="ttl"):
+        credentials.issue_v2(pair(), FIELDS, now=START, ttl=ttl)
+
+
+def test_v2_fields_cannot_smuggle_time_claims() -> None:
+    """iat and exp come from the issuer, never from the fields."""
+    with pytest.raises(ValueError, match="iat or exp"):
+        credentials.issue_v2(pair(), {**FIELDS, "exp": "9999999999"}, now=START, ttl=60)
+
+
+def test_verify_v2_round_trips() -> None:
+    """A token we issue verifies against the ring and yields its fields and times."""
+    p = pair()
+    ring = KeyRing([pair(), p])
+    token = credentials.issue_v2(p, FIELDS, now=START, ttl=600)
+    verified = credentials.verify_v2(token, ring, now=START + 10)
+    assert (verified.pair, verified.fields, verified.iat, verified.exp) == (
+        p,
+        FIELDS,
+        START,
+        START + 600,
+    )
