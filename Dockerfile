@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# upload-auth: one image for every role (serve; later upload-api and dev), chosen by command.
+# Same Python minor version as the project (3.11) in both stages.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ghcr.io/astral-sh/uv:0.13.8 AS uv
+
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=uv /uv /bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_NO_DEV=1 \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+# Dependencies first (cached while only the code changes), then the project itself.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,source=uv.lock,target=uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    uv sync --locked --no-install-project
+COPY pyproject.toml uv.lock README.md ./
+COPY app ./app
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-editable
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="upload-auth" \
+      org.opencontainers.image.description="Short-lived upload credentials for ImageKit-compatible upload APIs"
+RUN groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
+# No --chown: the code and its virtualenv stay root-owned, read-only to the app user.
+COPY --from=build /app/.venv /app/.venv
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+EXPOSE 8000
+# One uvicorn process per container (scale with replicas); SIGTERM drains in-flight requests.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["upload-auth"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

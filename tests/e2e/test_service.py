@@ -1,0 +1,86 @@
+"""The credential service as a real uvicorn process on loopback, started by its own command."""
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from imagekitio import ImageKit
+
+from tests.conftest import new_private_key, new_public_key
+from tests.servers import BIN, Server, clean_env, running
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def keys() -> tuple[str, str]:
+    return new_public_key(), new_private_key()
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory, keys: tuple[str, str]) -> Iterator[Server]:
+    env = clean_env(IMAGEKIT_PUBLIC_KEY=keys[0], IMAGEKIT_PRIVATE_KEY=keys[1])
+    log = tmp_path_factory.mktemp("dev") / "server.log"
+    with running(["dev"], env=env, log=log) as server:
+        yield server
+
+
+def test_v1_over_real_http(dev_server: Server, keys: tuple[str, str]) -> None:
+    """A v1 credential from the running service matches the official SDK's signature."""
+    response = httpx.get(dev_server.url + "/v1/auth", params={"t": "0.5"})
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    official = ImageKit(private_key=keys[1]).helper.get_authentication_parameters(
+        token=body["token"], expire=body["expire"]
+    )
+    assert official["signature"] == body["signature"]
+    assert body["publicKey"] == keys[0]
+
+
+def test_v2_over_real_http(dev_server: Server, keys: tuple[str, str]) -> None:
+    """A v2 JWT from the running service verifies with PyJWT and the private key."""
+    response = httpx.post(
+        dev_server.url + "/v2/token",
+        json={"fileName": "cat.png", "fileSize": 48213, "mimeType": "image/png"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    payload = jwt.decode(body["token"], keys[1], algorithms=["HS256"])
+    assert {k: v for k, v in payload.items() if k not in ("iat", "exp")} == body["fields"]
+
+
+def test_dev_mode_says_so_loudly(dev_server: Server, keys: tuple[str, str]) -> None:
+    """The development banner is in the output; the private key is not."""
+    httpx.get(dev_server.url + "/v1/auth")
+    output = dev_server.output()
+    assert "DEVELOPMENT MODE" in output
+    assert keys[1] not in output
+
+
+def test_serve_without_caller_auth_refuses_to_start(tmp_path: Path, keys: tuple[str, str]) -> None:
+    """`upload-auth serve` with keys but no caller authentication exits 2, one line, no key."""
+    result = subprocess.run(
+        [str(BIN / "upload-auth"), "serve", "--port", "1"],
+        env=clean_env(IMAGEKIT_PUBLIC_KEY=keys[0], IMAGEKIT_PRIVATE_KEY=keys[1]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "no caller authentication" in result.stderr
+    assert keys[1] not in result.stderr + result.stdout
+
+
+def test_dev_mode_without_keys_generates_a_pair(tmp_path: Path) -> None:
+    """`upload-auth dev` with nothing configured starts and signs with a throwaway pair."""
+    with running(["dev"], env=clean_env(), log=tmp_path / "log") as server:
+        body = httpx.get(server.url + "/v1/auth").json()
+        assert body["publicKey"].startswith("public_dev_")
+        assert "throwaway" in server.output()

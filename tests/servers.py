@@ -1,0 +1,86 @@
+"""Real servers for end-to-end tests: our own commands, started on free loopback ports."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def clean_env(**env: str) -> dict[str, str]:
+    """The parent's environment without any upload-auth or ImageKit setting, plus ``env``."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("UPLOAD_AUTH_", "IMAGEKIT_", "IMAGE_KIT_"))
+    }
+    return {**base, **env}
+
+
+@contextmanager
+def running(
+    command: list[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    ready: str = "/healthz",
+    timeout: float = 20.0,
+) -> Iterator[Server]:
+    """Start ``upload-auth <command> --port N`` and wait until ``ready`` answers 200."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(BIN / "upload-auth"), *command, "--host", "127.0.0.1", "--port", str(port)],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(url, process, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}:\n{server.output()}")
+            try:
+                if httpx.get(url + ready, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server not ready after {timeout}s:\n{server.output()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
