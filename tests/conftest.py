@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.config import Settings
+from app.config import KeyPairConfig, Settings
 from app.main import create_app
 
 START = 1_795_000_000  # a fixed "now" (2026-11-18), absolute Unix seconds
@@ -82,6 +82,20 @@ def make_settings(public_key: str, private_key: str) -> Callable[..., Settings]:
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture
+def other_pair() -> tuple[str, str]:
+    """A second key pair (public, private), configured by ``two_pair_settings``."""
+    return new_public_key(), new_private_key()
+
+
+@pytest.fixture
+def two_pair_settings(
+    make_settings: Callable[..., Settings], other_pair: tuple[str, str]
+) -> Settings:
+    """This test's pair signs; ``other_pair`` is configured beside it."""
+    return make_settings(keys=[KeyPairConfig(public_key=other_pair[0], private_key=other_pair[1])])
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from imagekitio import ImageKit
 
-from app.config import KeyPairConfig, Settings
-from tests.conftest import START, FakeClock, in_process, new_private_key, new_public_key
+from app.config import Settings
+from tests.conftest import START, FakeClock, in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -67,14 +67,11 @@ async def test_v1_ten_thousand_calls_are_unique_and_in_window(
 
 
 async def test_v1_public_key_selects_a_configured_pair(
-    make_settings: Callable[..., Settings], clock: FakeClock
+    two_pair_settings: Settings, other_pair: tuple[str, str], clock: FakeClock
 ) -> None:
     """?publicKey= picks another configured pair; an unknown one is a 422 unknown-key."""
-    other_public, other_private = new_public_key(), new_private_key()
-    settings = make_settings(
-        keys=[KeyPairConfig(public_key=other_public, private_key=other_private)]
-    )
-    async with in_process(settings, clock) as http:
+    other_public, other_private = other_pair
+    async with in_process(two_pair_settings, clock) as http:
         body = (await http.get("/v1/auth", params={"publicKey": other_public})).json()
         unknown = await http.get("/v1/auth", params={"publicKey": "public_nope"})
     assert body["publicKey"] == other_public
