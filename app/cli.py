@@ -1,18 +1,26 @@
-"""The ``upload-auth`` command: ``serve`` (production) and ``dev`` (development mode).
+"""The ``upload-auth`` command.
+
+- ``serve``: the credential service (production);
+- ``upload-api``: the ImageKit-compatible upload API;
+- ``dev``: development mode, both behind one address, throwaway keys, no caller authentication.
 
 Configuration errors end the process with exit status 2 and one line on stderr naming the
 setting; nothing is started half-configured.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ENV_PREFIX, ConfigError, Settings, load_settings
+from app.dev import Dispatch
 from app.main import create_app
+from app.upload_api.main import create_upload_app
 
 #: The uvicorn settings the service is measured and shipped with: uvloop + httptools, one
 #: process (scale with replicas, not workers), our own access line instead of uvicorn's.
@@ -25,43 +33,70 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "timeout_graceful_shutdown": 20,
 }
 
-
 DEV_HELP = """upload-auth (development mode) on {base}
   v1 credential:  curl {base}/v1/auth
   v2 credential:  curl -X POST {base}/v2/token -H 'Content-Type: application/json' \\
                     -d '{{"fileName": "cat.png", "fileSize": 48213, "mimeType": "image/png"}}'
+  upload API:     {base}/api/v1/files/upload and {base}/api/v2/files/upload
+  stored files:   {storage} (served under {base}/files/)
   API docs:       {base}/docs"""
+
+_COMMANDS = (
+    ("serve", "run the credential service", 8000),
+    ("upload-api", "run the ImageKit-compatible upload API", 8001),
+    ("dev", "development mode: service + upload API, throwaway keys, no caller auth", 8000),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="upload-auth", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="upload-auth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, help_text, port in (
-        ("serve", "run the credential service", 8000),
-        ("dev", "development mode: throwaway keys, no caller authentication", 8000),
-    ):
+    for name, help_text, port in _COMMANDS:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--host", default="127.0.0.1", help="address to listen on")
         command.add_argument("--port", type=int, default=port, help="port to listen on")
     return parser
 
 
-def _settings(command: str) -> Settings:
-    if command == "dev":
-        return load_settings(dev_mode=True, log_format="text")
-    return load_settings()
+def _unless_set(**defaults: Any) -> dict[str, Any]:
+    """Defaults that apply only where the environment says nothing."""
+    return {k: v for k, v in defaults.items() if ENV_PREFIX + k.upper() not in os.environ}
+
+
+def build(command: str, host: str, port: int) -> tuple[ASGIApp, Settings]:
+    """The app and settings for a command; raises ConfigError."""
+    if command == "serve":
+        settings = load_settings()
+        return create_app(settings), settings
+    if command == "upload-api":
+        settings = load_settings()
+        return create_upload_app(settings), settings
+    settings = load_settings(
+        dev_mode=True, **_unless_set(log_format="text", upload_api_url=f"http://{host}:{port}")
+    )
+    keys = settings.key_ring()
+    upload_api = create_upload_app(settings, keys=keys)
+    return Dispatch(create_app(settings, keys=keys), [(("/api/", "/files/"), upload_api)]), settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = _settings(args.command)
+        app, settings = build(args.command, args.host, args.port)
     except ConfigError as exc:
         print(f"upload-auth: config error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings)
     if args.command == "dev":
-        print(DEV_HELP.format(base=f"http://{args.host}:{args.port}"), file=sys.stderr, flush=True)
+        base = f"http://{args.host}:{args.port}"
+        print(
+            DEV_HELP.format(base=base, storage=settings.storage_dir.resolve()),
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)
     return 0
 

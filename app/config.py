@@ -9,6 +9,7 @@ setting (``describe_error``), never echoing a secret.
 """
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -201,6 +202,24 @@ class Settings(BaseSettings):
         default="https://upload.imagekit.io", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
     )
 
+    # -- the upload API ------------------------------------------------------------------------
+    max_file_size: int | str | None = Field(
+        default=None, description="override the plan's limit for non-video files"
+    )
+    max_video_size: int | str | None = Field(
+        default=None, description="override the plan's limit for video files"
+    )
+    storage_dir: Path = Path("data/uploads")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="base of the url of stored files; default: the request's own base URL",
+    )
+    cors_origins: list[str] = Field(default_factory=list, max_length=100)
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://... for the shared used-token store"
+    )
+
     # -- operation ----------------------------------------------------------------------------
     expose_openapi: bool = False
     access_log: bool = True
@@ -227,16 +246,34 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
+    @field_validator("max_file_size", "max_video_size")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^\s/?#]+", origin):
+                raise ValueError("origins are scheme://host[:port], without a path")
+        return value
+
     @model_validator(mode="after")
     def _validate_whole(self) -> "Settings":
         self.key_ring()  # reads and checks the key material now, not at the first request
         self.policy()
+        return self
+
+    def require_caller_auth(self) -> None:
+        """Default deny: the credential service does not start unless callers are checked."""
         if not self.dev_mode and not self.caller_auth_configured:
-            raise ValueError(
+            raise ConfigError(
                 "no caller authentication is configured: refusing to sign for anyone who asks "
                 "(configure callers, or run `upload-auth dev` / UPLOAD_AUTH_DEV_MODE=true)"
             )
-        return self
 
     @property
     def caller_auth_configured(self) -> bool:
@@ -293,7 +330,14 @@ class Settings(BaseSettings):
 
     @property
     def plan_limits(self) -> PlanLimits:
-        return PlanLimits.for_plan(self.plan)
+        """The upload API's size limits: the plan's, unless overridden."""
+        plan = PlanLimits.for_plan(self.plan)
+        return PlanLimits(
+            parse_size(self.max_file_size) if self.max_file_size is not None else plan.max_size,
+            parse_size(self.max_video_size)
+            if self.max_video_size is not None
+            else plan.max_video_size,
+        )
 
     def policy(self) -> Policy:
         """The upload policy: the configured profiles, or the seed's upload API as ``default``."""

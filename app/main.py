@@ -42,6 +42,7 @@ def create_app(
 ) -> FastAPI:
     """Build the credential service. ``keys`` defaults to the settings' key ring."""
     settings = settings or load_settings()
+    settings.require_caller_auth()
     ring = keys or settings.key_ring()
     policy = settings.policy()
     configure_logging(settings.log_format, settings.log_level)

@@ -1,0 +1,197 @@
+"""What a file really is: magic bytes for binary formats, the extension for text ones, as
+ImageKit does; and the pixel size of common images. Pure (``image_size`` reads a file).
+
+A file whose bytes say another allowed type is stored as what its bytes say (JPEG bytes named
+``.png`` are a JPEG). A file whose extension names a binary format its bytes do not match (HTML
+named ``.png``) is refused: it would otherwise be served as something it is not.
+"""
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from app.filetypes import ALLOWED, FileType
+
+#: Bytes of a file's start needed to recognise every signature below.
+HEAD_BYTES: Final = 4096
+
+
+def _ftyp_brand(head: bytes) -> bytes | None:
+    return head[8:12] if len(head) >= 12 and head[4:8] == b"ftyp" else None
+
+
+_HEIF_BRANDS: Final = {
+    b"heic",
+    b"heix",
+    b"hevc",
+    b"hevx",
+    b"heim",
+    b"heis",
+    b"mif1",
+    b"msf1",
+    b"avif",
+}
+
+
+_BMP_HEADERS: Final = {struct.pack("<I", n) for n in (12, 40, 52, 56, 64, 108, 124)}
+
+
+def _is_ts(head: bytes) -> bool:
+    return len(head) >= 377 and head[0] == head[188] == head[376] == 0x47
+
+
+def _is_mp3(head: bytes) -> bool:
+    return head.startswith(b"ID3") or (
+        len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0
+    )
+
+
+# family -> (test, canonical extension, extensions whose files look like this)
+_SIGNATURES: Final[tuple[tuple[str, Callable[[bytes], bool], str | None, frozenset[str]], ...]] = (
+    ("png", lambda h: h.startswith(b"\x89PNG\r\n\x1a\n"), "png", frozenset({"png"})),
+    ("jpeg", lambda h: h.startswith(b"\xff\xd8\xff"), "jpg", frozenset({"jpg", "jpeg"})),
+    ("gif", lambda h: h[:6] in (b"GIF87a", b"GIF89a"), "gif", frozenset({"gif"})),
+    ("webp", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", "webp", frozenset({"webp"})),
+    ("wav", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WAVE", "wav", frozenset({"wav"})),
+    (
+        "tiff",
+        lambda h: h[:4] in (b"II*\x00", b"MM\x00*"),
+        "tiff",
+        frozenset({"tif", "tiff", "arw", "dng"}),
+    ),
+    ("pdf", lambda h: h.startswith(b"%PDF-"), "pdf", frozenset({"pdf", "ai"})),
+    (
+        "postscript",
+        lambda h: h.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")),
+        "ps",
+        frozenset({"ps", "eps", "eps3", "ept", "ai"}),
+    ),
+    ("psd", lambda h: h.startswith(b"8BPS"), "psd", frozenset({"psd"})),
+    ("heif", lambda h: _ftyp_brand(h) in _HEIF_BRANDS, "heic", frozenset({"heic", "heif"})),
+    ("quicktime", lambda h: _ftyp_brand(h) == b"qt  ", "mov", frozenset({"mov", "mp4"})),
+    ("m4a", lambda h: _ftyp_brand(h) in (b"M4A ", b"M4B "), "m4a", frozenset({"m4a", "mp4"})),
+    ("mp4", lambda h: _ftyp_brand(h) is not None, "mp4", frozenset({"mp4", "mov", "m4a"})),
+    ("webm", lambda h: h.startswith(b"\x1a\x45\xdf\xa3"), "webm", frozenset({"webm"})),
+    ("woff2", lambda h: h.startswith(b"wOF2"), "woff2", frozenset({"woff2"})),
+    ("woff", lambda h: h.startswith(b"wOFF"), "woff", frozenset({"woff"})),
+    ("otf", lambda h: h.startswith(b"OTTO"), "otf", frozenset({"otf"})),
+    ("bmp", lambda h: h[:2] == b"BM" and h[14:18] in _BMP_HEADERS, "bmp", frozenset({"bmp"})),
+    (
+        "ttf",
+        lambda h: h.startswith((b"\x00\x01\x00\x00", b"true\x00")),
+        "ttf",
+        frozenset({"ttf", "otf"}),
+    ),
+    ("eot", lambda h: len(h) > 35 and h[34:36] == b"LP", "eot", frozenset({"eot"})),
+    (
+        "ole",
+        lambda h: h.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"),
+        None,
+        frozenset({"doc", "xls", "ppt"}),
+    ),
+    ("zip", lambda h: h.startswith(b"PK\x03\x04"), None, frozenset({"docx", "xlsx", "pptx"})),
+    ("swf", lambda h: h[:3] in (b"FWS", b"CWS", b"ZWS"), "swf", frozenset({"swf"})),
+    ("glb", lambda h: h.startswith(b"glTF"), "glb", frozenset({"glb"})),
+    ("djvu", lambda h: h.startswith(b"AT&TFORM"), "djvu", frozenset({"djvu"})),
+    ("flif", lambda h: h.startswith(b"FLIF"), "flif", frozenset({"flif"})),
+    ("rtf", lambda h: h.startswith(b"{\\rtf"), "rtf", frozenset({"rtf"})),
+    ("sgi", lambda h: h.startswith(b"\x01\xda"), "bw", frozenset({"bw"})),
+    ("elf", lambda h: h.startswith(b"\x7fELF"), "appimage", frozenset({"appimage"})),
+    (
+        "indd",
+        lambda h: h.startswith(bytes.fromhex("0606edf5d81d46e5bd31efe7fe74b71d")),
+        "indd",
+        frozenset({"indd"}),
+    ),
+    (
+        "ply",
+        lambda h: h.startswith(b"ply\n") or h.startswith(b"ply\r\n"),
+        "ply",
+        frozenset({"ply"}),
+    ),
+    ("mpegts", _is_ts, "ts", frozenset({"ts"})),
+    ("mp3", _is_mp3, "mp3", frozenset({"mp3"})),
+)
+
+#: Binary formats without a reliable signature: trusted by extension (and served inert).
+_UNSNIFFABLE: Final = frozenset({"3ds", "fbx", "obj", "stl", "dxf", "gltf", "eps", "eps3", "ept"})
+
+
+def looks_like_text(head: bytes) -> bool:
+    """UTF-8 (a cut-off last character allowed) without NUL bytes."""
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3 and exc.reason == "unexpected end of data"
+    return True
+
+
+def detect(head: bytes, extension: str | None) -> FileType | None:
+    """The allowed file type these first bytes are, given the name's extension; None if none."""
+    declared = ALLOWED.get(extension) if extension else None
+    if declared is not None and declared.text:
+        # Text formats go by extension (as on ImageKit); no weak signature may override them.
+        return declared if looks_like_text(head) else None
+    for _, test, canonical, family in _SIGNATURES:
+        if test(head):
+            if declared is not None and declared.extension in family:
+                return declared
+            return ALLOWED[canonical] if canonical else None
+    if declared is None:
+        return None
+    return declared if declared.extension in _UNSNIFFABLE else None
+
+
+def _jpeg_size(stream: BinaryIO) -> tuple[int, int] | None:
+    stream.seek(2)
+    while True:
+        marker = stream.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF:
+            return None
+        kind = marker[1]
+        if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
+            continue
+        length_bytes = stream.read(2)
+        if len(length_bytes) < 2:
+            return None
+        length = struct.unpack(">H", length_bytes)[0]
+        if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            data = stream.read(5)
+            if len(data) < 5:
+                return None
+            height, width = struct.unpack(">HH", data[1:5])
+            return width, height
+        stream.seek(length - 2, 1)
+
+
+def image_size(path: Path, file_type: FileType) -> tuple[int, int] | None:
+    """Width and height in pixels for PNG, JPEG, GIF, WebP and BMP; None otherwise."""
+    with path.open("rb") as stream:
+        head = stream.read(64)
+        ext = file_type.extension
+        if ext == "png" and len(head) >= 24:
+            return struct.unpack(">II", head[16:24])
+        if ext == "gif" and len(head) >= 10:
+            return struct.unpack("<HH", head[6:10])
+        if ext == "bmp" and len(head) >= 26:
+            width, height = struct.unpack("<ii", head[18:26])
+            return width, abs(height)
+        if ext == "webp" and len(head) >= 30:
+            chunk = head[12:16]
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", head[26:30])
+                return w & 0x3FFF, h & 0x3FFF
+            if chunk == b"VP8L":
+                bits = int.from_bytes(head[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8X":
+                return (
+                    int.from_bytes(head[24:27], "little") + 1,
+                    int.from_bytes(head[27:30], "little") + 1,
+                )
+        if ext in ("jpg", "jpeg"):
+            return _jpeg_size(stream)
+    return None

@@ -1,0 +1,256 @@
+"""Reading an upload's multipart body as it streams in, with hard limits.
+
+The ``file`` part goes straight to a temporary file on the storage volume (so the final rename is
+atomic), never into memory; the moment it passes the size cap the upload is refused and the
+temporary file removed, without reading the rest of the body. The cap is decided from the file's
+first bytes: video signatures get the video limit, everything else the general one. ``file`` may
+also arrive as a text field holding base64 (plain or a data URI), decoded as it streams. Every
+other part is a small text field, each and all together bounded.
+"""
+
+import base64
+import binascii
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.upload_api import wire
+from app.upload_api.detect import HEAD_BYTES
+
+MAX_FIELD_BYTES: Final = 64 * 1024
+MAX_FIELDS_BYTES: Final = 256 * 1024
+MAX_FIELDS: Final = 64
+#: Multipart framing and text fields on top of the file itself, for the Content-Length check.
+ENVELOPE_BYTES: Final = MAX_FIELDS_BYTES + 64 * 1024
+
+
+@dataclass
+class UploadedFile:
+    """The file part, on disk in the storage's temporary area."""
+
+    path: Path
+    size: int = 0
+    head: bytes = b""
+
+
+@dataclass
+class UploadForm:
+    fields: dict[str, str] = field(default_factory=dict)
+    file: UploadedFile | None = None
+
+
+class _Base64Stream:
+    """Decodes base64 text arriving in arbitrary chunks (whitespace ignored; a ``data:`` URI
+    prefix skipped). A URL instead of data is refused: this API does not fetch remote files."""
+
+    _PREFIXES: Final = (b"data:", b"http://", b"https://")
+
+    def __init__(self) -> None:
+        self.carry = b""
+        self.started = False
+
+    def feed(self, text: bytes) -> bytes:
+        data = self.carry + b"".join(text.split())
+        if not self.started:
+            if any(p.startswith(data) for p in self._PREFIXES) and len(data) < 8:
+                self.carry = data
+                return b""
+            if data.startswith((b"http://", b"https://")):
+                raise wire.remote_file_unsupported()
+            if data.startswith(b"data:"):
+                comma = data.find(b",")
+                if comma < 0:
+                    if len(data) > 256:
+                        raise wire.invalid_parameter("file")
+                    self.carry = data
+                    return b""
+                data = data[comma + 1 :]
+            self.started = True
+        usable = len(data) - len(data) % 4
+        self.carry = data[usable:]
+        try:
+            return binascii.a2b_base64(data[:usable], strict_mode=True)
+        except binascii.Error:
+            raise wire.invalid_parameter("file") from None
+
+    def finish(self) -> bytes:
+        if not self.carry:
+            return b""
+        try:
+            return base64.b64decode(self.carry + b"=" * (-len(self.carry) % 4), validate=True)
+        except binascii.Error:
+            raise wire.invalid_parameter("file") from None
+
+
+class _FileSink:
+    """The file part on its way to disk: holds back the first bytes until the cap is known."""
+
+    def __init__(self, tmp_dir: Path, cap_for_head: Callable[[bytes], int], text: bool) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-", suffix=".part")
+        self.out: IO[bytes] = os.fdopen(fd, "wb")
+        self.file = UploadedFile(Path(name))
+        self.cap_for_head = cap_for_head
+        self.cap: int | None = None
+        self.pending = bytearray()
+        self.decoder = _Base64Stream() if text else None
+
+    def write(self, chunk: bytes) -> None:
+        if self.decoder is not None:
+            chunk = self.decoder.feed(chunk)
+        self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        self.file.size += len(chunk)
+        if self.cap is None:
+            self.pending += chunk
+            self._decide(final=False)
+        elif self.file.size > self.cap:
+            raise wire.file_too_large()
+        else:
+            self.out.write(chunk)
+
+    def _decide(self, *, final: bool) -> None:
+        """Once the first bytes are known, decide the cap and write what was held back."""
+        if self.cap is not None or (len(self.pending) < HEAD_BYTES and not final):
+            return
+        self.file.head = bytes(self.pending[:HEAD_BYTES])
+        self.cap = self.cap_for_head(self.file.head)
+        if self.file.size > self.cap:
+            raise wire.file_too_large()
+        self.out.write(self.pending)
+        self.pending.clear()
+
+    def finish(self) -> UploadedFile:
+        if self.decoder is not None:
+            self._write(self.decoder.finish())
+        self._decide(final=True)
+        self.out.close()
+        return self.file
+
+    def discard(self) -> None:
+        self.out.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.file.path.unlink()
+
+
+class _FormReader:
+    def __init__(self, tmp_dir: Path, cap_for_head: Callable[[bytes], int]) -> None:
+        self.tmp_dir = tmp_dir
+        self.cap_for_head = cap_for_head
+        self.form = UploadForm()
+        self.header_field = b""
+        self.header_value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.name: str | None = None
+        self.buffer = bytearray()
+        self.fields_bytes = 0
+        self.sink: _FileSink | None = None
+        self.in_file = False
+
+    # -- python-multipart callbacks ---------------------------------------------------------
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.name = None
+        self.buffer.clear()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_field.lower()] = self.header_value
+        self.header_field = self.header_value = b""
+
+    def on_headers_finished(self) -> None:
+        disposition, options = parse_options_header(self.headers.get(b"content-disposition"))
+        if disposition != b"form-data" or b"name" not in options:
+            raise wire.malformed_body()
+        self.name = options[b"name"].decode("utf-8", "replace")
+        if self.name == "file":
+            if self.sink is not None:
+                raise wire.invalid_parameter("file")
+            # Without a filename the part is text: base64, a data URI (or a URL: refused).
+            self.sink = _FileSink(self.tmp_dir, self.cap_for_head, b"filename" not in options)
+            self.in_file = True
+        elif self.name in self.form.fields:
+            raise wire.invalid_parameter(self.name if self.name.isidentifier() else "form")
+        elif len(self.form.fields) >= MAX_FIELDS:
+            raise wire.malformed_body()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self.in_file and self.sink is not None:
+            self.sink.write(chunk)
+            return
+        self.fields_bytes += len(chunk)
+        if len(self.buffer) + len(chunk) > MAX_FIELD_BYTES or self.fields_bytes > MAX_FIELDS_BYTES:
+            raise wire.invalid_parameter(self.name or "form")
+        self.buffer += chunk
+
+    def on_part_end(self) -> None:
+        if self.in_file and self.sink is not None:
+            self.form.file = self.sink.finish()
+            self.in_file = False
+        elif self.name is not None:
+            try:
+                self.form.fields[self.name] = self.buffer.decode("utf-8")
+            except UnicodeDecodeError:
+                raise wire.invalid_parameter(self.name) from None
+
+    def discard(self) -> None:
+        if self.sink is not None:
+            self.sink.discard()
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    """The multipart boundary, or ImageKit-style 400 for anything but multipart/form-data."""
+    media, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if media != b"multipart/form-data" or not boundary:
+        raise wire.malformed_body()
+    return boundary
+
+
+async def read_form(
+    chunks: AsyncIterator[bytes],
+    *,
+    boundary: bytes,
+    tmp_dir: Path,
+    cap_for_head: Callable[[bytes], int],
+) -> UploadForm:
+    """Parse the body; the caller must remove ``form.file.path`` when done with it."""
+    reader = _FormReader(tmp_dir, cap_for_head)
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": reader.on_part_begin,
+            "on_part_data": reader.on_part_data,
+            "on_part_end": reader.on_part_end,
+            "on_header_field": reader.on_header_field,
+            "on_header_value": reader.on_header_value,
+            "on_header_end": reader.on_header_end,
+            "on_headers_finished": reader.on_headers_finished,
+        },
+    )
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+        if reader.in_file:  # the body ended inside the file part
+            raise wire.malformed_body()
+    except MultipartParseError:
+        reader.discard()
+        raise wire.malformed_body() from None
+    except BaseException:
+        reader.discard()
+        raise
+    return reader.form

@@ -1,0 +1,178 @@
+"""The upload API's app factory. Run with ``upload-auth upload-api``."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final, Literal, TypedDict, cast
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
+
+from app import errors, handlers
+from app.clock import Clock, system_clock
+from app.config import Settings, load_settings
+from app.filetypes import ALLOWED
+from app.keys import KeyRing
+from app.logs import configure_logging, get_logger
+from app.middleware import RequestContext
+from app.schemas import Health
+from app.upload_api import wire
+from app.upload_api.storage import LocalStorage, is_active_content
+from app.upload_api.tokens import MemoryTokenStore, RedisTokenStore, TokenStore
+from app.upload_api.uploads import UploadContext, upload
+
+log = get_logger("upload_api")
+
+#: Served files can never run script on this origin, whatever they contain.
+FILE_HEADERS: Final = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cross-Origin-Resource-Policy": "cross-origin",
+    "Cache-Control": "public, max-age=300",
+}
+
+
+class State(TypedDict):
+    settings: Settings
+    upload: UploadContext
+
+
+def token_store(settings: Settings, clock: Clock) -> TokenStore:
+    if settings.redis_url is not None:
+        return RedisTokenStore(settings.redis_url.get_secret_value())
+    return MemoryTokenStore(clock)
+
+
+router = APIRouter()
+
+
+def _context(request: Request) -> UploadContext:
+    return cast(UploadContext, request.state.upload)
+
+
+def _base_url(request: Request) -> str:
+    configured = cast(Settings, request.state.settings).public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+async def _upload(request: Request, version: Literal[1, 2]) -> JSONResponse:
+    try:
+        body = await upload(
+            _context(request),
+            version=version,
+            content_type=request.headers.get("content-type"),
+            content_length=request.headers.get("content-length"),
+            authorization=request.headers.get("authorization"),
+            body=request.stream(),
+            base_url=_base_url(request),
+        )
+    except ClientDisconnect:
+        log.info("client went away mid-upload")
+        raise wire.malformed_body() from None
+    log.info(
+        "upload stored", extra={"version": version, "size": body["size"], "file_id": body["fileId"]}
+    )
+    return JSONResponse(body)
+
+
+@router.post("/api/v1/files/upload")
+async def upload_v1(request: Request) -> JSONResponse:
+    """ImageKit v1: server-side (Basic auth) or client-side (signature) upload."""
+    return await _upload(request, 1)
+
+
+@router.post("/api/v2/files/upload")
+async def upload_v2(request: Request) -> JSONResponse:
+    """ImageKit v2: server-side (Basic auth) or client-side (JWT) upload."""
+    return await _upload(request, 2)
+
+
+@router.get("/files/{file_path:path}")
+async def serve_file(request: Request, file_path: str) -> FileResponse:
+    """A stored, public file, with headers that keep active content inert."""
+    storage = _context(request).storage
+    stored = storage.lookup("/" + file_path)
+    if stored is None or stored.is_private_file:
+        raise errors.NotFound()
+    headers = dict(FILE_HEADERS)
+    file_type = ALLOWED.get(stored.extension)
+    if file_type is None or is_active_content(file_type):
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.name)}"
+    return FileResponse(storage.content(stored), media_type=stored.mime, headers=headers)
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request, response: Response) -> Health:
+    """Ready when the used-token store answers (Redis, when configured)."""
+    if not await _context(request).tokens.ping():
+        raise errors.NotReady("the used-token store does not answer")
+    response.headers["Cache-Control"] = "no-store"
+    return Health(status="ready")
+
+
+async def _on_upload_error(_: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, wire.UploadError):  # pragma: no cover - registered for it only
+        raise exc
+    # The reason, never the message: ImageKit's messages may repeat the client's token.
+    log.info("upload refused", extra={"status": exc.status, "reason": exc.reason})
+    return JSONResponse(exc.body(), status_code=exc.status, headers={"Cache-Control": "no-store"})
+
+
+def create_upload_app(
+    settings: Settings | None = None,
+    *,
+    keys: KeyRing | None = None,
+    clock: Clock = system_clock,
+) -> FastAPI:
+    """Build the upload API. ``keys`` defaults to the settings' key ring."""
+    settings = settings or load_settings()
+    ring = keys or settings.key_ring()
+    configure_logging(settings.log_format, settings.log_level)
+    storage = LocalStorage(settings.storage_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        tokens = token_store(settings, clock)
+        context = UploadContext(ring, clock, tokens, storage, settings.plan_limits)
+        log.info(
+            "upload API ready",
+            extra={
+                "storage_dir": str(settings.storage_dir),
+                "token_store": "redis" if settings.redis_url else "memory",
+                "public_keys": [pair.public_key for pair in ring],
+            },
+        )
+        try:
+            yield {"settings": settings, "upload": context}
+        finally:
+            await tokens.close()
+
+    app = FastAPI(
+        title="upload-auth upload API",
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+            max_age=600,
+        )
+    app.add_middleware(RequestContext, log_access=settings.access_log)
+    handlers.install(app)
+    app.add_exception_handler(wire.UploadError, _on_upload_error)
+    app.include_router(router)
+    return app

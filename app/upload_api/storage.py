@@ -1,0 +1,185 @@
+"""Files on a local directory: written whole or not at all.
+
+Layout under the root: ``files/<folder>/<name>`` holds the bytes, ``meta/<sha256 of the path>.json``
+what the upload API knows about them (id, type, version, tags...), ``tmp/`` the uploads in
+flight. Uploads stream into ``tmp/`` (same filesystem), then one rename publishes them: a reader
+sees the old file or the new one, never a half-written one. Without overwrite, the rename is a
+hard link that fails if the name exists, so two racing uploads cannot replace each other.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import string
+import tempfile
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from app.filetypes import FileType
+
+_ID_ALPHABET: Final = string.ascii_letters + string.digits + "_-"
+_MAX_NAME_BYTES: Final = 200
+
+
+@dataclass
+class StoredFile:
+    """What the upload API remembers about a stored file (its metadata document)."""
+
+    file_id: str
+    name: str
+    file_path: str
+    size: int
+    mime: str
+    extension: str
+    version: int
+    version_id: str
+    width: int | None = None
+    height: int | None = None
+    tags: list[str] | None = None
+    custom_coordinates: str | None = None
+    custom_metadata: dict[str, Any] | None = None
+    description: str | None = None
+    is_private_file: bool = False
+    is_published: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def new_id() -> str:
+    """A 24-hex-digit id, shaped like ImageKit's file and version ids."""
+    return secrets.token_hex(12)
+
+
+def clean_name(name: str) -> str:
+    """ImageKit's file-name rule: letters, marks, digits, '.', '-' stay; the rest becomes '_'."""
+    name = unicodedata.normalize("NFC", name)
+    cleaned = "".join(c if c in ".-_" or unicodedata.category(c)[0] in "LMN" else "_" for c in name)
+    cleaned = re.sub(r"^\.+", lambda m: "_" * len(m.group()), cleaned)
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot:
+        stem, ext = cleaned, ""
+    while len(cleaned.encode()) > _MAX_NAME_BYTES and stem:
+        stem = stem[:-1]
+        cleaned = f"{stem}.{ext}" if dot else stem
+    return cleaned or "_"
+
+
+def unique_name(name: str) -> str:
+    """``name`` with ImageKit's random suffix: ``cat.png`` -> ``cat_iEyH1dQme.png``."""
+    suffix = "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}_{suffix}.{ext}" if dot and stem else f"{name}_{suffix}"
+
+
+class NameTaken(Exception):
+    """The path exists and neither overwriting nor a unique name is allowed."""
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files = root / "files"
+        self.meta = root / "meta"
+        self.tmp = root / "tmp"
+        for directory in (self.files, self.meta, self.tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def _content_path(self, file_path: str) -> Path:
+        return self.files.joinpath(*[p for p in file_path.split("/") if p])
+
+    def _meta_path(self, file_path: str) -> Path:
+        return self.meta / (hashlib.sha256(file_path.encode()).hexdigest() + ".json")
+
+    def lookup(self, file_path: str) -> StoredFile | None:
+        try:
+            doc = json.loads(self._meta_path(file_path).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return StoredFile(**doc)
+
+    def content(self, stored: StoredFile) -> Path:
+        return self._content_path(stored.file_path)
+
+    def _write_meta(self, stored: StoredFile) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, suffix=".json")
+        with os.fdopen(fd, "w") as out:
+            json.dump(asdict(stored), out)
+        os.replace(tmp, self._meta_path(stored.file_path))
+
+    def commit(
+        self,
+        upload: Path,
+        *,
+        folder: str,
+        name: str,
+        unique: bool,
+        overwrite: bool,
+        details: dict[str, Any],
+    ) -> StoredFile:
+        """Publish an uploaded temporary file at ``folder/name``; consumes ``upload``.
+
+        ``details`` are the StoredFile fields the caller knows (size, mime, tags...).
+        """
+        directory = self._content_path(folder)
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            for _ in range(8):
+                final = unique_name(name) if unique else name
+                file_path = (folder.rstrip("/") + "/" + final) if folder != "/" else "/" + final
+                target = directory / final
+                previous = self.lookup(file_path)
+                if unique or not overwrite:
+                    try:
+                        os.link(upload, target)
+                    except FileExistsError:
+                        if unique:
+                            continue
+                        raise NameTaken() from None
+                else:
+                    os.replace(upload, target)
+                break
+            else:  # pragma: no cover - eight random 9-character suffixes all taken
+                raise NameTaken()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                upload.unlink()
+        version = previous.version + 1 if previous and overwrite and not unique else 1
+        file_id = previous.file_id if version > 1 and previous else new_id()
+        stored = StoredFile(
+            file_id=file_id,
+            name=final,
+            file_path=file_path,
+            version=version,
+            version_id=file_id if version == 1 else new_id(),
+            **details,
+        )
+        self._write_meta(stored)
+        return stored
+
+    def leftovers(self) -> list[Path]:
+        """Files in the temporary area (none once every upload has finished)."""
+        return list(self.tmp.iterdir())
+
+
+def is_active_content(file_type: FileType) -> bool:
+    """Types a browser would run or render as a document: never shown inline."""
+    return file_type.mime in _ACTIVE or file_type.text
+
+
+_ACTIVE: Final = frozenset(
+    {
+        "text/html",
+        "image/svg+xml",
+        "text/javascript",
+        "application/xml",
+        "application/rss+xml",
+        "application/x-shockwave-flash",
+        "application/pdf",
+        "application/postscript",
+        "application/x-httpd-php",
+    }
+)

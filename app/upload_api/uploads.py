@@ -1,0 +1,365 @@
+"""One upload, start to finish: read, authenticate, burn, validate, check, store, answer.
+
+The order follows ImageKit's (``shared/spec/imagekit-upload-protocol.md`` §8): a credential is
+burned as soon as its signature proves it genuine, before anything else can fail, so a failed
+upload still uses it up.
+"""
+
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+from app import credentials, errors
+from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME, Clock, unix_now
+from app.filetypes import ALLOWED, FileType, Kind, extension_of
+from app.keys import KeyPair, KeyRing
+from app.policy import MAX_TAGS_LENGTH, PlanLimits, normalise_folder
+from app.upload_api import checks, wire
+from app.upload_api.detect import detect, image_size
+from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
+from app.upload_api.storage import LocalStorage, NameTaken, StoredFile, clean_name
+from app.upload_api.tokens import StoreUnavailable, TokenStore, token_key
+
+_BOOL_FIELDS: Final = (
+    "useUniqueFileName",
+    "isPrivateFile",
+    "isPublished",
+    "overwriteFile",
+    "overwriteAITags",
+    "overwriteTags",
+    "overwriteCustomMetadata",
+)
+_RESPONSE_FIELDS: Final = frozenset(
+    {
+        "tags",
+        "customCoordinates",
+        "isPrivateFile",
+        "embeddedMetadata",
+        "isPublished",
+        "customMetadata",
+        "metadata",
+        "selectedFieldsSchema",
+    }
+)
+_VIDEO_FAMILIES: Final = frozenset({"mp4", "mov", "webm", "ts"})
+
+
+@dataclass(frozen=True)
+class UploadContext:
+    keys: KeyRing
+    clock: Clock
+    tokens: TokenStore
+    storage: LocalStorage
+    limits: PlanLimits
+
+
+def cap_for_head(limits: PlanLimits) -> Any:
+    """The streaming size cap, from the file's first bytes: video gets the video limit."""
+
+    def cap(head: bytes) -> int:
+        found = detect(head, None)
+        is_video = found is not None and found.kind is Kind.VIDEO
+        return limits.max_video_size if is_video else limits.max_size
+
+    return cap
+
+
+def basic_auth_key(header: str | None) -> str | None:
+    """The user name of an HTTP Basic ``Authorization`` header (the private key), else None."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise wire.cannot_authenticate() from None
+    return decoded.partition(":")[0]  # the password is ignored (new SDKs send "do_not_set")
+
+
+async def _burn(ctx: UploadContext, key: str, until: int, token: str) -> None:
+    now = unix_now(ctx.clock)
+    try:
+        fresh = await ctx.tokens.burn(key, until - now + LEEWAY_SECONDS)
+    except StoreUnavailable:
+        raise wire.store_unavailable() from None
+    if not fresh:
+        raise wire.token_used(token)
+
+
+def _by_private_key(keys: KeyRing, private_key: str) -> KeyPair:
+    pair = keys.by_private_key(private_key.encode())
+    if pair is None:
+        raise wire.cannot_authenticate()
+    return pair
+
+
+async def authenticate_v1(ctx: UploadContext, basic: str | None, fields: Mapping[str, str]) -> None:
+    """Basic auth with the private key, or publicKey + signature + expire + token."""
+    if basic is not None and "signature" in fields:
+        raise wire.both_auth_v1()
+    if basic is not None:
+        _by_private_key(ctx.keys, basic)
+        return
+    if "signature" not in fields:
+        raise wire.no_auth()
+    for name in ("publicKey", "token"):
+        if not fields.get(name):
+            raise wire.missing_parameter(name)
+    pair = ctx.keys.get(fields["publicKey"])
+    if pair is None:
+        raise wire.cannot_authenticate()
+    raw_expire = fields.get("expire", "")
+    if not raw_expire.isdigit() or len(raw_expire) > 12:
+        raise wire.invalid_expire()
+    expire, token = int(raw_expire), fields["token"]
+    expected = credentials.sign_v1(pair.private_key, token, expire)
+    if not hmac.compare_digest(expected.encode(), fields["signature"].encode()):
+        raise wire.invalid_signature()
+    now = unix_now(ctx.clock)
+    if expire > now - LEEWAY_SECONDS:  # a token that can never pass again need not be kept
+        await _burn(ctx, token_key("v1", pair.public_key, token), expire, token)
+    if not now - LEEWAY_SECONDS < expire <= now + MAX_CREDENTIAL_LIFETIME + LEEWAY_SECONDS:
+        raise wire.invalid_expire()
+
+
+async def authenticate_v2(ctx: UploadContext, basic: str | None, fields: Mapping[str, str]) -> None:
+    """Basic auth with the private key, or a JWT whose payload equals the form fields."""
+    token = fields.get("token")
+    if basic is not None and token is not None:
+        raise wire.both_auth_v2()
+    if basic is not None:
+        _by_private_key(ctx.keys, basic)
+        return
+    if not token:
+        raise wire.missing_parameter("token")
+    now = unix_now(ctx.clock)
+    try:
+        verified = credentials.verify_v2(token, ctx.keys, now=now)
+    except credentials.ExpiredToken:
+        raise wire.expired_token() from None
+    except credentials.InvalidToken:
+        raise wire.invalid_token() from None
+    await _burn(ctx, token_key("v2", token), verified.exp, token)
+    sent = {name: value for name, value in fields.items() if name != "token"}
+    if sent != verified.fields:
+        raise wire.invalid_payload()
+
+
+@dataclass(frozen=True)
+class Options:
+    """The validated upload parameters."""
+
+    file_name: str
+    folder: str
+    unique: bool
+    overwrite: bool
+    private: bool
+    published: bool
+    tags: list[str] | None
+    custom_coordinates: str | None
+    custom_metadata: dict[str, Any] | None
+    description: str | None
+    response_fields: frozenset[str]
+
+
+def _flag(fields: Mapping[str, str], name: str, default: bool) -> bool:
+    value = fields.get(name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise wire.invalid_parameter(name)
+    return value == "true"
+
+
+def parse_options(fields: Mapping[str, str]) -> Options:
+    file_name = fields.get("fileName")
+    if not file_name:
+        raise wire.missing_parameter("fileName")
+    if len(file_name) > 1024:
+        raise wire.invalid_parameter("fileName")
+    try:
+        folder = normalise_folder(fields.get("folder", "/"))
+    except errors.InvalidFolder:
+        raise wire.invalid_parameter("folder") from None
+    for name in _BOOL_FIELDS:
+        _flag(fields, name, True)
+    tags = None
+    if fields.get("tags"):
+        if "%" in fields["tags"] or len(fields["tags"]) > MAX_TAGS_LENGTH:
+            raise wire.invalid_parameter("tags")
+        tags = [t.strip() for t in fields["tags"].split(",") if t.strip()]
+    coordinates = fields.get("customCoordinates") or None
+    if coordinates is not None:
+        parts = coordinates.split(",")
+        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+            raise wire.invalid_parameter("customCoordinates")
+    metadata = None
+    if fields.get("customMetadata"):
+        try:
+            metadata = json.loads(fields["customMetadata"])
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise wire.invalid_parameter("customMetadata")
+    requested = {f.strip() for f in fields.get("responseFields", "").split(",") if f.strip()}
+    if requested - _RESPONSE_FIELDS:
+        raise wire.invalid_parameter("responseFields")
+    return Options(
+        file_name=file_name,
+        folder=folder,
+        unique=_flag(fields, "useUniqueFileName", True),
+        overwrite=_flag(fields, "overwriteFile", True),
+        private=_flag(fields, "isPrivateFile", False),
+        published=_flag(fields, "isPublished", True),
+        tags=tags,
+        custom_coordinates=coordinates,
+        custom_metadata=metadata,
+        description=fields.get("description"),
+        response_fields=frozenset(requested),
+    )
+
+
+def file_type_of(upload: UploadedFile, file_name: str) -> FileType:
+    extension = extension_of(file_name)
+    found = detect(upload.head, extension)
+    if found is None:
+        allowed = extension is not None and extension in ALLOWED
+        raise wire.content_mismatch() if allowed else wire.unsupported_file_type()
+    return found
+
+
+def run_checks(expression: str, fields: Mapping[str, str], values: dict[str, checks.Value]) -> None:
+    try:
+        tree = checks.parse(expression)
+    except checks.ChecksSyntaxError:
+        raise wire.checks_syntax() from None
+    for name, value in fields.items():
+        values[f"request.{name}"] = value
+    if "tags" in fields:
+        values["request.tags"] = tuple(t.strip() for t in fields["tags"].split(","))
+    if fields.get("customMetadata"):
+        with contextlib.suppress(ValueError, AttributeError):
+            for key, value in json.loads(fields["customMetadata"]).items():
+                values[f"request.customMetadata.{key}"] = (
+                    value if isinstance(value, int) and not isinstance(value, bool) else str(value)
+                )
+    if not checks.evaluate(tree, values):
+        raise wire.checks_failed()
+
+
+def response_body(
+    stored: StoredFile, options: Options, file_type: FileType, base_url: str
+) -> dict[str, Any]:
+    """ImageKit's upload response for a stored file."""
+    url = base_url + "/files" + quote(stored.file_path)
+    image = file_type.kind is Kind.IMAGE
+    body: dict[str, Any] = {
+        "fileId": stored.file_id,
+        "name": stored.name,
+        "size": stored.size,
+        "versionInfo": {"id": stored.version_id, "name": f"Version {stored.version}"},
+        "filePath": stored.file_path,
+        "url": url,
+        "fileType": "image" if image else "non-image",
+        "AITags": None,
+    }
+    if image:
+        body["thumbnailUrl"] = url
+    if stored.width is not None and stored.height is not None:
+        body["width"], body["height"] = stored.width, stored.height
+    if stored.description is not None:
+        body["description"] = stored.description
+    wanted = options.response_fields
+    if "tags" in wanted:
+        body["tags"] = stored.tags
+    if "customCoordinates" in wanted:
+        body["customCoordinates"] = stored.custom_coordinates
+    if "isPrivateFile" in wanted:
+        body["isPrivateFile"] = stored.is_private_file
+    if "isPublished" in wanted:
+        body["isPublished"] = stored.is_published
+    if "customMetadata" in wanted:
+        body["customMetadata"] = stored.custom_metadata or {}
+    if "embeddedMetadata" in wanted:
+        body["embeddedMetadata"] = {}
+    return body
+
+
+async def upload(
+    ctx: UploadContext,
+    *,
+    version: Literal[1, 2],
+    content_type: str | None,
+    content_length: str | None,
+    authorization: str | None,
+    body: AsyncIterator[bytes],
+    base_url: str,
+) -> dict[str, Any]:
+    """Handle one upload request; returns ImageKit's JSON or raises ``wire.UploadError``."""
+    boundary = boundary_of(content_type)
+    hard_cap = max(ctx.limits.max_size, ctx.limits.max_video_size) + ENVELOPE_BYTES
+    if content_length and content_length.isdigit() and int(content_length) > hard_cap:
+        raise wire.file_too_large()
+    basic = basic_auth_key(authorization)
+    form: UploadForm = await read_form(
+        body, boundary=boundary, tmp_dir=ctx.storage.tmp, cap_for_head=cap_for_head(ctx.limits)
+    )
+    try:
+        fields = form.fields
+        if version == 1:
+            await authenticate_v1(ctx, basic, fields)
+        else:
+            await authenticate_v2(ctx, basic, fields)
+        if form.file is None:
+            raise wire.missing_parameter("file")
+        options = parse_options(fields)
+        if form.file.size == 0:
+            raise wire.invalid_parameter("file")
+        file_type = file_type_of(form.file, options.file_name)
+        if form.file.size > ctx.limits.limit_for(file_type.kind):
+            raise wire.file_too_large()
+        dimensions = image_size(form.file.path, file_type)
+        if "checks" in fields:
+            values: dict[str, checks.Value] = {
+                "file.size": form.file.size,
+                "file.mime": file_type.mime,
+            }
+            if dimensions:
+                values["mediaMetadata.width"], values["mediaMetadata.height"] = dimensions
+            run_checks(fields["checks"], fields, values)
+        try:
+            stored = ctx.storage.commit(
+                form.file.path,
+                folder=options.folder,
+                name=clean_name(options.file_name),
+                unique=options.unique,
+                overwrite=options.overwrite,
+                details={
+                    "size": form.file.size,
+                    "mime": file_type.mime,
+                    "extension": file_type.extension,
+                    "width": dimensions[0] if dimensions else None,
+                    "height": dimensions[1] if dimensions else None,
+                    "tags": options.tags,
+                    "custom_coordinates": options.custom_coordinates,
+                    "custom_metadata": options.custom_metadata,
+                    "description": options.description,
+                    "is_private_file": options.private,
+                    "is_published": options.published,
+                },
+            )
+        except NameTaken:
+            raise wire.name_clash() from None
+        return response_body(stored, options, file_type, base_url)
+    finally:
+        if form.file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                form.file.path.unlink()

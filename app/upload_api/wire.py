@@ -1,0 +1,172 @@
+"""ImageKit's wire format for errors: ``{"message", "help"}`` with ImageKit's status codes and
+messages, because the official SDKs parse and surface them.
+
+Messages marked ImageKit are quoted from its OpenAPI spec and issue threads (see
+``shared/spec/imagekit-upload-protocol.md``); the others cover cases ImageKit does not document
+and follow its phrasing. Pure: no framework imports.
+"""
+
+from typing import Final
+
+HELP: Final = "For support kindly contact us at support@imagekit.io."
+
+
+class UploadError(Exception):
+    """A refused upload, rendered as ImageKit renders it."""
+
+    def __init__(self, status: int, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        #: A stable short name for logs and metrics (the message may carry the client's token).
+        self.reason = reason
+
+    def body(self) -> dict[str, str]:
+        return {"message": self.message, "help": HELP}
+
+
+def _error(status: int, message: str, reason: str) -> UploadError:
+    return UploadError(status, message, reason=reason)
+
+
+# -- authentication (ImageKit) ----------------------------------------------------------------
+def both_auth_v1() -> UploadError:
+    return _error(
+        400,
+        "Your request contains both signature and basic auth parameter. Use only "
+        "one method, you might be exposing your private API key.",
+        "both-auth",
+    )
+
+
+def both_auth_v2() -> UploadError:
+    return _error(
+        400,
+        "Your request contains both token and basic auth parameter. Use only one "
+        "method, you might be exposing your private API key.",
+        "both-auth",
+    )
+
+
+def no_auth() -> UploadError:
+    return _error(401, "Your request does not contain private API key.", "no-auth")
+
+
+def cannot_authenticate() -> UploadError:
+    return _error(403, "Your account cannot be authenticated.", "unknown-key")
+
+
+def invalid_expire() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid expire parameter. Expire parameter should "
+        "be a Unix time in less than 1 hour into the future.",
+        "invalid-expire",
+    )
+
+
+def token_used(token: str) -> UploadError:
+    # ImageKit repeats the (already burned, now worthless) token; the official SDKs show this.
+    return _error(
+        400,
+        f"The token with value '{token}' has been used before. We suggest using "
+        "V4 UUIDs, or another random string with enough entropy to avoid collisions.",
+        "token-used",
+    )
+
+
+def invalid_signature() -> UploadError:
+    # ImageKit answers 400; its exact message is not documented.
+    return _error(400, "Your request contains invalid signature parameter.", "invalid-signature")
+
+
+def missing_parameter(name: str) -> UploadError:
+    return _error(400, f"Your request is missing {name} parameter.", f"missing-{name}")
+
+
+# -- v2 (ImageKit) ----------------------------------------------------------------------------
+def invalid_payload() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid payload. It does not match with the "
+        "payload used to generate token.",
+        "invalid-payload",
+    )
+
+
+def expired_token() -> UploadError:
+    return _error(400, "Your request contains expired token.", "expired-token")
+
+
+def invalid_token() -> UploadError:
+    return _error(400, "Your request has invalid token.", "invalid-token")
+
+
+# -- the file (ImageKit) ----------------------------------------------------------------------
+def file_too_large() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid file parameter. The file size exceeds limits.",
+        "file-too-large",
+    )
+
+
+def checks_syntax() -> UploadError:
+    return _error(
+        400, "Your request contains invalid syntax for the checks parameter.", "checks-syntax"
+    )
+
+
+def checks_failed() -> UploadError:
+    return _error(400, "Your request failed 'checks' validation.", "checks-failed")
+
+
+def name_clash() -> UploadError:
+    return _error(
+        400,
+        "A file with the same name already exists at the exact location. We "
+        "could not overwrite it because both overwriteFile and useUniqueFileName are "
+        "set to false.",
+        "name-clash",
+    )
+
+
+# -- not documented by ImageKit; same phrasing ------------------------------------------------
+def invalid_parameter(name: str) -> UploadError:
+    return _error(400, f"Your request contains invalid {name} parameter.", f"invalid-{name}")
+
+
+def unsupported_file_type() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid file parameter. This file type is not allowed.",
+        "file-type",
+    )
+
+
+def content_mismatch() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid file parameter. The file's content does "
+        "not match its extension.",
+        "content-mismatch",
+    )
+
+
+def remote_file_unsupported() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid file parameter. This upload API does not "
+        "fetch remote URLs; send the file's bytes.",
+        "remote-file",
+    )
+
+
+def malformed_body() -> UploadError:
+    return _error(400, "Your request is not a valid multipart/form-data body.", "malformed-body")
+
+
+def store_unavailable() -> UploadError:
+    return _error(
+        503, "The upload API cannot check tokens right now. Please retry.", "token-store-down"
+    )
