@@ -12,6 +12,9 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
   is refused before any key is looked at;
 - header ``kid`` = the public key, the only way to find the key; it must be a string naming a
   configured pair, and nothing else in the header is trusted;
+- header ``nonce`` (a JWS header parameter, as in RFC 8555): random, so two credentials for the
+  same file in the same second are still two different single-use tokens (the payload must
+  equal the form fields, so it cannot carry a ``jti``);
 - payload = the upload form fields, every value a string, plus integer ``iat`` and ``exp``;
   ``exp - iat`` <= 3600 and ``iat`` not in the future (both with ``LEEWAY_SECONDS``);
 - time is checked against the caller's clock, never PyJWT's, so tests control it.
@@ -19,6 +22,7 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
 
 import hashlib
 import hmac
+import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,7 +78,10 @@ def issue_v2(pair: KeyPair, fields: Mapping[str, str], *, now: int, ttl: int) ->
         raise ValueError("fields may not contain iat or exp")
     payload: dict[str, Any] = {**fields, "iat": now, "exp": now + ttl}
     return _jwt.encode(
-        payload, pair.private_key, algorithm=ALGORITHM, headers={"kid": pair.public_key}
+        payload,
+        pair.private_key,
+        algorithm=ALGORITHM,
+        headers={"kid": pair.public_key, "nonce": secrets.token_urlsafe(12)},
     )
 
 

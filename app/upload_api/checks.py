@@ -269,8 +269,9 @@ def _compare(node: Comparison, actual: Value) -> bool:
         found = str(expected) in tags
         return found != negated
     if base in ("<", "<=", ">", ">=") or (node.kind in ("size", "number") and base == "="):
-        left, right = _number(actual), expected
-        if left is None or not isinstance(right, int):
+        left = _number(actual)
+        right = None if isinstance(expected, tuple) else _number(expected)
+        if left is None or right is None:
             return False
         return {
             "<": left < right,

@@ -122,7 +122,10 @@ async def _on_upload_error(_: Request, exc: Exception) -> JSONResponse:
         raise exc
     # The reason, never the message: ImageKit's messages may repeat the client's token.
     log.info("upload refused", extra={"status": exc.status, "reason": exc.reason})
-    return JSONResponse(exc.body(), status_code=exc.status, headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store"}
+    if exc.body_unread:
+        headers["Connection"] = "close"
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 def create_upload_app(
@@ -145,7 +148,7 @@ def create_upload_app(
             "upload API ready",
             extra={
                 "storage_dir": str(settings.storage_dir),
-                "token_store": "redis" if settings.redis_url else "memory",
+                "used_credentials_in": "redis" if settings.redis_url else "memory",
                 "public_keys": [pair.public_key for pair in ring],
             },
         )

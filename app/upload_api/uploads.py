@@ -306,12 +306,16 @@ async def upload(
     """Handle one upload request; returns ImageKit's JSON or raises ``wire.UploadError``."""
     boundary = boundary_of(content_type)
     hard_cap = max(ctx.limits.max_size, ctx.limits.max_video_size) + ENVELOPE_BYTES
-    if content_length and content_length.isdigit() and int(content_length) > hard_cap:
-        raise wire.file_too_large()
-    basic = basic_auth_key(authorization)
-    form: UploadForm = await read_form(
-        body, boundary=boundary, tmp_dir=ctx.storage.tmp, cap_for_head=cap_for_head(ctx.limits)
-    )
+    try:
+        if content_length and content_length.isdigit() and int(content_length) > hard_cap:
+            raise wire.file_too_large()
+        basic = basic_auth_key(authorization)
+        form: UploadForm = await read_form(
+            body, boundary=boundary, tmp_dir=ctx.storage.tmp, cap_for_head=cap_for_head(ctx.limits)
+        )
+    except wire.UploadError as exc:
+        exc.body_unread = True
+        raise
     try:
         fields = form.fields
         if version == 1:

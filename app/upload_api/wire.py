@@ -20,6 +20,9 @@ class UploadError(Exception):
         self.message = message
         #: A stable short name for logs and metrics (the message may carry the client's token).
         self.reason = reason
+        #: Refused before the whole body was read: the connection must close, or the server
+        #: would go on reading (and discarding) the rest of a possibly huge body.
+        self.body_unread = False
 
     def body(self) -> dict[str, str]:
         return {"message": self.message, "help": HELP}

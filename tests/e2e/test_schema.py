@@ -22,8 +22,9 @@ OPERATIONS = [("GET", "/v1/auth"), ("GET", "/auth"), ("POST", "/v2/token")]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("schema") / "server.log"
-    with running(["dev"], env=clean_env(), log=log) as running_server:
+    root = tmp_path_factory.mktemp("schema")
+    env = clean_env(UPLOAD_AUTH_STORAGE_DIR=str(root / "uploads"))
+    with running(["dev"], env=env, log=root / "server.log") as running_server:
         yield running_server
 
 

@@ -22,8 +22,13 @@ def keys() -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory: pytest.TempPathFactory, keys: tuple[str, str]) -> Iterator[Server]:
-    env = clean_env(IMAGEKIT_PUBLIC_KEY=keys[0], IMAGEKIT_PRIVATE_KEY=keys[1])
-    log = tmp_path_factory.mktemp("dev") / "server.log"
+    root = tmp_path_factory.mktemp("dev")
+    env = clean_env(
+        IMAGEKIT_PUBLIC_KEY=keys[0],
+        IMAGEKIT_PRIVATE_KEY=keys[1],
+        UPLOAD_AUTH_STORAGE_DIR=str(root / "uploads"),
+    )
+    log = root / "server.log"
     with running(["dev"], env=env, log=log) as server:
         yield server
 
@@ -80,7 +85,27 @@ def test_serve_without_caller_auth_refuses_to_start(tmp_path: Path, keys: tuple[
 
 def test_dev_mode_without_keys_generates_a_pair(tmp_path: Path) -> None:
     """`upload-auth dev` with nothing configured starts and signs with a throwaway pair."""
-    with running(["dev"], env=clean_env(), log=tmp_path / "log") as server:
+    env = clean_env(UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "uploads"))
+    with running(["dev"], env=env, log=tmp_path / "log") as server:
         body = httpx.get(server.url + "/v1/auth").json()
         assert body["publicKey"].startswith("public_dev_")
         assert "throwaway" in server.output()
+
+
+def test_dev_serves_the_upload_api_beside_the_service(dev_server: Server) -> None:
+    """`upload-auth dev` answers v2 credentials whose uploadUrl it also accepts."""
+    from tests.samples import png
+
+    data = png(4, 4)
+    grant = httpx.post(
+        dev_server.url + "/v2/token",
+        json={"fileName": "dev.png", "fileSize": len(data), "mimeType": "image/png"},
+    ).json()
+    assert grant["uploadUrl"] == dev_server.url + "/api/v2/files/upload"
+    uploaded = httpx.post(
+        grant["uploadUrl"],
+        data={**grant["fields"], "token": grant["token"]},
+        files={"file": ("dev.png", data)},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    assert httpx.get(uploaded.json()["url"]).content == data

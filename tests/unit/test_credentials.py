@@ -65,7 +65,10 @@ def test_v2_decodes_with_pyjwt_and_the_private_key() -> None:
     p = pair()
     token = credentials.issue_v2(p, FIELDS, now=START, ttl=600)
     header = jwt.get_unverified_header(token)
+    nonce = header.pop("nonce")
     assert header == {"alg": "HS256", "typ": "JWT", "kid": p.public_key}
+    assert isinstance(nonce, str)
+    assert len(nonce) >= 16
     payload = jwt.decode(
         token,
         p.private_key,
@@ -73,6 +76,13 @@ def test_v2_decodes_with_pyjwt_and_the_private_key() -> None:
         options={"verify_exp": False, "verify_iat": False},
     )
     assert payload == {**FIELDS, "iat": START, "exp": START + 600}
+
+
+def test_two_tokens_for_the_same_file_in_the_same_second_differ() -> None:
+    """Identical requests at the same instant still get distinct single-use tokens."""
+    p = pair()
+    tokens = {credentials.issue_v2(p, FIELDS, now=START, ttl=600) for _ in range(100)}
+    assert len(tokens) == 100
 
 
 @pytest.mark.parametrize("ttl", [0, -1, 3601])

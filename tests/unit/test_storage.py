@@ -1,0 +1,124 @@
+"""Local storage: names cleaned as ImageKit does, files published atomically, overwrite rules."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.upload_api.storage import LocalStorage, NameTaken, clean_name, unique_name
+
+
+def details(size: int = 3) -> dict[str, Any]:
+    return {"size": size, "mime": "text/plain", "extension": "txt"}
+
+
+def upload(storage: LocalStorage, data: bytes) -> Path:
+    path = storage.tmp / f"upload-{len(storage.leftovers())}.part"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "cleaned"),
+    [
+        ("cat.png", "cat.png"),
+        ("my cat (1).png", "my_cat__1_.png"),
+        ("Kätzchen-ü.png", "Kätzchen-ü.png"),
+        ("../../etc/passwd", "___.._etc_passwd"),
+        (".htaccess", "_htaccess"),
+        ("a" * 300 + ".png", "a" * 196 + ".png"),
+    ],
+)
+def test_clean_name(name: str, cleaned: str) -> None:
+    """Letters, digits, '.', '-' stay; anything else becomes '_'; never hidden or too long."""
+    assert clean_name(name) == cleaned
+
+
+def test_unique_name_shape() -> None:
+    """Unique names get ImageKit's 9-character suffix before the extension."""
+    name = unique_name("cat.png")
+    assert name.startswith("cat_")
+    assert name.endswith(".png")
+    assert len(name) == len("cat_.png") + 9
+
+
+def test_commit_publishes_and_cleans_up(tmp_path: Path) -> None:
+    """A committed file is at its path with its metadata; nothing stays in tmp/."""
+    storage = LocalStorage(tmp_path)
+    stored = storage.commit(
+        upload(storage, b"abc"),
+        folder="/a/b",
+        name="x.txt",
+        unique=False,
+        overwrite=False,
+        details=details(),
+    )
+    assert stored.file_path == "/a/b/x.txt"
+    assert storage.content(stored).read_bytes() == b"abc"
+    assert storage.lookup("/a/b/x.txt") == stored
+    assert storage.leftovers() == []
+
+
+def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
+    """With overwrite and unique names off, an existing file is kept and the upload refused."""
+    storage = LocalStorage(tmp_path)
+    storage.commit(
+        upload(storage, b"one"),
+        folder="/",
+        name="x.txt",
+        unique=False,
+        overwrite=False,
+        details=details(),
+    )
+    with pytest.raises(NameTaken):
+        storage.commit(
+            upload(storage, b"two"),
+            folder="/",
+            name="x.txt",
+            unique=False,
+            overwrite=False,
+            details=details(),
+        )
+    assert (tmp_path / "files" / "x.txt").read_bytes() == b"one"
+    assert storage.leftovers() == []
+
+
+def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
+    """Overwriting replaces the bytes, keeps fileId, and records version 2."""
+    storage = LocalStorage(tmp_path)
+    first = storage.commit(
+        upload(storage, b"one"),
+        folder="/",
+        name="x.txt",
+        unique=False,
+        overwrite=True,
+        details=details(),
+    )
+    second = storage.commit(
+        upload(storage, b"two"),
+        folder="/",
+        name="x.txt",
+        unique=False,
+        overwrite=True,
+        details=details(),
+    )
+    assert (second.file_id, second.version) == (first.file_id, 2)
+    assert second.version_id != first.version_id
+    assert storage.content(second).read_bytes() == b"two"
+
+
+def test_unique_names_never_collide(tmp_path: Path) -> None:
+    """Fifty uploads of one name give fifty files."""
+    storage = LocalStorage(tmp_path)
+    paths = {
+        storage.commit(
+            upload(storage, b"x"),
+            folder="/",
+            name="x.txt",
+            unique=True,
+            overwrite=False,
+            details=details(1),
+        ).file_path
+        for _ in range(50)
+    }
+    assert len(paths) == 50

@@ -1,0 +1,108 @@
+"""Fixtures for the upload API: an in-process app on a temporary storage root, and helpers that
+make credentials the way the credential service does."""
+
+import base64
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app import credentials
+from app.config import Settings
+from app.keys import KeyPair
+from app.policy import FileRequest, PlanLimits, Policy, seed_profile
+from app.upload_api.main import create_upload_app
+from tests.conftest import FakeClock
+from tests.samples import png
+
+V1 = "/api/v1/files/upload"
+V2 = "/api/v2/files/upload"
+HELP = "For support kindly contact us at support@imagekit.io."
+
+
+@pytest.fixture
+def storage_dir(tmp_path: Path) -> Path:
+    return tmp_path / "uploads"
+
+
+@pytest.fixture
+def upload_settings(make_settings: Callable[..., Settings], storage_dir: Path) -> Settings:
+    return make_settings(storage_dir=storage_dir, public_url="http://files.test")
+
+
+@pytest.fixture
+def pair(public_key: str, private_key: str) -> KeyPair:
+    return KeyPair(public_key, private_key.encode())
+
+
+@asynccontextmanager
+async def upload_client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """The upload API with these settings, in-process, lifespan included."""
+    app = create_upload_app(settings, clock=clock)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://upload.test"
+        ) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def uploads(upload_settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+    """The upload API in-process, files under a temporary directory."""
+    async with upload_client(upload_settings, clock) as http:
+        yield http
+
+
+def v1_fields(
+    pair: KeyPair, clock: FakeClock, *, ttl: int = 600, token: str | None = None, **extra: str
+) -> dict[str, str]:
+    """A v1 credential as form fields, signed as the credential service signs."""
+    cred = credentials.issue_v1(pair, now=int(clock()), ttl=ttl)
+    token = token or cred.token
+    expire = cred.expire
+    return {
+        "publicKey": pair.public_key,
+        "token": token,
+        "expire": str(expire),
+        "signature": credentials.sign_v1(pair.private_key, token, expire),
+        **extra,
+    }
+
+
+def v2_fields(
+    pair: KeyPair,
+    clock: FakeClock,
+    data: bytes,
+    name: str = "cat.png",
+    mime: str = "image/png",
+    ttl: int = 600,
+) -> dict[str, str]:
+    """Fields plus token, exactly as POST /v2/token returns them for this file."""
+    policy = Policy({"default": seed_profile(PlanLimits.for_plan("free"), 1800)}, "default")
+    grant = policy.grant_file(
+        policy.profile(None), FileRequest(name, len(data), mime), caller="dev"
+    )
+    token = credentials.issue_v2(pair, grant.fields, now=int(clock()), ttl=ttl)
+    return {**grant.fields, "token": token}
+
+
+def basic(private_key: str, password: str = "do_not_set") -> dict[str, str]:
+    raw = base64.b64encode(f"{private_key}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def file_part(
+    data: bytes | None = None, name: str = "cat.png", mime: str = "image/png"
+) -> dict[str, tuple[str, bytes, str]]:
+    return {"file": (name, png() if data is None else data, mime)}
+
+
+def assert_imagekit_error(response: httpx.Response, status: int, message: str) -> None:
+    """ImageKit's error body: exactly {message, help} with ImageKit's status."""
+    assert response.status_code == status, response.text
+    assert response.json() == {"message": message, "help": HELP}
