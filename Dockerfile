@@ -27,12 +27,16 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="upload-auth" \
       org.opencontainers.image.description="Short-lived upload credentials for ImageKit-compatible upload APIs"
 RUN groupadd --system --gid 10001 app \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app \
+ && mkdir -p /data/uploads && chown -R 10001:10001 /data
 # No --chown: the code and its virtualenv stay root-owned, read-only to the app user.
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    UPLOAD_AUTH_STORAGE_DIR=/data/uploads
+# The upload API's files (the only writable path; mount a volume here).
+VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 8000
 # One uvicorn process per container (scale with replicas); SIGTERM drains in-flight requests.
