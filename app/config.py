@@ -11,9 +11,10 @@ setting (``describe_error``), never echoing a secret.
 import os
 import re
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
@@ -69,6 +70,16 @@ def _check_private_key(value: str, setting: str) -> bytes:
     return raw
 
 
+def _check_size(value: int | str | None) -> int | str | None:
+    if value is not None:
+        parse_size(value)
+    return value
+
+
+#: Bytes, or a string such as "25mb"; checked when the settings load.
+Size = Annotated[int | str | None, AfterValidator(_check_size)]
+
+
 class KeyPairConfig(BaseModel):
     """A ``[[keys]]`` entry of the config file."""
 
@@ -99,8 +110,8 @@ class ProfileConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     types: list[str] | None = Field(default=None, description="extensions; all allowed if unset")
-    max_size: int | str | None = None
-    max_video_size: int | str | None = None
+    max_size: Size = None
+    max_video_size: Size = None
     folder: str = "/"
     use_unique_file_name: bool = True
     overwrite: bool = False
@@ -120,13 +131,6 @@ class ProfileConfig(BaseModel):
         if not lowered:
             raise ValueError("must list at least one type")
         return lowered
-
-    @field_validator("max_size", "max_video_size")
-    @classmethod
-    def _size(cls, value: int | str | None) -> int | str | None:
-        if value is not None:
-            parse_size(value)
-        return value
 
     @field_validator("folder")
     @classmethod
@@ -203,10 +207,10 @@ class Settings(BaseSettings):
     )
 
     # -- the upload API ------------------------------------------------------------------------
-    max_file_size: int | str | None = Field(
+    max_file_size: Size = Field(
         default=None, description="override the plan's limit for non-video files"
     )
-    max_video_size: int | str | None = Field(
+    max_video_size: Size = Field(
         default=None, description="override the plan's limit for video files"
     )
     storage_dir: Path = Path("data/uploads")
@@ -245,13 +249,6 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {path}")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
-
-    @field_validator("max_file_size", "max_video_size")
-    @classmethod
-    def _size(cls, value: int | str | None) -> int | str | None:
-        if value is not None:
-            parse_size(value)
-        return value
 
     @field_validator("cors_origins")
     @classmethod

@@ -4,12 +4,13 @@ an in-process client that runs the app's lifespan."""
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp
 
 from app.config import KeyPairConfig, Settings
 from app.main import create_app
@@ -104,16 +105,22 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @asynccontextmanager
-async def in_process(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
-    """An httpx client talking to a fresh app in-process, lifespan included."""
-    app = create_app(settings, clock=clock)
+async def asgi_client(app: ASGIApp, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to an ASGI app in-process, lifespan included."""
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://test"
+            transport=httpx.ASGITransport(app=manager.app), base_url=base_url
         ) as http,
     ):
         yield http
+
+
+def in_process(
+    settings: Settings, clock: FakeClock
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    """The credential service with these settings, in-process."""
+    return asgi_client(create_app(settings, clock=clock), "http://test")
 
 
 @pytest.fixture

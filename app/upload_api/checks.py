@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, cast
 
 from app.policy import parse_size
+from app.upload_api.wire import BOOLEAN_FIELDS
 
 MAX_LENGTH: Final = 4096
 MAX_DEPTH: Final = 32
@@ -42,18 +43,7 @@ _FIELDS: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
         f"request.{n}": ("string", _STRING_OPS)
         for n in ("fileName", "folder", "customCoordinates", "webhookUrl")
     },
-    **{
-        f"request.{n}": ("bool", _BOOL_OPS)
-        for n in (
-            "useUniqueFileName",
-            "isPrivateFile",
-            "isPublished",
-            "overwriteFile",
-            "overwriteAITags",
-            "overwriteTags",
-            "overwriteCustomMetadata",
-        )
-    },
+    **{f"request.{n}": ("bool", _BOOL_OPS) for n in BOOLEAN_FIELDS},
     "request.tags": ("tags", _TAG_OPS),
     "file.size": ("size", _NUMBER_OPS),
     "file.mime": ("mime", _STRING_OPS),
@@ -208,7 +198,8 @@ class _Parser:
         op = self.operator()
         if op not in ops:
             raise ChecksSyntaxError("operator not allowed for this field")
-        quoted = self.peek() is not None and self.peek().kind == "string"  # type: ignore[union-attr]
+        upcoming = self.peek()
+        quoted = upcoming is not None and upcoming.kind == "string"
         raw = self.value(allow_list=op in ("IN", "NOT IN"))
         self.comparisons += 1
         if self.comparisons > MAX_COMPARISONS:

@@ -10,7 +10,7 @@ import binascii
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
@@ -26,15 +26,6 @@ from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, bounda
 from app.upload_api.storage import LocalStorage, NameTaken, StoredFile, clean_name
 from app.upload_api.tokens import StoreUnavailable, TokenStore, token_key
 
-_BOOL_FIELDS: Final = (
-    "useUniqueFileName",
-    "isPrivateFile",
-    "isPublished",
-    "overwriteFile",
-    "overwriteAITags",
-    "overwriteTags",
-    "overwriteCustomMetadata",
-)
 _RESPONSE_FIELDS: Final = frozenset(
     {
         "tags",
@@ -59,7 +50,7 @@ class UploadContext:
     limits: PlanLimits
 
 
-def cap_for_head(limits: PlanLimits) -> Any:
+def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
     """The streaming size cap, from the file's first bytes: video gets the video limit."""
 
     def cap(head: bytes) -> int:
@@ -189,7 +180,7 @@ def parse_options(fields: Mapping[str, str]) -> Options:
         folder = normalise_folder(fields.get("folder", "/"))
     except errors.InvalidFolder:
         raise wire.invalid_parameter("folder") from None
-    for name in _BOOL_FIELDS:
+    for name in wire.BOOLEAN_FIELDS:
         _flag(fields, name, True)
     tags = None
     if fields.get("tags"):

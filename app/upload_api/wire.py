@@ -10,6 +10,17 @@ from typing import Final
 
 HELP: Final = "For support kindly contact us at support@imagekit.io."
 
+#: ImageKit's boolean form fields ("true" / "false" on the wire).
+BOOLEAN_FIELDS: Final = (
+    "useUniqueFileName",
+    "isPrivateFile",
+    "isPublished",
+    "overwriteFile",
+    "overwriteAITags",
+    "overwriteTags",
+    "overwriteCustomMetadata",
+)
+
 
 class UploadError(Exception):
     """A refused upload, rendered as ImageKit renders it."""

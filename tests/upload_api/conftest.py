@@ -3,19 +3,18 @@ make credentials the way the credential service does."""
 
 import base64
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from app import credentials
 from app.config import Settings
 from app.keys import KeyPair
 from app.policy import FileRequest, PlanLimits, Policy, seed_profile
 from app.upload_api.main import create_upload_app
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, asgi_client
 from tests.samples import png
 
 V1 = "/api/v1/files/upload"
@@ -38,17 +37,11 @@ def pair(public_key: str, private_key: str) -> KeyPair:
     return KeyPair(public_key, private_key.encode())
 
 
-@asynccontextmanager
-async def upload_client(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.AsyncClient]:
+def upload_client(
+    settings: Settings, clock: FakeClock
+) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     """The upload API with these settings, in-process, lifespan included."""
-    app = create_upload_app(settings, clock=clock)
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://upload.test"
-        ) as http,
-    ):
-        yield http
+    return asgi_client(create_upload_app(settings, clock=clock), "http://upload.test")
 
 
 @pytest.fixture
