@@ -11,7 +11,8 @@ setting (``describe_error``), never echoing a secret.
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -35,6 +36,7 @@ from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.filetypes import ALLOWED
 from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES, KeyPair, KeyRing, generate_pair
 from app.policy import PlanLimits, Policy, Profile, check_template, parse_size, seed_profile
+from app.ratelimit import parse_quota, parse_rate
 
 ENV_PREFIX: Final = "UPLOAD_AUTH_"
 CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
@@ -165,11 +167,120 @@ class ProfileConfig(BaseModel):
         )
 
 
+_NAME_PATTERN: Final = r"^[A-Za-z0-9_.@:-]{1,64}$"
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_endpoint(url: str) -> str:
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http(s) URL")
+    return url
+
+
+def _check_secure_endpoint(url: str) -> str:
+    """https, or plain http only to this machine (a test, a local proxy)."""
+    parsed = urlsplit(_check_endpoint(url))
+    if parsed.scheme != "https" and parsed.hostname not in _LOOPBACK_HOSTS:
+        raise ValueError("must be https (plain http only to localhost)")
+    return url
+
+
+#: Where the app's session check lives: often plain http inside a compose or cluster network.
+Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
+#: Where signing keys come from: https, so nobody on the path can swap them.
+SecureEndpoint = Annotated[str, AfterValidator(_check_secure_endpoint)]
+
+
+class ApiKeyConfig(BaseModel):
+    """An ``[[callers.api_keys]]`` entry: a back end allowed to ask for credentials."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=_NAME_PATTERN, description="the caller id")
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="upload-auth new-api-key")
+    profiles: list[str] | None = None
+
+
+#: Asymmetric only: no HS* (a public key must never serve as an HMAC secret), never none.
+IdpAlgorithm = Literal["RS256", "ES256", "EdDSA"]
+
+
+class IdpConfig(BaseModel):
+    """``[callers.idp]``: end-user JWTs from an OpenID Connect / OAuth identity provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jwks_url: SecureEndpoint
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    algorithms: list[IdpAlgorithm] = Field(
+        default_factory=lambda: list(get_args(IdpAlgorithm)), min_length=1
+    )
+    caller_claim: str = Field(default="sub", min_length=1)
+    profiles: list[str] | None = None
+    cache_seconds: int = Field(default=300, ge=10, le=86400)
+    refetch_seconds: int = Field(default=30, ge=1, le=3600)
+    timeout: float = Field(default=2.0, gt=0, le=10)
+
+
+class ForwardAuthConfig(BaseModel):
+    """``[callers.forward]``: ask the app's own session check (cookie-session web apps)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: Endpoint
+    timeout: float = Field(default=2.0, gt=0, le=10)
+    caller_header: str | None = "X-Caller-Id"
+    caller_field: str | None = None
+    profiles: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ForwardAuthConfig":
+        if self.caller_field is not None and self.caller_header == "X-Caller-Id":
+            return self.model_copy(update={"caller_header": None})
+        if (self.caller_header is None) == (self.caller_field is None):
+            raise ValueError("give exactly one of caller_header and caller_field")
+        return self
+
+
+class CallersConfig(BaseModel):
+    """``[callers]``: every way a caller may prove who it is; the first that matches wins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list, max_length=1000)
+    idp: IdpConfig | None = None
+    forward: ForwardAuthConfig | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_keys) or self.idp is not None or self.forward is not None
+
+    def profile_names(self) -> set[str]:
+        lists = [k.profiles for k in self.api_keys]
+        lists += [m.profiles for m in (self.idp, self.forward) if m is not None]
+        return {name for names in lists if names for name in names}
+
+
+def _check_rate(value: str | None) -> str | None:
+    if value is not None:
+        parse_rate(value)
+    return value
+
+
+def _check_quota(value: str | None) -> str | None:
+    if value is not None:
+        parse_quota(value)
+    return value
+
+
 class Settings(BaseSettings):
     """Everything the service can be told. Frozen; unknown keys are errors."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
         populate_by_name=True,
@@ -224,7 +335,18 @@ class Settings(BaseSettings):
         default=None, description="redis://... for the shared used-token store"
     )
 
+    # -- who may ask, and how often ----------------------------------------------------------
+    callers: CallersConfig = Field(default_factory=CallersConfig)
+    rate_limit_v1: Annotated[str | None, AfterValidator(_check_rate)] = Field(
+        default="600/minute", description="per caller; limits notation; unset = no limit"
+    )
+    rate_limit_v2: Annotated[str | None, AfterValidator(_check_rate)] = "300/minute"
+    quota_v2: Annotated[str | None, AfterValidator(_check_quota)] = Field(
+        default="10gb/hour", description="declared bytes per caller per period"
+    )
+
     # -- operation ----------------------------------------------------------------------------
+    metrics_enabled: bool = True
     expose_openapi: bool = False
     access_log: bool = True
     log_format: Literal["json", "text"] = "json"
@@ -261,7 +383,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _validate_whole(self) -> "Settings":
         self.key_ring()  # reads and checks the key material now, not at the first request
-        self.policy()
+        unknown = self.callers.profile_names() - set(self.policy().profiles)
+        if unknown:
+            raise ValueError(f"callers: no such profile: {', '.join(sorted(unknown))}")
+        if self.callers.forward is not None and "*" in self.cors_origins:
+            raise ValueError(
+                "UPLOAD_AUTH_CORS_ORIGINS: '*' cannot be used with cookie sessions "
+                "(callers.forward); list the app's origins"
+            )
         return self
 
     def require_caller_auth(self) -> None:
@@ -274,8 +403,8 @@ class Settings(BaseSettings):
 
     @property
     def caller_auth_configured(self) -> bool:
-        """Whether any caller authentication method is configured (none exist yet)."""
-        return False
+        """Whether any caller authentication method is configured."""
+        return self.callers.configured
 
     @property
     def openapi_enabled(self) -> bool:
@@ -388,7 +517,7 @@ def load_settings(**overrides: Any) -> Settings:
         name
         for name in os.environ
         if name.startswith(ENV_PREFIX)
-        and name[len(ENV_PREFIX) :].lower() not in Settings.model_fields
+        and name[len(ENV_PREFIX) :].lower().split("__")[0] not in Settings.model_fields
     )
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown setting (typo?)")

@@ -78,6 +78,24 @@ class Forbidden(Problem):
     status, slug, title = 403, "forbidden", "Not allowed"
 
 
+class RateLimited(Problem):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class AuthUpstreamError(Problem):
+    status, slug, title = 502, "auth-upstream-error", "The session check gave no usable answer"
+
+
+class AuthUpstreamUnavailable(Problem):
+    status, slug, title = 503, "auth-upstream-unavailable", "The caller cannot be checked now"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
 # -- what they ask for: the policy ------------------------------------------------------------
 
 
@@ -130,6 +148,9 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     MethodNotAllowed,
     Unauthenticated,
     Forbidden,
+    RateLimited,
+    AuthUpstreamError,
+    AuthUpstreamUnavailable,
     UnknownProfile,
     UnknownKey,
     TypeNotAllowed,

@@ -6,6 +6,7 @@ Every error response of the credential service goes through ``problem_response``
 """
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -64,19 +65,30 @@ def _is_json(request: Request) -> bool:
     )
 
 
-async def _on_problem(_: Request, exc: Exception) -> JSONResponse:
+#: Called with every problem an app answers with (the credential service audits refusals).
+ProblemHook = Callable[[Request, errors.Problem], None]
+
+
+def _respond(request: Request, problem: errors.Problem, **extra: Any) -> JSONResponse:
+    hook: ProblemHook | None = getattr(request.app.state, "problem_hook", None)
+    if hook is not None:
+        hook(request, problem)
+    return problem_response(problem, **extra)
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.Problem)  # noqa: S101 - registered for Problem only
-    return problem_response(exc)
+    return _respond(request, exc)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
     raw = exc.errors()
     if any(e.get("type") == "json_invalid" for e in raw):
-        return problem_response(errors.MalformedJson())
+        return _respond(request, errors.MalformedJson())
     body_errors = [e for e in raw if e.get("loc", ())[:1] == ("body",)]
     if body_errors and request.headers.get("content-type") and not _is_json(request):
-        return problem_response(errors.UnsupportedMediaType())
+        return _respond(request, errors.UnsupportedMediaType())
     details = [
         {
             "loc": _safe_loc(tuple(e.get("loc", ())), e.get("type", "")),
@@ -85,7 +97,7 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         }
         for e in raw
     ]
-    return problem_response(errors.InvalidRequest(), errors=details)
+    return _respond(request, errors.InvalidRequest(), errors=details)
 
 
 _HTTP_PROBLEMS: Final[dict[int, type[errors.Problem]]] = {
@@ -96,14 +108,14 @@ _HTTP_PROBLEMS: Final[dict[int, type[errors.Problem]]] = {
 }
 
 
-async def _on_http(_: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     """Framework HTTP errors. FastAPI wraps errors raised while reading the body (such as our
     body limit) in a 400; the original problem is rendered instead."""
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
     if isinstance(exc.__cause__, errors.Problem):
-        return problem_response(exc.__cause__)
+        return _respond(request, exc.__cause__)
     problem = _HTTP_PROBLEMS.get(exc.status_code, errors.Problem)
-    return problem_response(problem(headers=exc.headers))
+    return _respond(request, problem(headers=exc.headers))
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -111,8 +123,9 @@ async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(errors.Problem())
 
 
-def install(app: FastAPI) -> None:
-    """Register the problem handlers on an app."""
+def install(app: FastAPI, *, hook: ProblemHook | None = None) -> None:
+    """Register the problem handlers on an app; ``hook`` sees every problem answered."""
+    app.state.problem_hook = hook
     app.add_exception_handler(errors.Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)

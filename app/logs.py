@@ -9,6 +9,7 @@ secret to a logger at all.
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -80,10 +81,31 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(fmt: str, level: str) -> None:
-    """Route our loggers and uvicorn's through one stdout handler."""
+class Scrubbed(logging.Formatter):
+    """Wraps a formatter; any configured secret in the finished line becomes ``[redacted]``.
+
+    The last line of defence: a client that mistakenly sends the private key (as a file name,
+    say) must not get it written to the logs.
+    """
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = tuple(s for s in secrets if s)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, "[redacted]")
+        return line
+
+
+def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
+    """Route our loggers and uvicorn's through one stdout handler, scrubbing ``secrets``."""
     handler = StdoutHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    inner = JsonFormatter() if fmt == "json" else TextFormatter()
+    handler.setFormatter(Scrubbed(inner, secrets))
     for name in ("upload_auth", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

@@ -6,29 +6,84 @@ Run with ``upload-auth serve`` (or ``uvicorn --factory app.main:create_app``).
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
+from starlette.middleware.cors import CORSMiddleware
 
-from app import handlers, openapi
-from app.callers import Authenticator, DevelopmentAuthenticator
+from app import errors, handlers, openapi
+from app.audit import Audit
+from app.callers import Authenticator
+from app.callers.api_keys import ApiKey, ApiKeyAuthenticator
+from app.callers.base import DevelopmentAuthenticator
+from app.callers.forward import ForwardAuthenticator, ForwardSettings
+from app.callers.idp import IdpAuthenticator, IdpSettings, JwksCache
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
-from app.deps import State
+from app.deps import State, audit_context
 from app.keys import KeyRing
 from app.logs import configure_logging, get_logger
+from app.metrics import Metrics
 from app.middleware import BodyLimit, RequestContext
-from app.routes import health, v1, v2
+from app.ratelimit import RateLimiter, Throttle
+from app.routes import health, metrics, v1, v2
 
 log = get_logger("service")
 
 DEV_BANNER = (
-    "DEVELOPMENT MODE: every caller is accepted without authentication%s. "
+    "DEVELOPMENT MODE: callers without credentials are accepted as 'dev'%s. "
     "Never run this in production."
 )
 
 
-def authenticators(settings: Settings) -> tuple[Authenticator, ...]:
-    """The caller-authentication chain the settings describe."""
+def _profiles(names: list[str] | None) -> frozenset[str] | None:
+    return frozenset(names) if names is not None else None
+
+
+def authenticators(
+    settings: Settings, http: httpx.AsyncClient, metrics: Metrics, clock: Clock
+) -> tuple[Authenticator, ...]:
+    """The caller-authentication chain the settings describe, in the order tried."""
+    callers = settings.callers
     chain: list[Authenticator] = []
+    if callers.api_keys:
+        chain.append(
+            ApiKeyAuthenticator(
+                ApiKey(k.name, bytes.fromhex(k.hash.removeprefix("sha256:")), _profiles(k.profiles))
+                for k in callers.api_keys
+            )
+        )
+    if callers.idp is not None:
+        idp = callers.idp
+        settings_ = IdpSettings(
+            jwks_url=idp.jwks_url,
+            issuer=idp.issuer,
+            audience=idp.audience,
+            algorithms=frozenset(idp.algorithms),
+            caller_claim=idp.caller_claim,
+            profiles=_profiles(idp.profiles),
+            cache_seconds=idp.cache_seconds,
+            refetch_seconds=idp.refetch_seconds,
+            timeout=idp.timeout,
+        )
+        jwks = JwksCache(
+            http, settings_, clock, lambda outcome: metrics.jwks_fetches.labels(outcome).inc()
+        )
+        chain.append(IdpAuthenticator(settings_, jwks, clock))
+    if callers.forward is not None:
+        fwd = callers.forward
+        chain.append(
+            ForwardAuthenticator(
+                http,
+                ForwardSettings(
+                    fwd.url,
+                    fwd.timeout,
+                    fwd.caller_header,
+                    fwd.caller_field,
+                    _profiles(fwd.profiles),
+                ),
+                lambda outcome: metrics.forward_auth.labels(outcome).inc(),
+            )
+        )
     if settings.dev_mode:
         chain.append(DevelopmentAuthenticator())
     return tuple(chain)
@@ -39,13 +94,19 @@ def create_app(
     *,
     keys: KeyRing | None = None,
     clock: Clock = system_clock,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build the credential service. ``keys`` defaults to the settings' key ring."""
+    """Build the credential service. ``keys`` defaults to the settings' key ring; ``transport``
+    replaces the network for outbound calls (identity provider, session check) in tests."""
     settings = settings or load_settings()
     settings.require_caller_auth()
     ring = keys or settings.key_ring()
     policy = settings.policy()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(
+        settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
+    )
+    registry = Metrics()
+    audit = Audit(registry, frozenset(policy.profiles))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -53,24 +114,50 @@ def create_app(
             generated = (
                 ""
                 if settings.public_key or settings.keys
-                else (" and the key pair is a throwaway one generated at start-up")
+                else (", and the key pair is a throwaway one generated at start-up")
             )
             log.warning(DEV_BANNER, generated)
-        log.info(
-            "credential service ready",
-            extra={
-                "public_keys": [pair.public_key for pair in ring],
-                "signing_key": ring.signing.public_key,
-                "profiles": sorted(policy.profiles),
-            },
+        limiter = RateLimiter(
+            settings.redis_url.get_secret_value() if settings.redis_url else None,
+            registry.rate_limit_fallbacks.inc,
         )
-        yield {
-            "settings": settings,
-            "keys": ring,
-            "policy": policy,
-            "clock": clock,
-            "authenticators": authenticators(settings),
-        }
+        throttle = Throttle(
+            limiter,
+            v1=settings.rate_limit_v1,
+            v2=settings.rate_limit_v2,
+            quota=settings.quota_v2,
+            on_limited=lambda version, limit: registry.rate_limited.labels(version, limit).inc(),
+        )
+        async with httpx.AsyncClient(
+            transport=transport, follow_redirects=False, timeout=5.0
+        ) as http:
+            chain = authenticators(settings, http, registry, clock)
+            log.info(
+                "credential service ready",
+                extra={
+                    "public_keys": [pair.public_key for pair in ring],
+                    "signing_key": ring.signing.public_key,
+                    "profiles": sorted(policy.profiles),
+                    "caller_methods": [a.name for a in chain],
+                    "limits_shared": settings.redis_url is not None,
+                },
+            )
+            yield {
+                "settings": settings,
+                "keys": ring,
+                "policy": policy,
+                "clock": clock,
+                "authenticators": chain,
+                "http": http,
+                "metrics": registry,
+                "audit": audit,
+                "throttle": throttle,
+            }
+
+    def audit_refusal(request: Request, problem: errors.Problem) -> None:
+        context = audit_context(request)
+        if context is not None:
+            audit.refused(context, reason=problem.slug, status=problem.status)
 
     app = FastAPI(
         title="upload-auth",
@@ -82,10 +169,25 @@ def create_app(
         openapi_url="/openapi.json" if settings.openapi_enabled else None,
     )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(RequestContext, log_access=settings.access_log)
-    handlers.install(app)
+    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=settings.callers.forward is not None and "*" not in origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type", "x-request-id"],
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=600,
+        )
+    app.add_middleware(
+        RequestContext, log_access=settings.access_log, observe=registry.observe_request
+    )
+    handlers.install(app, hook=audit_refusal)
     openapi.install(app)
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     app.include_router(v1.router)
     app.include_router(v2.router)
     return app

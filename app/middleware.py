@@ -3,6 +3,7 @@
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Final
 
 from starlette.datastructures import MutableHeaders
@@ -23,9 +24,16 @@ class RequestContext:
     are the client's to choose), status, duration and request id.
     """
 
-    def __init__(self, app: ASGIApp, *, log_access: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        log_access: bool = True,
+        observe: Callable[[str, str, int, float], None] | None = None,
+    ) -> None:
         self.app = app
         self.log_access = log_access
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,14 +59,18 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", "(unmatched)")
+            if self.observe is not None:
+                self.observe(route, scope["method"], status, elapsed)
             if self.log_access:
                 access_log.info(
                     "request",
                     extra={
                         "method": scope["method"],
-                        "route": getattr(scope.get("route"), "path", "(unmatched)"),
+                        "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
             request_id_var.reset(token)

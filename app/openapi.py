@@ -14,7 +14,9 @@ _DESCRIPTIONS = {
     413: "Request body too large",
     415: "Request body is not JSON",
     422: "The request or the policy refuses it",
-    503: "Not ready",
+    429: "Rate limit or byte quota reached (see Retry-After)",
+    502: "The session check gave no usable answer",
+    503: "The caller cannot be checked right now (see Retry-After)",
 }
 
 

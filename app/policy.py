@@ -105,6 +105,8 @@ class Grant:
 
     fields: Mapping[str, str]
     ttl: int
+    #: The most bytes the credential lets through (what a byte quota is charged).
+    max_size: int
 
 
 # -- names and folders ------------------------------------------------------------------------
@@ -231,7 +233,7 @@ class Policy:
         folder = choose_folder(render_folder(profile.folder, caller), request.folder)
         fields = self._base_fields(profile, request.file_name, folder)
         fields["checks"] = checks_for(request.file_size, file_type.mime)
-        return Grant(fields, profile.ttl)
+        return Grant(fields, profile.ttl, request.file_size)
 
     def grant_payload(
         self, profile: Profile, payload: Mapping[str, object], *, caller: str
@@ -270,8 +272,9 @@ class Policy:
                 fields[name] = values[name]
         if "customMetadata" in fields:
             _check_json_object(fields["customMetadata"])
-        fields["checks"] = checks_for(profile.max_size_for(file_type), file_type.mime)
-        return Grant(fields, profile.ttl)
+        limit = profile.max_size_for(file_type)
+        fields["checks"] = checks_for(limit, file_type.mime)
+        return Grant(fields, profile.ttl, limit)
 
 
 #: uploadPayload fields a client may set; everything else is the profile's to decide.

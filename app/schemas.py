@@ -18,6 +18,7 @@ class V1Credential(Body):
     expire: int = Field(description="absolute Unix time in seconds when the signature expires")
     signature: str = Field(description="lowercase hex HMAC-SHA1(private key, token + expire)")
     publicKey: str = Field(description="public key of the pair that signed")
+    serverTime: int = Field(description="the service's clock, Unix seconds, to spot clock skew")
 
 
 class FileTokenRequest(Body):
@@ -59,6 +60,7 @@ class V2Token(Body):
     expiresAt: int = Field(description="absolute Unix time in seconds (the JWT's exp)")
     uploadUrl: str = Field(description="where to POST the multipart form")
     fields: dict[str, str] = Field(description="form fields to send verbatim with file and token")
+    serverTime: int = Field(description="the service's clock, Unix seconds, to spot clock skew")
 
 
 class Health(Body):

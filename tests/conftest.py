@@ -78,6 +78,10 @@ def make_settings(public_key: str, private_key: str) -> Callable[..., Settings]:
             "private_key": private_key,
             "dev_mode": True,
             "log_format": "json",
+            # Limits are tested on their own; elsewhere they would only add noise.
+            "rate_limit_v1": None,
+            "rate_limit_v2": None,
+            "quota_v2": None,
         }
         values.update(overrides)
         return Settings(**values)

@@ -137,7 +137,9 @@ def create_upload_app(
     """Build the upload API. ``keys`` defaults to the settings' key ring."""
     settings = settings or load_settings()
     ring = keys or settings.key_ring()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(
+        settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
+    )
     storage = LocalStorage(settings.storage_dir)
 
     @asynccontextmanager

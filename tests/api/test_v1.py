@@ -23,7 +23,8 @@ async def test_v1_shape_and_headers(
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
-    assert set(body) == {"token", "expire", "signature", "publicKey"}
+    assert set(body) == {"token", "expire", "signature", "publicKey", "serverTime"}
+    assert body["serverTime"] == START
     assert uuid.UUID(body["token"]).version == 4
     assert body["expire"] == START + 1800
     assert body["publicKey"] == public_key

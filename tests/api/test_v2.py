@@ -28,7 +28,8 @@ async def test_v2_token_and_fields(
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     body = response.json()
-    assert set(body) == {"token", "expiresAt", "uploadUrl", "fields"}
+    assert set(body) == {"token", "expiresAt", "uploadUrl", "fields", "serverTime"}
+    assert body["serverTime"] == START
     header = jwt.get_unverified_header(body["token"])
     assert header.keys() == {"alg", "typ", "kid", "nonce"}
     assert (header["alg"], header["typ"], header["kid"]) == ("HS256", "JWT", public_key)

@@ -1,10 +1,4 @@
-"""Who is asking for a credential: the caller-authentication hook.
-
-An ``Authenticator`` turns a request's headers into a ``Caller`` (an id, and the profiles it may
-use) or refuses. The service asks each configured authenticator in turn and takes the first that
-recognises the request. Development mode adds one that lets everyone in as ``dev``. Pure: the
-request is reduced to a mapping of headers and a client address before it gets here.
-"""
+"""The authenticator protocol and the chain. Pure: a request arrives as headers and an address."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +14,15 @@ class Caller:
     id: str
     method: str
     profiles: frozenset[str] | None = None
+    #: Whose budget the rate limits charge; the caller itself unless set.
+    rate_key: str | None = None
 
     def may_use(self, profile: str) -> bool:
         return self.profiles is None or profile in self.profiles
+
+    @property
+    def limit_key(self) -> str:
+        return self.rate_key or f"{self.method}:{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class RequestInfo:
 
     headers: Mapping[str, str]
     client_host: str | None
+    request_id: str | None = None
 
 
 class Authenticator(Protocol):
@@ -39,17 +40,24 @@ class Authenticator(Protocol):
     name: str
 
     async def authenticate(self, request: RequestInfo) -> Caller | None:
-        """The caller, None if this method does not apply, or raise ``errors.Unauthenticated``."""
+        """The caller; None if this method does not apply; or raise a Problem (401, 502, 503)."""
         ...
 
 
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 class DevelopmentAuthenticator:
-    """Development mode only: everyone is the caller ``dev``."""
+    """Development mode only: everyone is the caller ``dev``, rate-limited per client address."""
 
     name = "development"
 
-    async def authenticate(self, request: RequestInfo) -> Caller | None:  # noqa: ARG002
-        return Caller(id="dev", method=self.name)
+    async def authenticate(self, request: RequestInfo) -> Caller | None:
+        return Caller(id="dev", method=self.name, rate_key=f"ip:{request.client_host}")
 
 
 async def authenticate(chain: Sequence[Authenticator], request: RequestInfo) -> Caller:

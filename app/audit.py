@@ -1,0 +1,57 @@
+"""The audit trail: one structured event per credential issued or refused.
+
+Events go to the ``upload_auth.audit`` logger as JSON lines (caller, method, profile, file
+name, size, type, expiry, reason) and into the Prometheus counters. Never the token, the
+signature or a key: the event has no field that could hold one.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.logs import get_logger
+from app.metrics import Metrics
+
+log = get_logger("audit")
+
+
+@dataclass
+class AuditContext:
+    """What a credential request has revealed so far; filled as the request is handled."""
+
+    version: str
+    caller: str | None = None
+    method: str | None = None
+    profile: str | None = None
+    file: dict[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        event: dict[str, Any] = {"version": self.version}
+        for name in ("caller", "method", "profile"):
+            value = getattr(self, name)
+            if value is not None:
+                event[name] = value
+        event.update(self.file)
+        return event
+
+
+class Audit:
+    def __init__(self, metrics: Metrics, profiles: frozenset[str]) -> None:
+        self.metrics = metrics
+        self.profiles = profiles
+
+    def _label(self, profile: str | None) -> str:
+        if profile is None:
+            return "none"
+        return profile if profile in self.profiles else "other"
+
+    def issued(self, context: AuditContext, *, expires_at: int) -> None:
+        self.metrics.issued.labels(
+            context.version, self._label(context.profile), context.method or "none"
+        ).inc()
+        log.info("credential.issued", extra={**context.fields(), "expires_at": expires_at})
+
+    def refused(self, context: AuditContext, *, reason: str, status: int) -> None:
+        self.metrics.refused.labels(context.version, self._label(context.profile), reason).inc()
+        log.info(
+            "credential.refused", extra={**context.fields(), "reason": reason, "status": status}
+        )

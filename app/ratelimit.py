@@ -1,0 +1,128 @@
+"""Rate limits and byte quotas per caller, with the ``limits`` library.
+
+Per caller (per client address for unauthenticated development use): a request limit for v1,
+another for v2, and on v2 a byte quota per window to which each credential's declared size is
+charged. Sliding-window counters, in process memory by default, in Redis when configured so that
+every replica draws on one budget.
+
+When Redis does not answer, the check falls back to this process's own memory (logged, counted
+in ``upload_auth_rate_limit_fallbacks``): credentials keep flowing, and abuse stays bounded, at
+most the per-caller budget times the number of replicas, until Redis is back. Refusing every
+request while Redis is down would turn a cache outage into a full outage; the used-token store of
+the upload API, which guards security rather than cost, fails closed instead.
+"""
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
+
+from app import errors
+from app.logs import get_logger
+from app.policy import parse_size
+
+log = get_logger("ratelimit")
+_QUOTA_RE: Final = re.compile(r"^\s*([^/]+?)\s*/\s*(.+?)\s*$")
+
+
+def parse_rate(text: str) -> RateLimitItem:
+    """A request rate such as ``"120/minute"`` (``limits`` notation); ValueError if not one."""
+    item = parse(text)
+    if item.amount < 1:
+        raise ValueError("the amount must be at least 1")
+    return item
+
+
+def parse_quota(text: str) -> RateLimitItem:
+    """A byte quota such as ``"2gb/hour"`` or ``"500mb/10 minutes"``."""
+    match = _QUOTA_RE.match(text)
+    if not match:
+        raise ValueError("a quota is <size>/<period>, e.g. 2gb/hour")
+    size = parse_size(match.group(1))
+    return parse_rate(f"{size}/{match.group(2)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    retry_after: int
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str | None, on_fallback: Callable[[], None]) -> None:
+        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.shared = None
+        if redis_url is not None:
+            storage = RedisStorage(
+                "async+" + redis_url,
+                implementation="redispy",
+                wrap_exceptions=True,
+                key_prefix="upload-auth:limits",
+                socket_timeout=1,
+                socket_connect_timeout=1,
+            )
+            self.shared = SlidingWindowCounterRateLimiter(storage)
+        self.on_fallback = on_fallback
+
+    async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> Refusal | None:
+        """Charge ``cost`` to ``key``; a Refusal (with Retry-After) if over the limit."""
+        limiter = self.shared or self.local
+        try:
+            allowed = await limiter.hit(item, *key, cost=cost)
+            stats = None if allowed else await limiter.get_window_stats(item, *key)
+        except StorageError:
+            log.warning("rate-limit storage unavailable; using this process's memory")
+            self.on_fallback()
+            limiter = self.local
+            allowed = await limiter.hit(item, *key, cost=cost)
+            stats = None if allowed else await limiter.get_window_stats(item, *key)
+        if stats is None:
+            return None
+        return Refusal(max(1, math.ceil(stats.reset_time - time.time())))
+
+
+class Throttle:
+    """The configured limits, applied per caller: requests for v1 and v2, bytes for v2."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        *,
+        v1: str | None,
+        v2: str | None,
+        quota: str | None,
+        on_limited: Callable[[str, str], None],
+    ) -> None:
+        self.limiter = limiter
+        self.items = {"v1": parse_rate(v1) if v1 else None, "v2": parse_rate(v2) if v2 else None}
+        self.quota = parse_quota(quota) if quota else None
+        self.on_limited = on_limited
+
+    async def request(self, version: str, caller_key: str) -> None:
+        item = self.items[version]
+        if item is None:
+            return
+        refusal = await self.limiter.hit(item, version, caller_key)
+        if refusal is not None:
+            self.on_limited(version, "requests")
+            raise errors.RateLimited(
+                f"at most {item.amount} {version} credentials per {item.get_expiry()} seconds",
+                retry_after=refusal.retry_after,
+            )
+
+    async def bytes(self, caller_key: str, size: int) -> None:
+        if self.quota is None:
+            return
+        refusal = await self.limiter.hit(self.quota, "bytes", caller_key, cost=size)
+        if refusal is not None:
+            self.on_limited("v2", "bytes")
+            raise errors.RateLimited(
+                f"at most {self.quota.amount} bytes per {self.quota.get_expiry()} seconds",
+                retry_after=refusal.retry_after,
+            )
