@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from app.callers import api_keys
 from app.config import ENV_PREFIX, ConfigError, Settings, load_settings
 from app.dev import Dispatch
 from app.main import create_app
@@ -59,7 +60,24 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--host", default="127.0.0.1", help="address to listen on")
         command.add_argument("--port", type=int, default=port, help="port to listen on")
+    key = commands.add_parser("new-api-key", help="make an API key for a back end, and its hash")
+    key.add_argument("--name", required=True, help="the caller id the key stands for")
+    key.add_argument("--profiles", help="comma-separated profiles it may use (default: any)")
     return parser
+
+
+def new_api_key(name: str, profiles: str | None) -> str:
+    """A new key (for the caller, once) and the config entry (only its hash) for the service."""
+    key = api_keys.new_api_key()
+    lines = ["[[callers.api_keys]]", f'name = "{name}"', f'hash = "{api_keys.hash_api_key(key)}"']
+    if profiles:
+        listed = ", ".join(f'"{p.strip()}"' for p in profiles.split(",") if p.strip())
+        lines.append(f"profiles = [{listed}]")
+    config = "\n".join(lines)
+    return (
+        f"API key for {name} (give it to the caller; it is not stored anywhere):\n\n"
+        f"    {key}\n\nAdd to the config file:\n\n{config}\n"
+    )
 
 
 def _unless_set(**defaults: Any) -> dict[str, Any]:
@@ -85,6 +103,9 @@ def build(command: str, host: str, port: int) -> tuple[ASGIApp, Settings]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "new-api-key":
+        print(new_api_key(args.name, args.profiles))
+        return 0
     try:
         app, settings = build(args.command, args.host, args.port)
     except ConfigError as exc:

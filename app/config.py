@@ -231,17 +231,24 @@ class ForwardAuthConfig(BaseModel):
 
     url: Endpoint
     timeout: float = Field(default=2.0, gt=0, le=10)
-    caller_header: str | None = "X-Caller-Id"
-    caller_field: str | None = None
+    caller_header: str | None = Field(
+        default=None, description="response header naming the caller (default X-Caller-Id)"
+    )
+    caller_field: str | None = Field(default=None, description="or: a field of a JSON answer")
     profiles: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> "ForwardAuthConfig":
-        if self.caller_field is not None and self.caller_header == "X-Caller-Id":
-            return self.model_copy(update={"caller_header": None})
-        if (self.caller_header is None) == (self.caller_field is None):
-            raise ValueError("give exactly one of caller_header and caller_field")
+        if self.caller_header is not None and self.caller_field is not None:
+            raise ValueError("give caller_header or caller_field, not both")
         return self
+
+    @property
+    def header(self) -> str | None:
+        """The response header naming the caller, unless a JSON field does."""
+        if self.caller_field is not None:
+            return None
+        return self.caller_header or "X-Caller-Id"
 
 
 class CallersConfig(BaseModel):

@@ -15,6 +15,7 @@ from app.metrics import Metrics
 from app.policy import Policy
 from app.ratelimit import Throttle
 
+_AUDIT_KEY: Final = "upload_auth.audit"
 #: The credential routes, by path template, and the credential version each issues.
 CREDENTIAL_ROUTES: Final = {"/v1/auth": "v1", "/auth": "v1", "/v2/token": "v2"}
 
@@ -59,14 +60,14 @@ async def _throttle(request: Request) -> Throttle:
 
 def audit_context(request: Request) -> AuditContext | None:
     """The audit context of a credential request (made on first use), else None."""
-    context = getattr(request.state, "audit_context", None)
+    # Kept in the request's own scope: lifespan state may be shared between requests.
+    context = request.scope.get(_AUDIT_KEY)
     if context is None:
         route = getattr(request.scope.get("route"), "path", None)
         version = CREDENTIAL_ROUTES.get(route or "")
         if version is None:
             return None
-        context = AuditContext(version)
-        request.state.audit_context = context
+        context = request.scope[_AUDIT_KEY] = AuditContext(version)
     return cast(AuditContext, context)
 
 

@@ -77,7 +77,7 @@ def authenticators(
                 ForwardSettings(
                     fwd.url,
                     fwd.timeout,
-                    fwd.caller_header,
+                    fwd.header,
                     fwd.caller_field,
                     _profiles(fwd.profiles),
                 ),

@@ -1,0 +1,221 @@
+"""End-user JWTs verified against an identity provider's JWKS, served by a real HTTP server on
+loopback with keys generated at test time and rotated mid-test."""
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from app.config import CallersConfig, IdpConfig, ProfileConfig, Settings
+from tests.callers.conftest import AUDIENCE, ISSUER
+from tests.conftest import START, FakeClock, in_process
+from tests.upstreams import SigningKey, Upstream, make_key
+
+pytestmark = pytest.mark.anyio
+
+FILE = {"fileName": "me.png", "fileSize": 100, "mimeType": "image/png"}
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    base = {"sub": "user-42", "iss": ISSUER, "aud": AUDIENCE, "iat": START, "exp": START + 300}
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+@pytest.fixture
+def idp_settings(make_settings: Callable[..., Settings], upstream: Upstream) -> Settings:
+    return make_settings(
+        dev_mode=False,
+        callers=CallersConfig(
+            idp=IdpConfig(
+                jwks_url=upstream.url + "/jwks.json",
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                cache_seconds=600,
+                refetch_seconds=30,
+                timeout=1,
+            )
+        ),
+        profiles={"avatar": ProfileConfig(folder="/users/{caller}")},
+        default_profile="avatar",
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
+async def test_provider_tokens_are_callers(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+    alg: str,
+) -> None:
+    """A token from the provider (any allowed algorithm) is the caller named by sub."""
+    upstream.publish(*provider_keys.values())
+    async with in_process(idp_settings, clock) as http:
+        response = await http.post(
+            "/v2/token", json=FILE, headers=bearer(provider_keys[alg].sign(claims()))
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["fields"]["folder"] == "/users/user-42"
+
+
+def b64(data: bytes | dict[str, Any]) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def hs256_with_public_key(key: SigningKey) -> str:
+    """The classic confusion attack: HMAC the token with the RSA *public* key's PEM."""
+    pem = key.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': key.kid})}.{b64(claims())}"
+    return f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
+
+
+async def test_every_bad_token_is_refused(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+) -> None:
+    """Wrong issuer or audience, expired, not yet valid, alg none, HS256 with the public key,
+    unknown kid, a key that signs for another algorithm, a forged signature, garbage: 401."""
+    upstream.publish(*provider_keys.values())
+    rsa, ec = provider_keys["RS256"], provider_keys["ES256"]
+    impostor = make_key(rsa.kid, "RS256")  # same kid, another key
+    bad_tokens = {
+        "issuer": rsa.sign(claims(iss="https://evil.test/")),
+        "audience": rsa.sign(claims(aud="someone-else")),
+        "expired": rsa.sign(claims(exp=START - 31)),
+        "not yet valid": rsa.sign(claims(nbf=START + 120)),
+        "issued in the future": rsa.sign(claims(iat=START + 120)),
+        "no exp": rsa.sign(claims(exp=None)),
+        "no sub": rsa.sign(claims(sub=None)),
+        "alg none": f"{b64({'alg': 'none', 'kid': rsa.kid})}.{b64(claims())}.",
+        "hs256 with public key": hs256_with_public_key(rsa),
+        "unknown kid": make_key("kid-unknown", "RS256").sign(claims()),
+        "alg/key mismatch": rsa.sign(claims(), kid=ec.kid),
+        "forged": impostor.sign(claims()),
+        "garbage": "a.b.c",
+        "half": rsa.sign(claims())[:-10],
+    }
+    async with in_process(idp_settings, clock) as http:
+        for name, token in bad_tokens.items():
+            response = await http.get("/v1/auth", headers=bearer(token))
+            assert response.status_code == 401, name
+        for headers in (
+            {"Authorization": "Bearer"},
+            {"Authorization": "Token x"},
+            {"Authorization": "Bearer " + "A" * 4000},
+        ):
+            assert (await http.get("/v1/auth", headers=headers)).status_code == 401
+
+
+async def test_unknown_kids_refetch_at_most_once_per_interval(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+) -> None:
+    """A burst of made-up kids causes one refetch per interval, not one per request."""
+    upstream.publish(*provider_keys.values())
+    async with in_process(idp_settings, clock) as http:
+        assert (
+            await http.get("/v1/auth", headers=bearer(provider_keys["RS256"].sign(claims())))
+        ).status_code == 200
+        assert upstream.fetches() == 1
+        clock.advance(31)
+        for i in range(20):
+            token = make_key(f"made-up-{i}", "ES256").sign(
+                claims(iat=int(clock()), exp=int(clock()) + 60)
+            )
+            assert (await http.get("/v1/auth", headers=bearer(token))).status_code == 401
+        assert upstream.fetches() == 2
+        metrics = (await http.get("/metrics")).text
+    assert 'upload_auth_jwks_fetches_total{outcome="ok"} 2.0' in metrics
+
+
+async def test_key_rotation_mid_test(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+) -> None:
+    """The provider adds a new key: tokens with its kid work after one refetch; once the old
+    key is gone from the JWKS and the cache expires, the old key's tokens stop working."""
+    old, new = make_key("2026-old", "RS256"), make_key("2026-new", "ES256")
+    upstream.publish(old)
+    async with in_process(idp_settings, clock) as http:
+
+        async def status(key: SigningKey) -> int:
+            now = int(clock())
+            token = key.sign(claims(iat=now, exp=now + 300))
+            return (await http.get("/v1/auth", headers=bearer(token))).status_code
+
+        assert await status(old) == 200
+        upstream.publish(old, new)
+        clock.advance(31)
+        assert await status(new) == 200
+        upstream.publish(new)
+        assert await status(old) == 200  # still cached
+        clock.advance(601)
+        assert await status(new) == 200
+        assert await status(old) == 401
+
+
+async def test_provider_down_is_503_not_an_open_door(
+    make_settings: Callable[..., Settings], clock: FakeClock, provider_keys: dict[str, SigningKey]
+) -> None:
+    """No JWKS can be fetched: 503 with Retry-After."""
+    from tests.servers import free_port
+
+    settings = make_settings(
+        dev_mode=False,
+        callers=CallersConfig(
+            idp=IdpConfig(
+                jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json",
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                timeout=0.5,
+            )
+        ),
+    )
+    async with in_process(settings, clock) as http:
+        response = await http.get("/v1/auth", headers=bearer(provider_keys["RS256"].sign(claims())))
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["type"] == "/problems/auth-upstream-unavailable"
+
+
+def test_jwks_must_be_https_except_on_loopback(make_settings: Callable[..., Settings]) -> None:
+    """A JWKS over plain http to another host is a configuration error."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="https"):
+        make_settings(
+            callers=CallersConfig(
+                idp=IdpConfig(
+                    jwks_url="http://idp.example.com/jwks.json", issuer=ISSUER, audience=AUDIENCE
+                )
+            )
+        )
+    with pytest.raises(ValidationError):
+        make_settings(
+            callers=CallersConfig(
+                idp=IdpConfig(
+                    jwks_url="https://idp.example.com/jwks.json",
+                    issuer=ISSUER,
+                    audience=AUDIENCE,
+                    algorithms=["HS256"],
+                )
+            )
+        )
