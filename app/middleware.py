@@ -64,15 +64,16 @@ class RequestContext:
             if self.observe is not None:
                 self.observe(route, scope["method"], status, elapsed)
             if self.log_access:
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+                line = {
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                }
+                caller = getattr(scope.get("upload_auth.audit"), "caller", None)
+                if caller is not None:
+                    line["caller"] = caller
+                access_log.info("request", extra=line)
             request_id_var.reset(token)
 
 
