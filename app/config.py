@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -270,6 +271,13 @@ class CallersConfig(BaseModel):
         return {name for names in lists if names for name in names}
 
 
+def _off_is_none(value: object) -> object:
+    """``"off"`` (or an empty value) switches a limit off: TOML and env vars have no null."""
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+        return None
+    return value
+
+
 def _check_rate(value: str | None) -> str | None:
     if value is not None:
         parse_rate(value)
@@ -280,6 +288,10 @@ def _check_quota(value: str | None) -> str | None:
     if value is not None:
         parse_quota(value)
     return value
+
+
+Rate = Annotated[str | None, BeforeValidator(_off_is_none), AfterValidator(_check_rate)]
+Quota = Annotated[str | None, BeforeValidator(_off_is_none), AfterValidator(_check_quota)]
 
 
 class Settings(BaseSettings):
@@ -344,13 +356,11 @@ class Settings(BaseSettings):
 
     # -- who may ask, and how often ----------------------------------------------------------
     callers: CallersConfig = Field(default_factory=CallersConfig)
-    rate_limit_v1: Annotated[str | None, AfterValidator(_check_rate)] = Field(
+    rate_limit_v1: Rate = Field(
         default="600/minute", description="per caller; limits notation; unset = no limit"
     )
-    rate_limit_v2: Annotated[str | None, AfterValidator(_check_rate)] = "300/minute"
-    quota_v2: Annotated[str | None, AfterValidator(_check_quota)] = Field(
-        default="10gb/hour", description="declared bytes per caller per period"
-    )
+    rate_limit_v2: Rate = "300/minute"
+    quota_v2: Quota = Field(default="10gb/hour", description="declared bytes per caller per period")
 
     # -- operation ----------------------------------------------------------------------------
     metrics_enabled: bool = True

@@ -130,3 +130,9 @@ def test_bad_limits_do_not_load(
 
     with pytest.raises(ValidationError):
         make_settings(**{setting: value})
+
+
+def test_off_switches_a_limit_off(make_settings: Callable[..., Settings]) -> None:
+    """TOML and environment variables have no null: "off" (or empty) means no limit."""
+    settings = make_settings(rate_limit_v1="off", rate_limit_v2="", quota_v2="OFF")
+    assert (settings.rate_limit_v1, settings.rate_limit_v2, settings.quota_v2) == (None, None, None)
