@@ -12,16 +12,16 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-from starlette.types import ASGIApp
+from app.bulk import command as bulk_command
 
-from app.callers import api_keys
-from app.config import ENV_PREFIX, ConfigError, Settings, load_settings
-from app.dev import Dispatch
-from app.main import create_app
-from app.upload_api.main import create_upload_app
+# The servers' imports (FastAPI, pydantic-settings, uvicorn) are made by the commands that run
+# a server: `upload-auth upload` starts in a fraction of the time without them.
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from app.config import Settings
 
 #: The uvicorn settings the service is measured and shipped with: uvloop + httptools, one
 #: process (scale with replicas, not workers), our own access line instead of uvicorn's.
@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--host", default="127.0.0.1", help="address to listen on")
         command.add_argument("--port", type=int, default=port, help="port to listen on")
+    upload = commands.add_parser("upload", help="upload files and folders, N at a time")
+    bulk_command.add_arguments(upload)
     key = commands.add_parser("new-api-key", help="make an API key for a back end, and its hash")
     key.add_argument("--name", required=True, help="the caller id the key stands for")
     key.add_argument("--profiles", help="comma-separated profiles it may use (default: any)")
@@ -68,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def new_api_key(name: str, profiles: str | None) -> str:
     """A new key (for the caller, once) and the config entry (only its hash) for the service."""
+    from app.callers import api_keys
+
     key = api_keys.new_api_key()
     lines = ["[[callers.api_keys]]", f'name = "{name}"', f'hash = "{api_keys.hash_api_key(key)}"']
     if profiles:
@@ -82,11 +86,18 @@ def new_api_key(name: str, profiles: str | None) -> str:
 
 def _unless_set(**defaults: Any) -> dict[str, Any]:
     """Defaults that apply only where the environment says nothing."""
+    from app.config import ENV_PREFIX
+
     return {k: v for k, v in defaults.items() if ENV_PREFIX + k.upper() not in os.environ}
 
 
-def build(command: str, host: str, port: int) -> tuple[ASGIApp, Settings]:
+def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     """The app and settings for a command; raises ConfigError."""
+    from app.config import load_settings
+    from app.dev import Dispatch
+    from app.main import create_app
+    from app.upload_api.main import create_upload_app
+
     if command == "serve":
         settings = load_settings()
         return create_app(settings), settings
@@ -106,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "new-api-key":
         print(new_api_key(args.name, args.profiles))
         return 0
+    if args.command == "upload":
+        return bulk_command.main(args)
+    import uvicorn
+
+    from app.config import ConfigError
+
     try:
         app, settings = build(args.command, args.host, args.port)
     except ConfigError as exc:

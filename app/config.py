@@ -38,6 +38,7 @@ from app.filetypes import ALLOWED
 from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES, KeyPair, KeyRing, generate_pair
 from app.policy import PlanLimits, Policy, Profile, check_template, parse_size, seed_profile
 from app.ratelimit import parse_quota, parse_rate
+from app.secretfile import read_secret_file
 
 ENV_PREFIX: Final = "UPLOAD_AUTH_"
 CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
@@ -48,17 +49,6 @@ _PUBLIC_KEY_PATTERN: Final = r"^[\x21-\x7e]{1,128}$"
 
 class ConfigError(Exception):
     """The configuration cannot start the service; the message is one line, secret-free."""
-
-
-def read_secret_file(path: Path, setting: str) -> str:
-    """A secret from a mounted file, without the trailing newline editors and ``echo`` add."""
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{setting}: cannot read {path} ({type(exc).__name__})") from None
-    if not value:
-        raise ValueError(f"{setting}: {path} is empty")
-    return value
 
 
 def _check_private_key(value: str, setting: str) -> bytes:

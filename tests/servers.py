@@ -53,12 +53,17 @@ def running(
     ready: str = "/healthz",
     timeout: float = 20.0,
 ) -> Iterator[Server]:
-    """Start ``upload-auth <command> --port N`` and wait until ``ready`` answers 200."""
+    """Start ``upload-auth <command> --port N`` and wait until ``ready`` answers 200.
+
+    A command starting with ``-m`` runs ``python -m ...`` instead (another ASGI app under
+    uvicorn, for instance), with the same ``--host`` and ``--port``.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    program = [sys.executable] if command[:1] == ["-m"] else [str(BIN / "upload-auth")]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(BIN / "upload-auth"), *command, "--host", "127.0.0.1", "--port", str(port)],
+            [*program, *command, "--host", "127.0.0.1", "--port", str(port)],
             env=dict(env),
             stdout=out,
             stderr=subprocess.STDOUT,

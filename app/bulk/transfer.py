@@ -1,0 +1,239 @@
+"""One file's upload: get a credential, send the file, retry what is worth retrying.
+
+Transient trouble (connection errors, timeouts, 5xx, 429 with its Retry-After) is retried with
+exponential backoff and jitter, each attempt with a fresh credential (credentials are single
+use). A 4xx refusal is final. Server-side uploads and v1 uploads ask for ``useUniqueFileName=
+false`` and ``overwriteFile=true``, so a retry after a lost answer replaces the file instead of
+storing a second copy.
+"""
+
+import asyncio
+import base64
+import random
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import httpx
+
+from app.bulk.plan import LocalFile
+from app.filetypes import ALLOWED, extension_of
+
+MAX_BACKOFF: Final = 30.0
+MAX_RETRY_AFTER: Final = 120.0
+
+
+class Refusal(Exception):
+    """The server said no (a 4xx): retrying would not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class Transient(Exception):
+    """Worth another try, after ``retry_after`` seconds if the server said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    url: str
+    fields: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Credentials(Protocol):
+    """Where a file's credential and form fields come from."""
+
+    async def prepare(self, http: httpx.AsyncClient, file: LocalFile) -> Prepared: ...
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return min(float(value), MAX_RETRY_AFTER) if value.isdigit() else None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("detail") or body.get("title") or body)[:300]
+    return str(body)[:300]
+
+
+def check(response: httpx.Response) -> dict[str, Any]:
+    """The JSON of a 2xx; Transient for 429/5xx; Refusal for any other 4xx."""
+    if response.is_success:
+        body: dict[str, Any] = response.json()
+        return body
+    if response.status_code == 429 or response.status_code >= 500:
+        raise Transient(f"{response.status_code}: {_message(response)}", _retry_after(response))
+    raise Refusal(response.status_code, _message(response))
+
+
+_IDEMPOTENT: Final = {"useUniqueFileName": "false", "overwriteFile": "true"}
+
+
+class ServerSide:
+    """HTTP Basic with the private key (ImageKit's server-side upload)."""
+
+    def __init__(self, upload_base: str, private_key: str) -> None:
+        self.url = upload_base.rstrip("/") + "/api/v1/files/upload"
+        token = base64.b64encode(f"{private_key}:".encode()).decode()
+        self.headers = {"Authorization": f"Basic {token}"}
+
+    async def prepare(self, http: httpx.AsyncClient, file: LocalFile) -> Prepared:  # noqa: ARG002
+        fields = {"fileName": file.name, "folder": file.folder, **_IDEMPOTENT}
+        return Prepared(self.url, fields, self.headers)
+
+
+class ClientV1:
+    """A v1 credential from the credential service for every attempt."""
+
+    def __init__(self, upload_base: str, auth_url: str, caller_token: str | None) -> None:
+        self.url = upload_base.rstrip("/") + "/api/v1/files/upload"
+        self.auth_url = auth_url.rstrip("/") + "/v1/auth"
+        self.headers = {"Authorization": f"Bearer {caller_token}"} if caller_token else {}
+
+    async def prepare(self, http: httpx.AsyncClient, file: LocalFile) -> Prepared:
+        cred = check(await http.get(self.auth_url, headers=self.headers))
+        fields = {
+            "fileName": file.name,
+            "folder": file.folder,
+            **_IDEMPOTENT,
+            "publicKey": cred["publicKey"],
+            "signature": cred["signature"],
+            "expire": str(cred["expire"]),
+            "token": cred["token"],
+        }
+        return Prepared(self.url, fields)
+
+
+class ClientV2:
+    """A v2 JWT for this very file (name, size, type) for every attempt."""
+
+    def __init__(
+        self, upload_base: str, auth_url: str, caller_token: str | None, profile: str | None
+    ) -> None:
+        self.url = upload_base.rstrip("/") + "/api/v2/files/upload"
+        self.auth_url = auth_url.rstrip("/") + "/v2/token"
+        self.headers = {"Authorization": f"Bearer {caller_token}"} if caller_token else {}
+        self.profile = profile
+
+    async def prepare(self, http: httpx.AsyncClient, file: LocalFile) -> Prepared:
+        extension = extension_of(file.name)
+        file_type = ALLOWED.get(extension) if extension else None
+        request: dict[str, Any] = {
+            "fileName": file.name,
+            "fileSize": file.size,
+            "folder": file.folder,
+            "mimeType": file_type.mime if file_type else "application/octet-stream",
+        }
+        if self.profile:
+            request["profile"] = self.profile
+        grant = check(await http.post(self.auth_url, json=request, headers=self.headers))
+        return Prepared(self.url, {**grant["fields"], "token": grant["token"]})
+
+
+_CHUNK: Final = 1024 * 1024
+
+
+class _Body:
+    """A multipart/form-data body built in a few large writes: all the text fields in one
+    piece, the file in 1 MiB chunks, the closing boundary. (httpx's own multipart encoder
+    writes every boundary, header and value separately, which costs more CPU per small file
+    than the upload itself.) Counts the file bytes as they go out."""
+
+    def __init__(
+        self, fields: dict[str, str], file: LocalFile, on_bytes: Callable[[int], None]
+    ) -> None:
+        self.boundary = secrets.token_hex(16)
+        head = bytearray()
+        for name, value in fields.items():
+            head += (
+                (
+                    f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                ).encode()
+                + value.encode()
+                + b"\r\n"
+            )
+        quoted = file.name.replace("\\", "\\\\").replace('"', '\\"')
+        head += (
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="{quoted}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        self.head = bytes(head)
+        self.tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.file = file
+        self.on_bytes = on_bytes
+        self.sent = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": f"multipart/form-data; boundary={self.boundary}",
+            "Content-Length": str(len(self.head) + self.file.size + len(self.tail)),
+        }
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with self.file.path.open("rb") as stream:
+            first = stream.read(_CHUNK)
+            self._count(first)
+            yield self.head + first
+            while chunk := stream.read(_CHUNK):
+                self._count(chunk)
+                yield chunk
+        yield self.tail
+
+    def _count(self, chunk: bytes) -> None:
+        self.sent += len(chunk)
+        self.on_bytes(len(chunk))
+
+
+def backoff(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return retry_after
+    delay: float = min(MAX_BACKOFF, 0.25 * 2 ** (attempt - 1))
+    return delay * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not cryptography
+
+
+async def upload(
+    http: httpx.AsyncClient,
+    credentials: Credentials,
+    file: LocalFile,
+    *,
+    retries: int,
+    on_bytes: Callable[[int], None],
+    on_retry: Callable[[str], None],
+) -> dict[str, Any]:
+    """Upload one file, retrying transient failures; the upload API's JSON on success."""
+    attempt = 0
+    while True:
+        attempt += 1
+        sent = 0
+        try:
+            prepared = await credentials.prepare(http, file)
+            body = _Body(prepared.fields, file, on_bytes)
+            try:
+                response = await http.post(
+                    prepared.url, content=body, headers={**prepared.headers, **body.headers}
+                )
+            finally:
+                sent = body.sent
+            return check(response)
+        except (Transient, httpx.TransportError) as exc:
+            on_bytes(-sent)
+            if attempt > retries:
+                raise
+            on_retry(f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(backoff(attempt, getattr(exc, "retry_after", None)))
+        except BaseException:
+            on_bytes(-sent)
+            raise

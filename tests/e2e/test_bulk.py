@@ -1,0 +1,252 @@
+"""The bulk uploader end to end: real upload API (and credential service) processes on
+loopback, the uploader as its own process, killed halfway and resumed."""
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.callers.api_keys import hash_api_key, new_api_key
+from tests.conftest import new_private_key, new_public_key
+from tests.servers import BIN, Server, clean_env, running
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_tree(root: Path, count: int) -> dict[str, bytes]:
+    """``count`` small text files in nested folders, plus one the policy refuses."""
+    files: dict[str, bytes] = {}
+    for i in range(count):
+        relative = f"set-{i % 5}/part {i % 7}/file-{i:04d}.txt"
+        data = f"file {i}\n".encode() * (1 + i % 50)
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+        files[relative] = data
+    (root / "set-0" / "program.exe").write_bytes(b"MZ\x90\x00")
+    return files
+
+
+def remote(relative: str) -> str:
+    """Where a source file lands: segments in ImageKit's alphabet under /bulk."""
+    *folders, name = relative.split("/")
+    return "/".join(["bulk", *(f.replace(" ", "_") for f in folders), name])
+
+
+def stored(storage: Path) -> dict[str, bytes]:
+    base = storage / "files"
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in base.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def keys() -> dict[str, str]:
+    return {"IMAGEKIT_PUBLIC_KEY": new_public_key(), "IMAGEKIT_PRIVATE_KEY": new_private_key()}
+
+
+@pytest.fixture
+def upload_api(tmp_path: Path, keys: dict[str, str]) -> Iterator[Server]:
+    env = clean_env(**keys, UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"))
+    with running(["upload-api"], env=env, log=tmp_path / "api.log") as server:
+        yield server
+
+
+def uploader(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "upload-auth"), "upload", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_five_hundred_files_killed_halfway_and_resumed(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server
+) -> None:
+    """500 files, 8 at a time, SIGKILLed halfway; the rerun uploads only the rest, and the store
+    ends up with every file exactly once, byte for byte; the refused .exe is only reported."""
+    files = make_tree(tmp_path / "src", 500)
+    env = clean_env(IMAGEKIT_PRIVATE_KEY=keys["IMAGEKIT_PRIVATE_KEY"])
+    manifest = tmp_path / "manifest.jsonl"
+    args = [
+        "src",
+        "--to",
+        upload_api.url,
+        "--folder",
+        "/bulk",
+        "--concurrency",
+        "8",
+        "--manifest",
+        str(manifest),
+        "--report",
+        str(tmp_path / "report.json"),
+    ]
+    first = uploader(args, env=env, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not manifest.exists() or len(manifest.read_text().splitlines()) < 200:
+        assert first.poll() is None, "finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=30)
+    done_before = len(manifest.read_text().splitlines())
+    assert done_before < 500
+
+    second = uploader(args, env=env, cwd=tmp_path)
+    output, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["totals"]["skipped"] >= done_before
+    assert report["totals"]["uploaded"] + report["totals"]["skipped"] == 500
+    assert report["refused"][0]["path"].endswith("program.exe")
+    assert "refused  src/set-0/program.exe" in output
+
+    in_store = stored(upload_api_storage(upload_api))
+    assert in_store == {remote(relative): data for relative, data in files.items()}
+    redone = [
+        p
+        for p in (upload_api_storage(upload_api) / "meta").iterdir()
+        if json.loads(p.read_text())["version"] > 1
+    ]
+    assert len(redone) <= 8  # only uploads in flight at the kill were sent again
+
+
+def upload_api_storage(server: Server) -> Path:
+    return Path(server.log).parent / "store"
+
+
+def test_a_flaky_upload_api_is_retried_to_the_end(tmp_path: Path, keys: dict[str, str]) -> None:
+    """Every 5th request fails with 503: the uploader retries with backoff and finishes."""
+    files = make_tree(tmp_path / "src", 40)
+    env = clean_env(**keys, UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"), PYTHONPATH=str(ROOT))
+    command = ["-m", "uvicorn", "tests.bulk.flaky_app:create", "--factory"]
+    with running(command, env=env, log=tmp_path / "api.log") as flaky:
+        result = subprocess.run(
+            [
+                str(BIN / "upload-auth"),
+                "upload",
+                "src",
+                "--to",
+                flaky.url,
+                "--folder",
+                "/bulk",
+                "--concurrency",
+                "4",
+                "--report",
+                "report.json",
+            ],
+            env=clean_env(IMAGEKIT_PRIVATE_KEY=keys["IMAGEKIT_PRIVATE_KEY"]),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["totals"]["uploaded"] == 40
+    assert report["totals"]["retries"] >= 40 // 5
+    assert "retry" in result.stdout
+    assert stored(tmp_path / "store") == {remote(r): d for r, d in files.items()}
+
+
+@pytest.mark.parametrize("credential", ["v1", "v2"])
+def test_client_side_mode(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server, credential: str
+) -> None:
+    """Credentials from a running credential service (API-key caller), v1 and v2."""
+    files = make_tree(tmp_path / "src", 30)
+    api_key = new_api_key()
+    service_env = clean_env(
+        **keys,
+        UPLOAD_AUTH_CALLERS=json.dumps(
+            {"api_keys": [{"name": "bulk", "hash": hash_api_key(api_key)}]}
+        ),
+        UPLOAD_AUTH_PROFILES=json.dumps(
+            {"bulk": {"use_unique_file_name": False, "overwrite": True}}
+        ),
+        UPLOAD_AUTH_DEFAULT_PROFILE="bulk",
+        UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url,
+    )
+    (tmp_path / "token").write_text(api_key + "\n")
+    with running(["serve"], env=service_env, log=tmp_path / "service.log") as service:
+        result = subprocess.run(
+            [
+                str(BIN / "upload-auth"),
+                "upload",
+                "src",
+                "--to",
+                upload_api.url,
+                "--folder",
+                "/bulk",
+                "--auth-url",
+                service.url,
+                "--credential",
+                credential,
+                "--caller-token-file",
+                "token",
+            ],
+            env=clean_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        service_log = service.output()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stored(upload_api_storage(upload_api)) == {remote(r): d for r, d in files.items()}
+    assert api_key not in result.stdout + service_log
+
+
+def test_dry_run_and_usage_errors(tmp_path: Path, upload_api: Server) -> None:
+    """--dry-run lists and sends nothing; no key and no --auth-url is a usage error (2)."""
+    make_tree(tmp_path / "src", 3)
+    dry = subprocess.run(
+        [str(BIN / "upload-auth"), "upload", "src", "--to", upload_api.url, "--dry-run"],
+        env=clean_env(IMAGEKIT_PRIVATE_KEY=new_private_key()),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert dry.returncode == 0
+    assert dry.stdout.count("would upload") == 3
+    assert stored(upload_api_storage(upload_api)) == {}
+    usage = subprocess.run(
+        [str(BIN / "upload-auth"), "upload", "src", "--to", upload_api.url],
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert usage.returncode == 2
+    assert "--auth-url" in usage.stderr
+
+
+def test_interrupt_stops_cleanly(tmp_path: Path, keys: dict[str, str], upload_api: Server) -> None:
+    """SIGINT (Ctrl-C) stops the run: exit 130, a summary, and a manifest to resume from."""
+    make_tree(tmp_path / "src", 400)
+    manifest = tmp_path / "m.jsonl"
+    process = uploader(
+        ["src", "--to", upload_api.url, "--concurrency", "2", "--manifest", str(manifest)],
+        env=clean_env(IMAGEKIT_PRIVATE_KEY=keys["IMAGEKIT_PRIVATE_KEY"]),
+        cwd=tmp_path,
+    )
+    while not manifest.exists() or len(manifest.read_text().splitlines()) < 20:
+        assert process.poll() is None
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 130, output
+    assert "interrupted: rerun to carry on" in output
+    assert 20 <= len(manifest.read_text().splitlines()) < 400
