@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
     TextColumn,
@@ -78,33 +77,35 @@ def default_manifest(paths: Sequence[Path], to: str, folder: str) -> Path:
 
 
 class _Display:
-    """A rich progress bar on a terminal; one plain line per event otherwise."""
+    """A rich progress bar on a terminal (files, bytes, rate, ETA); one plain line per event
+    otherwise."""
 
     def __init__(self, enabled: bool, total_files: int, total_bytes: int, out: TextIO) -> None:
         self.out = out
         self.bar: Progress | None = None
+        self.files_done, self.files_total = 0, total_files
         if enabled:
             self.bar = Progress(
                 TextColumn("[bold]uploading"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[files]} files"),
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
                 console=Console(file=out),
             )
-            self.files: TaskID = self.bar.add_task("files", total=total_files)
-            self.bytes: TaskID = self.bar.add_task("bytes", total=total_bytes, visible=False)
+            self.task: TaskID = self.bar.add_task("upload", total=total_bytes,
+                                                  files=f"0/{total_files}")
             self.bar.start()
 
     def bytes_moved(self, count: int) -> None:
         if self.bar is not None:
-            self.bar.update(self.files, advance=0)
-            self.bar.update(self.bytes, advance=count)
+            self.bar.update(self.task, advance=count)
 
     def file_done(self, message: str) -> None:
+        self.files_done += 1
         if self.bar is not None:
-            self.bar.update(self.files, advance=1)
+            self.bar.update(self.task, files=f"{self.files_done}/{self.files_total}")
         else:
             print(message, file=self.out, flush=True)
 
