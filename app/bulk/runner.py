@@ -94,8 +94,9 @@ class _Display:
                 TimeRemainingColumn(),
                 console=Console(file=out),
             )
-            self.task: TaskID = self.bar.add_task("upload", total=total_bytes,
-                                                  files=f"0/{total_files}")
+            self.task: TaskID = self.bar.add_task(
+                "upload", total=total_bytes, files=f"0/{total_files}"
+            )
             self.bar.start()
 
     def bytes_moved(self, count: int) -> None:
