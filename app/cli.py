@@ -35,6 +35,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 DEV_HELP = """upload-auth (development mode) on {base}
+  demo page:      {base}/demo/   <- start here
   v1 credential:  curl {base}/v1/auth
   v2 credential:  curl -X POST {base}/v2/token -H 'Content-Type: application/json' \\
                     -d '{{"fileName": "cat.png", "fileSize": 48213, "mimeType": "image/png"}}'

@@ -25,7 +25,7 @@ from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
 from app.middleware import BodyLimit, RequestContext
 from app.ratelimit import RateLimiter, Throttle
-from app.routes import health, metrics, v1, v2
+from app.routes import health, metrics, v1, v2, web
 
 log = get_logger("service")
 
@@ -190,4 +190,7 @@ def create_app(
         app.include_router(metrics.router)
     app.include_router(v1.router)
     app.include_router(v2.router)
+    app.include_router(web.helper_router())
+    if settings.dev_mode:
+        app.include_router(web.demo_router())
     return app

@@ -1,0 +1,90 @@
+"""Browser tests: Debian's Chromium driven by Playwright (never a downloaded browser), with the
+demo page, the credential service and the upload API on three different loopback origins."""
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import new_private_key, new_public_key
+from tests.servers import Server, clean_env, require_program, running
+
+HERE = Path(__file__).parent
+ARTIFACTS = HERE.parents[1] / "test-artifacts"
+SDK = HERE / "node_modules" / "@imagekit" / "javascript" / "dist" / "imagekit.min.js"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+MAX_SIZE = 200 * 1024
+
+
+@dataclass
+class Origins:
+    demo: Server
+    service: Server
+    upload_api: Server
+    storage: Path
+    private_key: str
+
+    def demo_url(self) -> str:
+        return f"{self.demo.url}/demo/?auth={self.service.url}&upload={self.upload_api.url}"
+
+    def stored(self) -> list[Path]:
+        return [p for p in (self.storage / "files").rglob("*") if p.is_file()]
+
+    def in_flight(self) -> list[Path]:
+        return list((self.storage / "tmp").iterdir())
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    chromium = require_program("chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
+    root = tmp_path_factory.mktemp("origins")
+    keys = {"IMAGEKIT_PUBLIC_KEY": new_public_key(), "IMAGEKIT_PRIVATE_KEY": new_private_key()}
+    with running(
+        ["dev"],
+        env=clean_env(UPLOAD_AUTH_STORAGE_DIR=str(root / "unused-a")),
+        log=root / "demo.log",
+    ) as demo:
+        allow = json.dumps([demo.url])
+        limits = {"UPLOAD_AUTH_MAX_FILE_SIZE": str(MAX_SIZE), "UPLOAD_AUTH_CORS_ORIGINS": allow}
+        with (
+            running(
+                ["upload-api"],
+                env=clean_env(**keys, **limits, UPLOAD_AUTH_STORAGE_DIR=str(root / "store")),
+                log=root / "upload-api.log",
+            ) as upload_api,
+            running(
+                ["dev"],
+                env=clean_env(**keys, **limits, UPLOAD_AUTH_STORAGE_DIR=str(root / "unused-b")),
+                log=root / "service.log",
+            ) as service,
+        ):
+            yield Origins(demo, service, upload_api, root / "store", keys["IMAGEKIT_PRIVATE_KEY"])
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
