@@ -45,8 +45,10 @@ class Origins:
         return list((self.storage / "tmp").iterdir())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module: Playwright's sync API runs an event loop in this thread
+    while it is open, which the async tests of other modules cannot share."""
     chromium = require_program("chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(

@@ -137,7 +137,7 @@ def test_transient_failure_is_retried_with_a_fresh_credential(
     """A 503 from the upload API: the helper asks for a new credential and uploads again."""
     credentials: list[str] = []
     page.on("request", lambda r: credentials.append(r.url) if "/v2/token" in r.url else None)
-    failures = []
+    failures: list[str] = []
 
     def fail_once(route: Any) -> None:
         if not failures:
