@@ -108,7 +108,7 @@ def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     settings = load_settings(
         dev_mode=True, **_unless_set(log_format="text", upload_api_url=f"http://{host}:{port}")
     )
-    keys = settings.key_ring()
+    keys = settings.key_source()
     upload_api = create_upload_app(settings, keys=keys)
     return Dispatch(create_app(settings, keys=keys), [(("/api/", "/files/"), upload_api)]), settings
 
@@ -136,7 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        # Forwarded headers are believed only from the configured proxies.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or "127.0.0.1",
+        **UVICORN_OPTIONS,
+    )
     return 0
 
 

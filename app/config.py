@@ -8,6 +8,7 @@ Everything else is ``UPLOAD_AUTH_<NAME>``. A bad value stops the process with on
 setting (``describe_error``), never echoing a secret.
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -36,6 +37,8 @@ from pydantic_settings import (
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.filetypes import ALLOWED
 from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES, KeyPair, KeyRing, generate_pair
+from app.keysource import KeySource
+from app.logs import scrub
 from app.policy import PlanLimits, Policy, Profile, check_template, parse_size, seed_profile
 from app.ratelimit import parse_quota, parse_rate
 from app.secretfile import read_secret_file
@@ -353,6 +356,11 @@ class Settings(BaseSettings):
     quota_v2: Quota = Field(default="10gb/hour", description="declared bytes per caller per period")
 
     # -- operation ----------------------------------------------------------------------------
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="addresses/CIDRs whose X-Forwarded-For and -Proto are believed",
+    )
     metrics_enabled: bool = True
     expose_openapi: bool = False
     access_log: bool = True
@@ -378,6 +386,16 @@ class Settings(BaseSettings):
                 raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {path}")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
+        return value
 
     @field_validator("cors_origins")
     @classmethod
@@ -438,6 +456,28 @@ class Settings(BaseSettings):
             raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY must be set together")
         return KeyPair(public, _check_private_key(private, "IMAGEKIT_PRIVATE_KEY"))
 
+    def key_files(self) -> tuple[Path, ...]:
+        """Files whose change can change the keys: the config file and every key file."""
+        paths = [self.config_file, self.public_key_file, self.private_key_file]
+        paths += [k.private_key_file for k in self.keys]
+        return tuple(p for p in paths if p is not None)
+
+    def key_source(self) -> KeySource:
+        """The key ring, live: reloaded when a key file or the config file changes (or on
+        SIGHUP). Keys given only as environment values, or generated, never change."""
+        ring = self.key_ring()
+        files = self.key_files()
+        if not files:
+            return KeySource(ring)
+        fixed = {name: getattr(self, name) for name in self.model_fields_set - _RELOADABLE}
+
+        def load() -> KeyRing:
+            return type(self)(**fixed).key_ring()
+
+        return KeySource(
+            ring, load, files, on_change=lambda new: scrub(p.private_key.decode() for p in new)
+        )
+
     def key_ring(self) -> KeyRing:
         """The configured key pairs; in development mode a throwaway pair if none is set.
 
@@ -488,6 +528,18 @@ class Settings(BaseSettings):
             )
         return Policy(profiles, self.default_profile)
 
+
+#: What a key reload re-reads; everything else keeps its start-up value.
+_RELOADABLE: Final = frozenset(
+    {
+        "keys",
+        "signing_key",
+        "public_key",
+        "private_key",
+        "public_key_file",
+        "private_key_file",
+    }
+)
 
 _ENV_NAMES: Final = {
     "public_key": "IMAGEKIT_PUBLIC_KEY",

@@ -10,6 +10,7 @@ from app.callers import Authenticator, Caller, RequestInfo, authenticate
 from app.clock import Clock
 from app.config import Settings
 from app.keys import KeyRing
+from app.keysource import KeySource
 from app.logs import request_id_var
 from app.metrics import Metrics
 from app.policy import Policy
@@ -24,7 +25,7 @@ class State(TypedDict):
     """What the lifespan hands every request."""
 
     settings: Settings
-    keys: KeyRing
+    keys: KeySource
     policy: Policy
     clock: Clock
     authenticators: tuple[Authenticator, ...]
@@ -39,7 +40,8 @@ async def _settings(request: Request) -> Settings:
 
 
 async def _keys(request: Request) -> KeyRing:
-    return cast(KeyRing, request.state.keys)
+    """The key ring as it is now (it may be reloaded between requests, never during one)."""
+    return cast(KeySource, request.state.keys).ring
 
 
 async def _policy(request: Request) -> Policy:

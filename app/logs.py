@@ -88,24 +88,33 @@ class Scrubbed(logging.Formatter):
     say) must not get it written to the logs.
     """
 
-    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+    def __init__(self, inner: logging.Formatter) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = tuple(s for s in secrets if s)
 
     def format(self, record: logging.LogRecord) -> str:
         line = self.inner.format(record)
-        for secret in self.secrets:
+        for secret in _SECRETS:
             if secret in line:
                 line = line.replace(secret, "[redacted]")
         return line
 
 
+#: Every private key this process has held: scrubbed from every line, even after a rotation.
+_SECRETS: set[str] = set()
+
+
+def scrub(secrets: Iterable[str]) -> None:
+    """Add values the log formatter must never let through."""
+    _SECRETS.update(s for s in secrets if s)
+
+
 def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
     """Route our loggers and uvicorn's through one stdout handler, scrubbing ``secrets``."""
+    scrub(secrets)
     handler = StdoutHandler()
     inner = JsonFormatter() if fmt == "json" else TextFormatter()
-    handler.setFormatter(Scrubbed(inner, secrets))
+    handler.setFormatter(Scrubbed(inner))
     for name in ("upload_auth", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

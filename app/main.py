@@ -20,7 +20,7 @@ from app.callers.idp import IdpAuthenticator, IdpSettings, JwksCache
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
 from app.deps import State, audit_context
-from app.keys import KeyRing
+from app.keysource import KeySource
 from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
 from app.middleware import BodyLimit, RequestContext
@@ -92,15 +92,16 @@ def authenticators(
 def create_app(
     settings: Settings | None = None,
     *,
-    keys: KeyRing | None = None,
+    keys: KeySource | None = None,
     clock: Clock = system_clock,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build the credential service. ``keys`` defaults to the settings' key ring; ``transport``
+    """Build the credential service. ``keys`` defaults to the settings' key source; ``transport``
     replaces the network for outbound calls (identity provider, session check) in tests."""
     settings = settings or load_settings()
     settings.require_caller_auth()
-    ring = keys or settings.key_ring()
+    source = keys or settings.key_source()
+    ring = source.ring
     policy = settings.policy()
     configure_logging(
         settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
@@ -128,9 +129,10 @@ def create_app(
             quota=settings.quota_v2,
             on_limited=lambda version, limit: registry.rate_limited.labels(version, limit).inc(),
         )
-        async with httpx.AsyncClient(
-            transport=transport, follow_redirects=False, timeout=5.0
-        ) as http:
+        async with (
+            httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=5.0) as http,
+            source.watching(),
+        ):
             chain = authenticators(settings, http, registry, clock)
             log.info(
                 "credential service ready",
@@ -144,7 +146,7 @@ def create_app(
             )
             yield {
                 "settings": settings,
-                "keys": ring,
+                "keys": source,
                 "policy": policy,
                 "clock": clock,
                 "authenticators": chain,

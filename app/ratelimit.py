@@ -70,6 +70,15 @@ class RateLimiter:
             self.shared = SlidingWindowCounterRateLimiter(storage)
         self.on_fallback = on_fallback
 
+    async def redis_status(self) -> str | None:
+        """``ok`` or ``unreachable`` when Redis is configured; None when it is not."""
+        if self.shared is None:
+            return None
+        try:
+            return "ok" if await self.shared.storage.check() else "unreachable"
+        except StorageError:
+            return "unreachable"
+
     async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> Refusal | None:
         """Charge ``cost`` to ``key``; a Refusal (with Retry-After) if over the limit."""
         limiter = self.shared or self.local

@@ -65,6 +65,7 @@ class V2Token(Body):
 
 class Health(Body):
     status: str
+    checks: dict[str, str] | None = None
 
 
 class ValidationIssue(BaseModel):

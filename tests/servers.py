@@ -59,14 +59,28 @@ def running(
     uvicorn, for instance), with the same ``--host`` and ``--port``.
     """
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     program = [sys.executable] if command[:1] == ["-m"] else [str(BIN / "upload-auth")]
+    argv = [*program, *command, "--host", "127.0.0.1", "--port", str(port)]
+    with running_argv(argv, port=port, env=env, log=log, ready=ready, timeout=timeout) as server:
+        yield server
+
+
+@contextmanager
+def running_argv(
+    argv: list[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    log: Path,
+    ready: str = "/healthz",
+    timeout: float = 20.0,
+    cwd: Path | None = None,
+) -> Iterator[Server]:
+    """Start any server command that listens on ``port``; wait until ``ready`` answers 200."""
+    url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*program, *command, "--host", "127.0.0.1", "--port", str(port)],
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            argv, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=cwd
         )
     server = Server(url, process, log)
     try:

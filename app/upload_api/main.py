@@ -14,7 +14,7 @@ from app import errors, handlers
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
 from app.filetypes import ALLOWED
-from app.keys import KeyRing
+from app.keysource import KeySource
 from app.logs import configure_logging, get_logger
 from app.middleware import RequestContext
 from app.schemas import Health
@@ -32,6 +32,11 @@ FILE_HEADERS: Final = {
     "Cross-Origin-Resource-Policy": "cross-origin",
     "Cache-Control": "public, max-age=300",
 }
+
+
+#: An upload still in tmp/ after this long belongs to a process that died (no upload of a file
+#: within the size limits takes an hour).
+STALE_UPLOAD_SECONDS: Final = 3600
 
 
 class State(TypedDict):
@@ -103,12 +108,12 @@ async def serve_file(request: Request, file_path: str) -> FileResponse:
     return FileResponse(storage.content(stored), media_type=stored.mime, headers=headers)
 
 
-@router.get("/healthz", include_in_schema=False)
+@router.get("/healthz", include_in_schema=False, response_model_exclude_none=True)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", include_in_schema=False)
+@router.get("/readyz", include_in_schema=False, response_model_exclude_none=True)
 async def readyz(request: Request, response: Response) -> Health:
     """Ready when the used-token store answers (Redis, when configured)."""
     if not await _context(request).tokens.ping():
@@ -131,12 +136,13 @@ async def _on_upload_error(_: Request, exc: Exception) -> JSONResponse:
 def create_upload_app(
     settings: Settings | None = None,
     *,
-    keys: KeyRing | None = None,
+    keys: KeySource | None = None,
     clock: Clock = system_clock,
 ) -> FastAPI:
     """Build the upload API. ``keys`` defaults to the settings' key ring."""
     settings = settings or load_settings()
-    ring = keys or settings.key_ring()
+    source = keys or settings.key_source()
+    ring = source.ring
     configure_logging(
         settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
     )
@@ -145,17 +151,20 @@ def create_upload_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         tokens = token_store(settings, clock)
-        context = UploadContext(ring, clock, tokens, storage, settings.plan_limits)
+        context = UploadContext(source, clock, tokens, storage, settings.plan_limits)
+        swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)
         log.info(
             "upload API ready",
             extra={
                 "storage_dir": str(settings.storage_dir),
                 "used_credentials_in": "redis" if settings.redis_url else "memory",
+                "stale_uploads_removed": swept,
                 "public_keys": [pair.public_key for pair in ring],
             },
         )
         try:
-            yield {"settings": settings, "upload": context}
+            async with source.watching():
+                yield {"settings": settings, "upload": context}
         finally:
             await tokens.close()
 

@@ -15,6 +15,7 @@ import re
 import secrets
 import string
 import tempfile
+import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -159,6 +160,18 @@ class LocalStorage:
         )
         self._write_meta(stored)
         return stored
+
+    def sweep(self, older_than: float) -> int:
+        """Remove uploads left in ``tmp/`` by a process that died mid-upload. Only old ones:
+        with shared storage, the others may be another replica's uploads in flight."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for path in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def leftovers(self) -> list[Path]:
         """Files in the temporary area (none once every upload has finished)."""

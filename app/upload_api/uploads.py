@@ -19,6 +19,7 @@ from app import credentials, errors
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME, Clock, unix_now
 from app.filetypes import ALLOWED, FileType, Kind, extension_of
 from app.keys import KeyPair, KeyRing
+from app.keysource import KeySource
 from app.policy import MAX_TAGS_LENGTH, PlanLimits, normalise_folder
 from app.upload_api import checks, wire
 from app.upload_api.detect import detect, image_size
@@ -43,7 +44,7 @@ _VIDEO_FAMILIES: Final = frozenset({"mp4", "mov", "webm", "ts"})
 
 @dataclass(frozen=True)
 class UploadContext:
-    keys: KeyRing
+    keys: KeySource
     clock: Clock
     tokens: TokenStore
     storage: LocalStorage
@@ -97,14 +98,14 @@ async def authenticate_v1(ctx: UploadContext, basic: str | None, fields: Mapping
     if basic is not None and "signature" in fields:
         raise wire.both_auth_v1()
     if basic is not None:
-        _by_private_key(ctx.keys, basic)
+        _by_private_key(ctx.keys.ring, basic)
         return
     if "signature" not in fields:
         raise wire.no_auth()
     for name in ("publicKey", "token"):
         if not fields.get(name):
             raise wire.missing_parameter(name)
-    pair = ctx.keys.get(fields["publicKey"])
+    pair = ctx.keys.ring.get(fields["publicKey"])
     if pair is None:
         raise wire.cannot_authenticate()
     raw_expire = fields.get("expire", "")
@@ -127,13 +128,13 @@ async def authenticate_v2(ctx: UploadContext, basic: str | None, fields: Mapping
     if basic is not None and token is not None:
         raise wire.both_auth_v2()
     if basic is not None:
-        _by_private_key(ctx.keys, basic)
+        _by_private_key(ctx.keys.ring, basic)
         return
     if not token:
         raise wire.missing_parameter("token")
     now = unix_now(ctx.clock)
     try:
-        verified = credentials.verify_v2(token, ctx.keys, now=now)
+        verified = credentials.verify_v2(token, ctx.keys.ring, now=now)
     except credentials.ExpiredToken:
         raise wire.expired_token() from None
     except credentials.InvalidToken:

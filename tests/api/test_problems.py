@@ -141,4 +141,4 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
     """/healthz and /readyz answer without authentication."""
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "checks": {"keys": "ok"}})
