@@ -26,7 +26,7 @@ PAGE = """<!doctype html>
 </html>"""
 
 SIGN_IN = """<form action="/login"><label>Your name <input name="user" required
-pattern="[A-Za-z0-9_-]{1,32}"></label> <button>Sign in</button></form>"""
+pattern="[A-Za-z0-9_\\-]{1,32}"></label> <button>Sign in</button></form>"""
 
 UPLOAD = """<p>Signed in as <b>{user}</b>. <a href="/logout">Sign out</a></p>
 <input type="file" id="file"> <progress id="bar" max="1" value="0"></progress>
@@ -64,7 +64,7 @@ class App(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         url = urlsplit(self.path)
         user = self.session_user()
         if url.path == "/healthz":
@@ -81,8 +81,14 @@ class App(BaseHTTPRequestHandler):
                 return
             session = secrets.token_urlsafe(24)
             SESSIONS[session] = name
-            self.reply(303, "", {"Location": "/", "Set-Cookie":
-                                 f"session={session}; HttpOnly; SameSite=Lax; Path=/"})
+            self.reply(
+                303,
+                "",
+                {
+                    "Location": "/",
+                    "Set-Cookie": f"session={session}; HttpOnly; SameSite=Lax; Path=/",
+                },
+            )
         elif url.path == "/logout":
             self.reply(303, "", {"Location": "/", "Set-Cookie": "session=; Max-Age=0; Path=/"})
         elif url.path == "/":

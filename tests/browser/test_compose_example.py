@@ -1,0 +1,107 @@
+"""The docker-compose example without Docker: its example app, its upload-auth.toml, its
+make-dev-keys and the same roles on loopback ports; a user signs in and uploads in Chromium."""
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.samples import png
+from tests.servers import Server, clean_env, free_port, running, running_argv
+
+pytestmark = pytest.mark.e2e
+
+COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose"
+
+
+@dataclass
+class Stack:
+    app: Server
+    service: Server
+    upload_api: Server
+    storage: Path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("compose")
+    shutil.copytree(COMPOSE, root / "compose", ignore=shutil.ignore_patterns("secrets"))
+    subprocess.run([str(root / "compose" / "make-dev-keys")], check=True, capture_output=True)
+    secrets = root / "compose" / "secrets"
+    ports = {"app": free_port(), "upload": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    # The compose config, with the compose network's names replaced by loopback addresses.
+    config = (root / "compose" / "upload-auth.toml").read_text()
+    config = config.replace("http://app:8080", urls["app"]).replace(
+        "http://localhost:8080", urls["app"]
+    )
+    (root / "upload-auth.toml").write_text(config)
+    keys = {
+        "IMAGEKIT_PUBLIC_KEY_FILE": str(secrets / "imagekit_public_key"),
+        "IMAGEKIT_PRIVATE_KEY_FILE": str(secrets / "imagekit_private_key"),
+        "UPLOAD_AUTH_CONFIG_FILE": str(root / "upload-auth.toml"),
+    }
+    with (
+        running(
+            ["upload-api"],
+            env=clean_env(
+                **keys,
+                UPLOAD_AUTH_STORAGE_DIR=str(root / "data"),
+                UPLOAD_AUTH_PUBLIC_URL=urls["upload"],
+            ),
+            log=root / "upload-api.log",
+        ) as upload_api,
+        running(
+            ["serve"],
+            env=clean_env(**keys, UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url),
+            log=root / "service.log",
+        ) as service,
+        running_argv(
+            [sys.executable, str(root / "compose" / "example_app.py")],
+            port=ports["app"],
+            log=root / "app.log",
+            env=clean_env(PORT=str(ports["app"]), UPLOAD_AUTH_PUBLIC_URL=service.url),
+        ) as app,
+    ):
+        yield Stack(app, service, upload_api, root / "data")
+
+
+def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
+    """Sign in to the app, pick a file: upload-auth recognises the session cookie through
+    forward auth and the file lands in the user's folder."""
+    page.goto(stack.app.url)
+    page.fill("input[name=user]", "alice")
+    page.click("text=Sign in")
+    expect(page.locator("body")).to_contain_text("Signed in as alice")
+    picture = tmp_path / "holiday.png"
+    picture.write_bytes(png(8, 8))
+    page.set_input_files("#file", str(picture))
+    expect(page.locator("#out")).to_contain_text("Uploaded:", timeout=15000)
+    stored = list((stack.storage / "files" / "users" / "alice").iterdir())
+    assert len(stored) == 1
+    assert stored[0].read_bytes() == png(8, 8)
+    audit = [
+        json.loads(line)
+        for line in stack.service.output().splitlines()
+        if '"credential.issued"' in line
+    ]
+    assert audit[-1]["caller"] == "alice"
+    assert audit[-1]["method"] == "forward"
+
+
+def test_signed_out_is_refused(page: Page, stack: Stack, tmp_path: Path) -> None:
+    """Without a session the app shows the sign-in form, and upload-auth refuses (401)."""
+    page.goto(stack.app.url)
+    expect(page.locator("input[name=user]")).to_be_visible()
+    status = page.evaluate(
+        "async (url) => (await fetch(url + '/v1/auth', {credentials: 'include'})).status",
+        stack.service.url,
+    )
+    assert status == 401
+    del tmp_path
