@@ -8,7 +8,7 @@ signature or a key: the event has no field that could hold one.
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.logs import get_logger
+from app.logs import event, get_logger
 from app.metrics import Metrics
 
 log = get_logger("audit")
@@ -48,10 +48,8 @@ class Audit:
         self.metrics.issued.labels(
             context.version, self._label(context.profile), context.method or "none"
         ).inc()
-        log.info("credential.issued", extra={**context.fields(), "expires_at": expires_at})
+        event(log, "credential.issued", {**context.fields(), "expires_at": expires_at})
 
     def refused(self, context: AuditContext, *, reason: str, status: int) -> None:
         self.metrics.refused.labels(context.version, self._label(context.profile), reason).inc()
-        log.info(
-            "credential.refused", extra={**context.fields(), "reason": reason, "status": status}
-        )
+        event(log, "credential.refused", {**context.fields(), "reason": reason, "status": status})

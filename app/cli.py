@@ -14,8 +14,6 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from app.bulk import command as bulk_command
-
 # The servers' imports (FastAPI, pydantic-settings, uvicorn) are made by the commands that run
 # a server: `upload-auth upload` starts in a fraction of the time without them.
 if TYPE_CHECKING:
@@ -62,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--host", default="127.0.0.1", help="address to listen on")
         command.add_argument("--port", type=int, default=port, help="port to listen on")
     upload = commands.add_parser("upload", help="upload files and folders, N at a time")
+    from app.bulk import command as bulk_command
+
     bulk_command.add_arguments(upload)
     key = commands.add_parser("new-api-key", help="make an API key for a back end, and its hash")
     key.add_argument("--name", required=True, help="the caller id the key stands for")
@@ -95,16 +95,21 @@ def _unless_set(**defaults: Any) -> dict[str, Any]:
 def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     """The app and settings for a command; raises ConfigError."""
     from app.config import load_settings
+
+    if command == "serve":  # each role imports only what it runs: start-up time and memory
+        from app.main import create_app
+
+        settings = load_settings()
+        return create_app(settings), settings
+    if command == "upload-api":
+        from app.upload_api.main import create_upload_app
+
+        settings = load_settings()
+        return create_upload_app(settings), settings
     from app.dev import Dispatch
     from app.main import create_app
     from app.upload_api.main import create_upload_app
 
-    if command == "serve":
-        settings = load_settings()
-        return create_app(settings), settings
-    if command == "upload-api":
-        settings = load_settings()
-        return create_upload_app(settings), settings
     settings = load_settings(
         dev_mode=True, **_unless_set(log_format="text", upload_api_url=f"http://{host}:{port}")
     )
@@ -119,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(new_api_key(args.name, args.profiles))
         return 0
     if args.command == "upload":
+        from app.bulk import command as bulk_command
+
         return bulk_command.main(args)
     import uvicorn
 

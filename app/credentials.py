@@ -17,11 +17,15 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
   equal the form fields, so it cannot carry a ``jti``);
 - payload = the upload form fields, every value a string, plus integer ``iat`` and ``exp``;
   ``exp - iat`` <= 3600 and ``iat`` not in the future (both with ``LEEWAY_SECONDS``);
-- time is checked against the caller's clock, never PyJWT's, so tests control it.
+- time is checked against the caller's clock, never PyJWT's, so tests control it;
+- tokens are *encoded* here, in the standard compact form (a third of PyJWT's encode cost, on
+  the hot path), and *verified* with PyJWT; the tests verify every issued token with PyJWT.
 """
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -77,12 +81,23 @@ def issue_v2(pair: KeyPair, fields: Mapping[str, str], *, now: int, ttl: int) ->
     if TIME_CLAIMS & fields.keys():
         raise ValueError("fields may not contain iat or exp")
     payload: dict[str, Any] = {**fields, "iat": now, "exp": now + ttl}
-    return _jwt.encode(
-        payload,
-        pair.private_key,
-        algorithm=ALGORITHM,
-        headers={"kid": pair.public_key, "nonce": secrets.token_urlsafe(12)},
-    )
+    header = {
+        "alg": ALGORITHM,
+        "kid": pair.public_key,
+        "nonce": secrets.token_urlsafe(12),
+        "typ": "JWT",
+    }
+    signing_input = f"{_b64_json(header)}.{_b64_json(payload)}"
+    signature = hmac.digest(pair.private_key, signing_input.encode(), hashlib.sha256)
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64_json(value: Mapping[str, Any]) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
 
 
 # -- verification (used by the upload API and by tests) ------------------------------------

@@ -6,7 +6,7 @@ Every error response of the credential service goes through ``problem_response``
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -57,8 +57,8 @@ def _safe_loc(loc: tuple[Any, ...], error_type: str) -> list[str | int]:
     return safe
 
 
-def _is_json(request: Request) -> bool:
-    content_type = request.headers.get("content-type", "")
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (``application/json`` or ``application/*+json``)."""
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -81,14 +81,17 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc)
 
 
-async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
-    raw = exc.errors()
+def validation_problem(
+    raw: Sequence[Any], content_type: str | None
+) -> tuple[errors.Problem, dict[str, Any]]:
+    """The problem for request validation errors (pydantic's, locations prefixed with
+    ``body``/``query``): malformed JSON, a body that is not JSON, or the fields that failed,
+    never with the submitted values."""
     if any(e.get("type") == "json_invalid" for e in raw):
-        return _respond(request, errors.MalformedJson())
-    body_errors = [e for e in raw if e.get("loc", ())[:1] == ("body",)]
-    if body_errors and request.headers.get("content-type") and not _is_json(request):
-        return _respond(request, errors.UnsupportedMediaType())
+        return errors.MalformedJson(), {}
+    body_errors = [e for e in raw if tuple(e.get("loc", ()))[:1] == ("body",)]
+    if body_errors and content_type and not is_json(content_type):
+        return errors.UnsupportedMediaType(), {}
     details = [
         {
             "loc": _safe_loc(tuple(e.get("loc", ())), e.get("type", "")),
@@ -97,7 +100,13 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
         }
         for e in raw
     ]
-    return _respond(request, errors.InvalidRequest(), errors=details)
+    return errors.InvalidRequest(), {"errors": details}
+
+
+async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+    problem, extra = validation_problem(exc.errors(), request.headers.get("content-type"))
+    return _respond(request, problem, **extra)
 
 
 _HTTP_PROBLEMS: Final[dict[int, type[errors.Problem]]] = {

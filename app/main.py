@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
 from app import errors, handlers, openapi
-from app.audit import Audit
+from app.audit import Audit, AuditContext
 from app.callers import Authenticator
 from app.callers.api_keys import ApiKey, ApiKeyAuthenticator
 from app.callers.base import DevelopmentAuthenticator
@@ -20,12 +20,14 @@ from app.callers.idp import IdpAuthenticator, IdpSettings, JwksCache
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
 from app.deps import State, audit_context
+from app.fastpath import FastPath
 from app.keysource import KeySource
 from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
 from app.middleware import BodyLimit, RequestContext
 from app.ratelimit import RateLimiter, Throttle
 from app.routes import health, metrics, v1, v2, web
+from app.service import CredentialService
 
 log = get_logger("service")
 
@@ -95,9 +97,12 @@ def create_app(
     keys: KeySource | None = None,
     clock: Clock = system_clock,
     transport: httpx.AsyncBaseTransport | None = None,
+    fast_path: bool = True,
 ) -> FastAPI:
     """Build the credential service. ``keys`` defaults to the settings' key source; ``transport``
-    replaces the network for outbound calls (identity provider, session check) in tests."""
+    replaces the network for outbound calls (identity provider, session check) in tests;
+    ``fast_path=False`` serves the credential routes through FastAPI alone (the reference the
+    fast path is tested against)."""
     settings = settings or load_settings()
     settings.require_caller_auth()
     source = keys or settings.key_source()
@@ -144,32 +149,30 @@ def create_app(
                     "limits_shared": settings.redis_url is not None,
                 },
             )
-            yield {
-                "settings": settings,
-                "keys": source,
-                "policy": policy,
-                "clock": clock,
-                "authenticators": chain,
-                "http": http,
-                "metrics": registry,
-                "audit": audit,
-                "throttle": throttle,
-            }
+            service = CredentialService(settings, source, policy, clock, chain, audit, throttle)
+            yield {"settings": settings, "keys": source, "service": service, "metrics": registry}
 
     def audit_refusal(request: Request, problem: errors.Problem) -> None:
         context = audit_context(request)
         if context is not None:
             audit.refused(context, reason=problem.slug, status=problem.status)
 
+    def fast_refusal(context: AuditContext, problem: errors.Problem) -> None:
+        audit.refused(context, reason=problem.slug, status=problem.status)
+
     app = FastAPI(
         title="upload-auth",
         version="0.1.0",
         description="Short-lived upload credentials for ImageKit-compatible upload APIs.",
         lifespan=lifespan,
+        # No OpenTelemetry here: FastAPI's native hooks would be asked on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         docs_url="/docs" if settings.openapi_enabled else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.openapi_enabled else None,
     )
+    if fast_path:
+        app.add_middleware(FastPath, on_refusal=fast_refusal)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
     if origins:

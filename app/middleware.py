@@ -11,8 +11,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
 from app.handlers import problem_response
-from app.logs import get_logger, request_id_var
+from app.logs import event, get_logger, request_id_var
 
+#: Where a front that routes without Starlette's router (the fast path) names the route.
+ROUTE_KEY: Final = "upload_auth.route"
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 access_log = get_logger("access")
 
@@ -60,7 +62,7 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "(unmatched)")
+            route = getattr(scope.get("route"), "path", None) or scope.get(ROUTE_KEY, "(unmatched)")
             if self.observe is not None:
                 self.observe(route, scope["method"], status, elapsed)
             if self.log_access:
@@ -73,7 +75,7 @@ class RequestContext:
                 caller = getattr(scope.get("upload_auth.audit"), "caller", None)
                 if caller is not None:
                     line["caller"] = caller
-                access_log.info("request", extra=line)
+                event(access_log, "request", line)
             request_id_var.reset(token)
 
 

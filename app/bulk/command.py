@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from app.bulk import transfer
-from app.bulk.runner import Options, default_manifest, run
 from app.policy import PlanLimits, parse_size
 from app.secretfile import read_secret_file
 
@@ -106,6 +105,8 @@ def _credentials(args: argparse.Namespace) -> transfer.Credentials:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.bulk.runner import Options, default_manifest, run  # rich: only when uploading
+
     try:
         credentials = _credentials(args)
         limits = _limits(args)

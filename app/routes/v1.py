@@ -4,42 +4,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from app import credentials, errors, schemas
-from app.clock import unix_now
-from app.deps import AuditDep, CallerDep, ClockDep, ContextDep, KeysDep, SettingsDep, ThrottleDep
+from app import schemas
+from app.deps import CallerDep, ContextDep, ServiceDep
 from app.openapi import problems
 
 router = APIRouter(tags=["v1"])
+PROBLEMS = problems(401, 422, 429, 502, 503)
 
 
-@router.get("/v1/auth", responses=problems(401, 422, 429, 502, 503))
-@router.get(
-    "/auth", responses=problems(401, 422, 429, 502, 503), summary="V1 Auth (ImageKit samples' path)"
-)
+@router.get("/v1/auth", responses=PROBLEMS)
+@router.get("/auth", responses=PROBLEMS, summary="V1 Auth (ImageKit samples' path)")
 async def v1_auth(
     caller: CallerDep,
     context: ContextDep,
-    throttle: ThrottleDep,
-    audit: AuditDep,
-    keys: KeysDep,
-    settings: SettingsDep,
-    clock: ClockDep,
+    service: ServiceDep,
     response: Response,
     public_key: Annotated[str | None, Query(alias="publicKey", max_length=128)] = None,
 ) -> schemas.V1Credential:
     """A fresh single-use v1 credential. Any other query parameter (``t``) is ignored."""
-    await throttle.request("v1", caller.limit_key)
-    pair = keys.signing if public_key is None else keys.get(public_key)
-    if pair is None:
-        raise errors.UnknownKey()
-    now = unix_now(clock)
-    cred = credentials.issue_v1(pair, now=now, ttl=settings.credential_ttl)
-    audit.issued(context, expires_at=cred.expire)
+    body = await service.v1(caller, context, public_key)
     response.headers["Cache-Control"] = "no-store"
-    return schemas.V1Credential(
-        token=cred.token,
-        expire=cred.expire,
-        signature=cred.signature,
-        publicKey=cred.public_key,
-        serverTime=now,
-    )
+    return schemas.V1Credential(**body)

@@ -171,6 +171,8 @@ def create_upload_app(
     app = FastAPI(
         title="upload-auth upload API",
         lifespan=lifespan,
+        # No OpenTelemetry here: FastAPI's native hooks would be asked on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         openapi_url=None,
         docs_url=None,
         redoc_url=None,

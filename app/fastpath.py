@@ -1,0 +1,145 @@
+"""The credential routes without FastAPI's per-request machinery.
+
+``GET /v1/auth``, ``GET /auth`` and ``POST /v2/token`` are the hot path: a credential is fetched
+before every upload. Profiling (``bench/inproc.py --profile``) showed FastAPI's routing and
+dependency solving costing more than everything the requests actually do (authentication,
+limits, policy, signing, audit), so these three are served here, as plain ASGI, by the same
+``CredentialService`` the FastAPI routes call, with the same validation (the same pydantic
+types), the same problems and the same answers. The FastAPI routes stay: they make the OpenAPI
+document, and the tests compare both fronts on the same requests. Everything else passes
+through untouched.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app import errors, schemas
+from app.audit import AuditContext
+from app.callers import RequestInfo
+from app.deps import AUDIT_KEY
+from app.handlers import is_json, problem_response, validation_problem
+from app.logs import request_id_var
+from app.middleware import ROUTE_KEY
+from app.service import CredentialService
+
+ROUTES: Final = {("GET", "/v1/auth"): "v1", ("GET", "/auth"): "v1", ("POST", "/v2/token"): "v2"}
+MAX_PUBLIC_KEY: Final = 128  # the FastAPI route's Query(max_length=...)
+_TOKEN_REQUEST: Final = TypeAdapter[Any](schemas.TokenRequest)
+_HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+class FastPath:
+    """Serve the credential routes directly; pass every other request to ``app``."""
+
+    def __init__(
+        self, app: ASGIApp, *, on_refusal: Callable[[AuditContext, errors.Problem], None]
+    ) -> None:
+        self.app = app
+        self.on_refusal = on_refusal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        version = (
+            ROUTES.get((scope.get("method", ""), scope.get("path", "")))
+            if scope["type"] == "http"
+            else None
+        )
+        if version is None:
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_KEY] = scope["path"]
+        service: CredentialService = scope["state"]["service"]
+        context = scope[AUDIT_KEY] = AuditContext(version)
+        headers = Headers(scope=scope)
+        try:
+            client = scope.get("client")
+            info = RequestInfo(headers, client[0] if client else None, request_id_var.get())
+            caller = await service.caller(info, context)
+            if version == "v1":
+                body = await service.v1(caller, context, _public_key(scope))
+            else:
+                request = _token_request(await _read(receive), headers.get("content-type"))
+                body = await service.v2(caller, context, request)
+        except errors.Problem as problem:
+            self.on_refusal(context, problem)
+            await problem_response(problem)(scope, receive, send)
+            return
+        except _Invalid as invalid:
+            self.on_refusal(context, invalid.problem)
+            await problem_response(invalid.problem, **invalid.extra)(scope, receive, send)
+            return
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_HEADERS, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+class _Invalid(Exception):
+    """A request that fails validation: its problem and the problem's extra members."""
+
+    def __init__(self, raw: list[Any], content_type: str | None) -> None:
+        super().__init__()
+        self.problem, self.extra = validation_problem(raw, content_type)
+
+
+def _public_key(scope: Scope) -> str | None:
+    query: bytes = scope.get("query_string", b"")
+    values = [v for k, v in parse_qsl(query.decode("latin-1")) if k == "publicKey"]
+    if not values:
+        return None
+    if len(values[-1]) > MAX_PUBLIC_KEY:
+        raise _Invalid(
+            [
+                {
+                    "loc": ("query", "publicKey"),
+                    "type": "string_too_long",
+                    "msg": f"String should have at most {MAX_PUBLIC_KEY} characters",
+                }
+            ],
+            None,
+        )
+    return values[-1]
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    more = True
+    while more:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.BadRequest()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _token_request(raw: bytes, content_type: str | None) -> Any:
+    """The request body as the route's pydantic type, with the route's problems."""
+    if content_type is not None and not is_json(content_type):
+        raise errors.UnsupportedMediaType()
+    if not raw:
+        raise _Invalid(
+            [{"loc": ("body",), "type": "missing", "msg": "Field required"}], content_type
+        )
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise errors.MalformedJson() from None
+    try:
+        return _TOKEN_REQUEST.validate_python(data, from_attributes=True)  # as FastAPI does
+    except ValidationError as exc:
+        raw_errors = [
+            {**e, "loc": ("body", *e["loc"])}
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        raise _Invalid(raw_errors, content_type) from None

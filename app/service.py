@@ -1,0 +1,92 @@
+"""Issuing credentials: the one place the rules run, whichever HTTP front calls it.
+
+Both fronts (the FastAPI routes, which also make the OpenAPI document, and the fast path that
+serves the same routes without FastAPI's per-request dependency machinery) authenticate,
+throttle, ask the policy, sign and audit through this class, and answer with what it returns.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from app import credentials, errors, schemas
+from app.audit import Audit, AuditContext
+from app.callers import Authenticator, Caller, RequestInfo, authenticate
+from app.clock import Clock, unix_now
+from app.config import Settings
+from app.keysource import KeySource
+from app.policy import FileRequest, Policy
+from app.ratelimit import Throttle
+
+
+@dataclass(frozen=True)
+class CredentialService:
+    settings: Settings
+    keys: KeySource
+    policy: Policy
+    clock: Clock
+    authenticators: tuple[Authenticator, ...]
+    audit: Audit
+    throttle: Throttle
+
+    async def caller(self, request: RequestInfo, context: AuditContext) -> Caller:
+        """Who is asking (or a 401/502/503 problem); noted in the audit context."""
+        caller = await authenticate(self.authenticators, request)
+        context.caller, context.method = caller.id, caller.method
+        return caller
+
+    async def v1(
+        self, caller: Caller, context: AuditContext, public_key: str | None
+    ) -> dict[str, Any]:
+        """A v1 credential, as the response body."""
+        await self.throttle.request("v1", caller.limit_key)
+        ring = self.keys.ring
+        pair = ring.signing if public_key is None else ring.get(public_key)
+        if pair is None:
+            raise errors.UnknownKey()
+        now = unix_now(self.clock)
+        cred = credentials.issue_v1(pair, now=now, ttl=self.settings.credential_ttl)
+        self.audit.issued(context, expires_at=cred.expire)
+        return {
+            "token": cred.token,
+            "expire": cred.expire,
+            "signature": cred.signature,
+            "publicKey": cred.public_key,
+            "serverTime": now,
+        }
+
+    async def v2(
+        self,
+        caller: Caller,
+        context: AuditContext,
+        body: schemas.FileTokenRequest | schemas.PayloadTokenRequest,
+    ) -> dict[str, Any]:
+        """A v2 credential and its fields, as the response body."""
+        await self.throttle.request("v2", caller.limit_key)
+        policy, ring = self.policy, self.keys.ring
+        context.profile = name = body.profile or policy.default_profile
+        if not caller.may_use(name):
+            raise errors.Forbidden("this caller may not use this profile")
+        profile = policy.profile(name)
+        if isinstance(body, schemas.FileTokenRequest):
+            context.file = {"fileName": body.fileName, "size": body.fileSize, "type": body.mimeType}
+            request = FileRequest(body.fileName, body.fileSize, body.mimeType, body.folder)
+            grant = policy.grant_file(profile, request, caller=caller.id)
+            pair, ttl, charge = ring.signing, grant.ttl, body.fileSize
+        else:
+            grant = policy.grant_payload(profile, body.uploadPayload, caller=caller.id)
+            context.file = {"fileName": grant.fields["fileName"]}
+            found = ring.signing if body.publicKey is None else ring.get(body.publicKey)
+            if found is None:
+                raise errors.UnknownKey()
+            pair, ttl, charge = found, min(body.expire, grant.ttl), grant.max_size
+        await self.throttle.bytes(caller.limit_key, charge)
+        now = unix_now(self.clock)
+        token = credentials.issue_v2(pair, grant.fields, now=now, ttl=ttl)
+        self.audit.issued(context, expires_at=now + ttl)
+        return {
+            "token": token,
+            "expiresAt": now + ttl,
+            "uploadUrl": self.settings.upload_url_v2,
+            "fields": dict(grant.fields),
+            "serverTime": now,
+        }

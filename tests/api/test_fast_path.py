@@ -1,0 +1,106 @@
+"""The fast path answers exactly as the FastAPI routes do, request for request."""
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
+from app.main import create_app
+from tests.conftest import FakeClock, asgi_client
+
+pytestmark = pytest.mark.anyio
+
+KEY = "uak_" + "f" * 43
+JSON = {"content-type": "application/json"}
+AUTH = {"Authorization": f"Bearer {KEY}"}
+FILE = {"fileName": "cat.png", "fileSize": 100, "mimeType": "image/png"}
+
+REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("GET", "/v1/auth", {"headers": AUTH}),
+    ("GET", "/auth", {"headers": AUTH, "params": {"t": "0.1"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"publicKey": "public_nope"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"publicKey": "p" * 200}}),
+    ("GET", "/v1/auth", {}),
+    ("GET", "/v1/auth", {"headers": {"Authorization": "Bearer uak_wrong"}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": FILE}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {**FILE, "profile": "avatar"}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {**FILE, "profile": "secret"}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {**FILE, "fileSize": 10**9}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {**FILE, "fileName": "../x.png"}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {**FILE, "mimeType": "text/html"}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {**FILE, "extra": 1}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": {"fileName": "a.png"}}),
+    ("POST", "/v2/token", {"headers": AUTH, "json": [1, 2]}),
+    (
+        "POST",
+        "/v2/token",
+        {"headers": AUTH, "json": {"uploadPayload": {"fileName": "a.png"}, "expire": 60}},
+    ),
+    (
+        "POST",
+        "/v2/token",
+        {
+            "headers": AUTH,
+            "json": {"uploadPayload": {"fileName": "a.png", "webhookUrl": "x"}, "expire": 60},
+        },
+    ),
+    ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b"{broken"}),
+    ("POST", "/v2/token", {"headers": {**AUTH, "content-type": "text/plain"}, "content": b"x"}),
+    ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b""}),
+    ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b"{}" + b" " * 20000}),
+    ("POST", "/v2/token", {"json": FILE}),
+]
+
+RANDOM = {"token", "signature", "request_id", "nonce"}
+
+
+def normalised(response: httpx.Response) -> tuple[int, str, str | None, Any]:
+    body = response.json()
+    if isinstance(body, dict):
+        body = {k: ("<random>" if k in RANDOM else v) for k, v in body.items()}
+    return (
+        response.status_code,
+        response.headers["content-type"],
+        response.headers.get("cache-control"),
+        body,
+    )
+
+
+@pytest.mark.parametrize("deployed", [{"dev_mode": False}, {"dev_mode": True}])
+async def test_fast_path_equals_fastapi_routes(
+    make_settings: Callable[..., Settings], clock: FakeClock, deployed: dict[str, Any]
+) -> None:
+    """Good and bad requests get the same status, headers and body from both fronts."""
+    import hashlib
+
+    settings = make_settings(
+        callers=CallersConfig(
+            api_keys=[
+                ApiKeyConfig(
+                    name="backend",
+                    hash="sha256:" + hashlib.sha256(KEY.encode()).hexdigest(),
+                    profiles=["default", "avatar"],
+                )
+            ]
+        ),
+        profiles={
+            "default": ProfileConfig(),
+            "avatar": ProfileConfig(types=["png"]),
+            "secret": ProfileConfig(),
+        },
+        **deployed,
+    )
+    answers = []
+    for fast in (True, False):
+        app = create_app(settings, clock=clock, fast_path=fast)
+        async with asgi_client(app, "http://test") as http:
+            answers.append(
+                [
+                    normalised(await http.request(method, url, **options))
+                    for method, url, options in REQUESTS
+                ]
+            )
+    for request, fast, reference in zip(REQUESTS, *answers, strict=True):
+        assert fast == reference, request
