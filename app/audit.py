@@ -45,7 +45,7 @@ class Audit:
         return profile if profile in self.profiles else "other"
 
     def issued(self, context: AuditContext, *, expires_at: int) -> None:
-        self.metrics.issued.labels(
+        self.metrics.issued_counter(
             context.version, self._label(context.profile), context.method or "none"
         ).inc()
         event(log, "credential.issued", {**context.fields(), "expires_at": expires_at})

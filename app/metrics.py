@@ -4,12 +4,16 @@ Labels are bounded: versions, configured profile names (anything else is ``other
 slugs, route templates. No caller id, file name, token or key ever becomes a label.
 """
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._latency: dict[tuple[str, str, int], Any] = {}
+        self._issued: dict[tuple[str, str, str], Any] = {}
         self.issued = Counter(
             "upload_auth_credentials_issued",
             "Credentials issued",
@@ -54,7 +58,18 @@ class Metrics:
         )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.latency.labels(route, method, str(status)).observe(seconds)
+        key = (route, method, status)
+        child = self._latency.get(key)
+        if child is None:  # labels() costs more than observe(): one lookup per combination
+            child = self._latency[key] = self.latency.labels(route, method, str(status))
+        child.observe(seconds)
+
+    def issued_counter(self, version: str, profile: str, method: str) -> Any:
+        key = (version, profile, method)
+        child = self._issued.get(key)
+        if child is None:
+            child = self._issued[key] = self.issued.labels(version, profile, method)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,8 @@
 """Pure ASGI middleware: request context (id, access line) and the request body limit."""
 
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Final
 
@@ -46,7 +46,9 @@ class RequestContext:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id = (
+            incoming if incoming and _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
+        )
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
