@@ -14,6 +14,19 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
+#: How every Python contender runs: uvicorn with uvloop + httptools, no access log, loopback.
+UVICORN = [
+    "-m",
+    "uvicorn",
+    "--factory",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--no-access-log",
+    "--host",
+    "127.0.0.1",
+]
 
 
 def free_port() -> int:

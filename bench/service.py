@@ -36,7 +36,16 @@ from pathlib import Path
 import httpx
 import jwt
 
-from bench.harness import ROOT, Running, cpu_seconds, free_port, memory_kib, start, wrk
+from bench.harness import (
+    ROOT,
+    UVICORN,
+    Running,
+    cpu_seconds,
+    free_port,
+    memory_kib,
+    start,
+    wrk,
+)
 
 BIN = Path(sys.executable).parent
 EXPRESS = ROOT / "bench" / "contenders" / "express"
@@ -92,18 +101,6 @@ BASE_ENV = {
     "IMAGEKIT_PRIVATE_KEY": PRIVATE,
     "BENCH_API_KEY": API_KEY,
 }
-UVICORN = [
-    "-m",
-    "uvicorn",
-    "--factory",
-    "--loop",
-    "uvloop",
-    "--http",
-    "httptools",
-    "--no-access-log",
-    "--host",
-    "127.0.0.1",
-]
 
 
 def floor(port: int, _: Path) -> tuple[list[str], dict[str, str]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import ROOT, Running, free_port, memory_kib, start
+from bench.harness import ROOT, UVICORN, Running, free_port, memory_kib, start
 
 MIB = 1024 * 1024
 BIN = Path(sys.executable).parent
@@ -58,20 +58,7 @@ def upload_api(work: Path, max_size: str = "200mb") -> Running:
 def raw_floor(work: Path) -> Running:
     port = free_port()
     return start(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.contenders.raw_upload:create",
-            "--factory",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, *UVICORN, "bench.contenders.raw_upload:create", "--port", str(port)],
         port=port,
         env={**ENV, "BENCH_DIR": str(work)},
         ready="/healthz",
