@@ -30,9 +30,8 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Final
-
-import jwt
 
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.keys import KeyPair, KeyRing
@@ -51,7 +50,15 @@ _DECODE_OPTIONS: Final[Any] = {
     "verify_aud": False,
     "verify_iss": False,
 }
-_jwt: Final = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+
+
+@cache
+def _pyjwt() -> tuple[Any, Any]:
+    """PyJWT and its configured decoder, imported on first verification: issuing needs none of
+    it (nor cryptography, which it loads), so the credential service does not carry them."""
+    import jwt
+
+    return jwt, jwt.PyJWT(options={"enforce_minimum_key_length": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,7 @@ class VerifiedToken:
 
 def verify_v2(token: str, ring: KeyRing, *, now: int) -> VerifiedToken:
     """Verify a v2 JWT against the key ring; returns its form fields and times."""
+    jwt, decoder = _pyjwt()
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
@@ -136,7 +144,7 @@ def verify_v2(token: str, ring: KeyRing, *, now: int) -> VerifiedToken:
     if pair is None:
         raise InvalidToken("unknown kid")
     try:
-        payload = _jwt.decode(
+        payload = decoder.decode(
             token, pair.private_key, algorithms=[ALGORITHM], options=_DECODE_OPTIONS
         )
     except jwt.InvalidTokenError as exc:

@@ -4,9 +4,9 @@ Run with ``upload-auth serve`` (or ``uvicorn --factory app.main:create_app``).
 """
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
-import httpx
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
 
@@ -15,8 +15,6 @@ from app.audit import Audit, AuditContext
 from app.callers import Authenticator
 from app.callers.api_keys import ApiKey, ApiKeyAuthenticator
 from app.callers.base import DevelopmentAuthenticator
-from app.callers.forward import ForwardAuthenticator, ForwardSettings
-from app.callers.idp import IdpAuthenticator, IdpSettings, JwksCache
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
 from app.deps import State, audit_context
@@ -28,6 +26,9 @@ from app.middleware import BodyLimit, RequestContext
 from app.ratelimit import RateLimiter, Throttle
 from app.routes import health, metrics, v1, v2, web
 from app.service import CredentialService
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger("service")
 
@@ -41,10 +42,15 @@ def _profiles(names: list[str] | None) -> frozenset[str] | None:
     return frozenset(names) if names is not None else None
 
 
-def authenticators(
-    settings: Settings, http: httpx.AsyncClient, metrics: Metrics, clock: Clock
+async def caller_chain(
+    settings: Settings,
+    metrics: Metrics,
+    clock: Clock,
+    stack: AsyncExitStack,
+    transport: "httpx.AsyncBaseTransport | None" = None,
 ) -> tuple[Authenticator, ...]:
-    """The caller-authentication chain the settings describe, in the order tried."""
+    """The caller-authentication chain the settings describe, in the order tried. An HTTP
+    client (and httpx itself) is only set up when a method needs one."""
     callers = settings.callers
     chain: list[Authenticator] = []
     if callers.api_keys:
@@ -54,7 +60,15 @@ def authenticators(
                 for k in callers.api_keys
             )
         )
+    if callers.idp is not None or callers.forward is not None:
+        import httpx
+
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=5.0)
+        )
     if callers.idp is not None:
+        from app.callers.idp import IdpAuthenticator, IdpSettings, JwksCache
+
         idp = callers.idp
         settings_ = IdpSettings(
             jwks_url=idp.jwks_url,
@@ -72,16 +86,14 @@ def authenticators(
         )
         chain.append(IdpAuthenticator(settings_, jwks, clock))
     if callers.forward is not None:
+        from app.callers.forward import ForwardAuthenticator, ForwardSettings
+
         fwd = callers.forward
         chain.append(
             ForwardAuthenticator(
                 http,
                 ForwardSettings(
-                    fwd.url,
-                    fwd.timeout,
-                    fwd.header,
-                    fwd.caller_field,
-                    _profiles(fwd.profiles),
+                    fwd.url, fwd.timeout, fwd.header, fwd.caller_field, _profiles(fwd.profiles)
                 ),
                 lambda outcome: metrics.forward_auth.labels(outcome).inc(),
             )
@@ -96,7 +108,7 @@ def create_app(
     *,
     keys: KeySource | None = None,
     clock: Clock = system_clock,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: "httpx.AsyncBaseTransport | None" = None,
     fast_path: bool = True,
 ) -> FastAPI:
     """Build the credential service. ``keys`` defaults to the settings' key source; ``transport``
@@ -134,11 +146,9 @@ def create_app(
             quota=settings.quota_v2,
             on_limited=lambda version, limit: registry.rate_limited.labels(version, limit).inc(),
         )
-        async with (
-            httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=5.0) as http,
-            source.watching(),
-        ):
-            chain = authenticators(settings, http, registry, clock)
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(source.watching())
+            chain = await caller_chain(settings, registry, clock, stack, transport)
             log.info(
                 "credential service ready",
                 extra={
