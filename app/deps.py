@@ -11,14 +11,14 @@ from app.keys import KeyRing
 from app.keysource import KeySource
 from app.logs import request_id_var
 from app.metrics import Metrics
+from app.middleware import AUDIT_KEY
 from app.ratelimit import Throttle
 from app.service import CredentialService
 
-#: Where a credential request's audit context lives in the ASGI scope (the access line reads
-#: the caller from it). The request's own scope: lifespan state may be shared between requests.
-AUDIT_KEY: Final = "upload_auth.audit"
 #: The credential routes, by path template, and the credential version each issues.
 CREDENTIAL_ROUTES: Final = {"/v1/auth": "v1", "/auth": "v1", "/v2/token": "v2"}
+#: The HTTP method of each credential version's routes.
+CREDENTIAL_METHODS: Final = {"v1": "GET", "v2": "POST"}
 
 
 class State(TypedDict):

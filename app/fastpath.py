@@ -22,13 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import errors, schemas
 from app.audit import AuditContext
 from app.callers import RequestInfo
-from app.deps import AUDIT_KEY
+from app.deps import CREDENTIAL_METHODS, CREDENTIAL_ROUTES
 from app.handlers import is_json, problem_response, validation_problem
 from app.logs import request_id_var
-from app.middleware import ROUTE_KEY
+from app.middleware import AUDIT_KEY, ROUTE_KEY
 from app.service import CredentialService
 
-ROUTES: Final = {("GET", "/v1/auth"): "v1", ("GET", "/auth"): "v1", ("POST", "/v2/token"): "v2"}
+ROUTES: Final = {(CREDENTIAL_METHODS[v], path): v for path, v in CREDENTIAL_ROUTES.items()}
 MAX_PUBLIC_KEY: Final = 128  # the FastAPI route's Query(max_length=...)
 _TOKEN_REQUEST: Final = TypeAdapter[Any](schemas.TokenRequest)
 _HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]

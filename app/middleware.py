@@ -15,6 +15,9 @@ from app.logs import event, get_logger, request_id_var
 
 #: Where a front that routes without Starlette's router (the fast path) names the route.
 ROUTE_KEY: Final = "upload_auth.route"
+#: Where a credential request's audit context lives in the ASGI scope (the access line reads
+#: the caller from it). The request's own scope: lifespan state may be shared between requests.
+AUDIT_KEY: Final = "upload_auth.audit"
 _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 access_log = get_logger("access")
 
@@ -74,7 +77,7 @@ class RequestContext:
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                 }
-                caller = getattr(scope.get("upload_auth.audit"), "caller", None)
+                caller = getattr(scope.get(AUDIT_KEY), "caller", None)
                 if caller is not None:
                     line["caller"] = caller
                 event(access_log, "request", line)

@@ -81,18 +81,23 @@ class RateLimiter:
 
     async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> Refusal | None:
         """Charge ``cost`` to ``key``; a Refusal (with Retry-After) if over the limit."""
-        limiter = self.shared or self.local
         try:
-            allowed = await limiter.hit(item, *key, cost=cost)
-            stats = None if allowed else await limiter.get_window_stats(item, *key)
+            return await self._hit(self.shared or self.local, item, key, cost)
         except StorageError:
             log.warning("rate-limit storage unavailable; using this process's memory")
             self.on_fallback()
-            limiter = self.local
-            allowed = await limiter.hit(item, *key, cost=cost)
-            stats = None if allowed else await limiter.get_window_stats(item, *key)
-        if stats is None:
+            return await self._hit(self.local, item, key, cost)
+
+    @staticmethod
+    async def _hit(
+        limiter: SlidingWindowCounterRateLimiter,
+        item: RateLimitItem,
+        key: tuple[str, ...],
+        cost: int,
+    ) -> Refusal | None:
+        if await limiter.hit(item, *key, cost=cost):
             return None
+        stats = await limiter.get_window_stats(item, *key)
         return Refusal(max(1, math.ceil(stats.reset_time - time.time())))
 
 
@@ -115,23 +120,21 @@ class Throttle:
 
     async def request(self, version: str, caller_key: str) -> None:
         item = self.items[version]
-        if item is None:
-            return
-        refusal = await self.limiter.hit(item, version, caller_key)
-        if refusal is not None:
-            self.on_limited(version, "requests")
-            raise errors.RateLimited(
-                f"at most {item.amount} {version} credentials per {item.get_expiry()} seconds",
-                retry_after=refusal.retry_after,
-            )
+        if item is not None:
+            await self._charge(item, (version, caller_key), 1, version, "requests")
 
     async def bytes(self, caller_key: str, size: int) -> None:
-        if self.quota is None:
-            return
-        refusal = await self.limiter.hit(self.quota, "bytes", caller_key, cost=size)
+        if self.quota is not None:
+            await self._charge(self.quota, ("bytes", caller_key), size, "v2", "bytes")
+
+    async def _charge(
+        self, item: RateLimitItem, key: tuple[str, ...], cost: int, version: str, kind: str
+    ) -> None:
+        refusal = await self.limiter.hit(item, *key, cost=cost)
         if refusal is not None:
-            self.on_limited("v2", "bytes")
+            self.on_limited(version, kind)
+            what = f"{version} credentials" if kind == "requests" else "bytes"
             raise errors.RateLimited(
-                f"at most {self.quota.amount} bytes per {self.quota.get_expiry()} seconds",
+                f"at most {item.amount} {what} per {item.get_expiry()} seconds",
                 retry_after=refusal.retry_after,
             )
