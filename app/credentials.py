@@ -25,7 +25,6 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
 import base64
 import hashlib
 import hmac
-import json
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from functools import cache
 from typing import Any, Final
 
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
+from app.fastjson import dumps
 from app.keys import KeyPair, KeyRing
 
 ALGORITHM: Final = "HS256"
@@ -104,7 +104,7 @@ def _b64(data: bytes) -> str:
 
 
 def _b64_json(value: Mapping[str, Any]) -> str:
-    return _b64(json.dumps(value, separators=(",", ":")).encode())
+    return _b64(dumps(value))
 
 
 # -- verification (used by the upload API and by tests) ------------------------------------

@@ -23,6 +23,7 @@ from app import errors, schemas
 from app.audit import AuditContext
 from app.callers import RequestInfo
 from app.deps import CREDENTIAL_METHODS, CREDENTIAL_ROUTES
+from app.fastjson import dumps
 from app.handlers import is_json, problem_response, validation_problem
 from app.logs import request_id_var
 from app.middleware import AUDIT_KEY, ROUTE_KEY
@@ -73,7 +74,7 @@ class FastPath:
             self.on_refusal(context, invalid.problem)
             await problem_response(invalid.problem, **invalid.extra)(scope, receive, send)
             return
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        payload = dumps(body)
         await send(
             {
                 "type": "http.response.start",

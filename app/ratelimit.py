@@ -5,6 +5,11 @@ another for v2, and on v2 a byte quota per window to which each credential's dec
 charged. Sliding-window counters, in process memory by default, in Redis when configured so that
 every replica draws on one budget.
 
+In Redis the counters are ``limits``' (its sliding-window-counter strategy and Redis storage). In
+memory they are ``SlidingWindows`` below, the same algorithm on a plain dict: ``limits``' async
+memory storage took 5.8 µs per check (string keys, an asyncio lock, expiry timers), a sixth of a
+v1 request's cost in process; this takes under 1 µs.
+
 When Redis does not answer, the check falls back to this process's own memory (logged, counted
 in ``upload_auth_rate_limit_fallbacks``): credentials keep flowing, and abuse stays bounded, at
 most the per-caller budget times the number of replicas, until Redis is back. Refusing every
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
@@ -54,9 +59,66 @@ class Refusal:
     retry_after: int
 
 
+class SlidingWindows:
+    """Sliding-window counters in this process's memory, as ``limits`` keeps them in Redis.
+
+    Time is cut into fixed windows of the limit's length; a charge is allowed while the current
+    window's count, plus the previous window's count weighted by the share of it the sliding
+    window still covers, plus the charge, stays within the limit. Counters of windows that have
+    slid out are swept once per ``SWEEP_SECONDS``, so idle callers cost no memory.
+    """
+
+    SWEEP_SECONDS: Final = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        # (seconds, amount, key) -> [window number, previous window's count, current count]
+        self._counts: dict[tuple[int, int, tuple[str, ...]], list[int]] = {}
+        self._sweep_at = 0.0
+
+    def hit(self, item: RateLimitItem, key: tuple[str, ...], cost: int) -> Refusal | None:
+        """Charge ``cost`` to ``key`` under ``item``; a Refusal (nothing charged) if over."""
+        now = self.clock()
+        if now >= self._sweep_at:
+            self._sweep(now)
+        limit, seconds = item.amount, item.get_expiry()
+        window, elapsed = divmod(now, seconds)
+        slot = (seconds, limit, key)
+        entry = self._counts.get(slot)
+        if entry is None or entry[0] < window - 1:
+            previous = current = 0
+        elif entry[0] == window - 1:
+            previous, current = entry[2], 0
+        else:
+            previous, current = entry[1], entry[2]
+        weighted = previous * (seconds - elapsed) / seconds + current
+        if cost > limit or math.floor(weighted) + cost > limit:
+            return Refusal(_retry_after(previous, current, elapsed, seconds, limit - cost))
+        self._counts[slot] = [int(window), previous, current + cost]
+        return None
+
+    def _sweep(self, now: float) -> None:
+        self._sweep_at = now + self.SWEEP_SECONDS
+        stale = [slot for slot, (window, *_) in self._counts.items() if window < now // slot[0] - 1]
+        for slot in stale:
+            del self._counts[slot]
+
+
+def _retry_after(previous: int, current: int, elapsed: float, seconds: int, room: int) -> int:
+    """Whole seconds until a charge leaving ``room`` (the limit less the charge) fits, that is
+    until the weighted count drops below ``room + 1`` (the count is rounded down)."""
+    if room < 0:  # a charge larger than the whole budget never fits: a window is the honest wait
+        return seconds
+    if current <= room:  # the previous window's share has to shrink
+        wait = seconds * (1 - (room + 1 - current) / previous) - elapsed
+    else:  # this window alone is too full: the next one, once this one's share has shrunk
+        wait = seconds - elapsed + seconds * (1 - (room + 1) / current)
+    return max(1, math.floor(wait) + 1)
+
+
 class RateLimiter:
     def __init__(self, redis_url: str | None, on_fallback: Callable[[], None]) -> None:
-        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.local = SlidingWindows()
         self.shared = None
         if redis_url is not None:
             storage = RedisStorage(
@@ -81,23 +143,16 @@ class RateLimiter:
 
     async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> Refusal | None:
         """Charge ``cost`` to ``key``; a Refusal (with Retry-After) if over the limit."""
+        if self.shared is None:
+            return self.local.hit(item, key, cost)
         try:
-            return await self._hit(self.shared or self.local, item, key, cost)
+            if await self.shared.hit(item, *key, cost=cost):
+                return None
+            stats = await self.shared.get_window_stats(item, *key)
         except StorageError:
             log.warning("rate-limit storage unavailable; using this process's memory")
             self.on_fallback()
-            return await self._hit(self.local, item, key, cost)
-
-    @staticmethod
-    async def _hit(
-        limiter: SlidingWindowCounterRateLimiter,
-        item: RateLimitItem,
-        key: tuple[str, ...],
-        cost: int,
-    ) -> Refusal | None:
-        if await limiter.hit(item, *key, cost=cost):
-            return None
-        stats = await limiter.get_window_stats(item, *key)
+            return self.local.hit(item, key, cost)
         return Refusal(max(1, math.ceil(stats.reset_time - time.time())))
 
 

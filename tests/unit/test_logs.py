@@ -1,0 +1,63 @@
+"""Request lines (access, audit): complete JSON, in order, with every other record in sequence,
+written by the end of the event loop's turn, or at once outside a loop; nothing lost."""
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from app.logs import configure_logging, event, get_logger
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.fixture(autouse=True)
+def json_logs() -> None:
+    configure_logging("json", "INFO", ["private_never_shown"])
+
+
+def test_request_lines_keep_order_with_other_records(capsys: pytest.CaptureFixture[str]) -> None:
+    """Within a loop's turn: 300 request lines (past the batch size) and a warning through the
+    logging handler come out complete and in the order they were logged."""
+    audit, other = get_logger("audit"), get_logger("service")
+
+    async def turn() -> None:
+        for n in range(150):
+            event(audit, "credential.issued", {"n": n})
+        other.warning("halfway")
+        for n in range(150, 300):
+            event(audit, "credential.issued", {"n": n})
+        await asyncio.sleep(0)
+
+    asyncio.run(turn())
+    out = lines(capsys.readouterr().out)
+    assert [d.get("n", "warning") for d in out] == [*range(150), "warning", *range(150, 300)]
+    assert out[150]["msg"] == "halfway"
+
+
+def test_outside_a_loop_lines_are_written_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    event(get_logger("audit"), "credential.issued", {"caller": "cli"})
+    assert lines(capsys.readouterr().out)[0]["caller"] == "cli"
+
+
+def test_odd_values_and_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    """A lone surrogate (a client can send one as \\ud800 in JSON) and an integer past 64 bits
+    still make a line; a configured secret and a sensitive field name never do."""
+    event(
+        get_logger("audit"),
+        "credential.refused",
+        {
+            "fileName": "a\ud800.png",
+            "size": 2**70,
+            "detail": "key private_never_shown",
+            "signature": "abc",
+        },
+    )
+    doc = lines(capsys.readouterr().out)[0]
+    assert doc["fileName"] == "a\ud800.png"
+    assert doc["size"] == 2**70
+    assert doc["detail"] == "key [redacted]"
+    assert doc["signature"] == "[redacted]"
