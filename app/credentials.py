@@ -25,8 +25,8 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
 import base64
 import hashlib
 import hmac
+import os
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -74,9 +74,19 @@ def sign_v1(private_key: bytes, token: str, expire: int) -> str:
     return hmac.new(private_key, f"{token}{expire}".encode(), hashlib.sha1).hexdigest()
 
 
+def uuid4() -> str:
+    """``str(uuid.uuid4())``, the same 122 random bits from ``os.urandom`` in a third of the
+    time (2.5 -> 0.8 µs: ``uuid.UUID`` validates and converts what it is given)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def issue_v1(pair: KeyPair, *, now: int, ttl: int) -> V1Credential:
     """A fresh single-use v1 credential that expires ``ttl`` seconds after ``now``."""
-    token = str(uuid.uuid4())
+    token = uuid4()
     expire = now + ttl
     return V1Credential(token, expire, sign_v1(pair.private_key, token, expire), pair.public_key)
 

@@ -31,13 +31,19 @@ _RESERVED: Final = frozenset(logging.makeLogRecord({}).__dict__) | {
 
 
 _SENSITIVE: dict[str, bool] = {}
+#: Field-name tuples of ``event`` lines with no sensitive name among them.
+_PLAIN_FIELDS: dict[tuple[str, ...], bool] = {}
 
 
-def _redacted(key: str, value: Any) -> Any:
+def _is_sensitive(key: str) -> bool:
     sensitive = _SENSITIVE.get(key)
     if sensitive is None:  # decided once per field name
         sensitive = _SENSITIVE[key] = any(word in key.lower() for word in _REDACT)
-    return "[redacted]" if sensitive else value
+    return sensitive
+
+
+def _redacted(key: str, value: Any) -> Any:
+    return "[redacted]" if _is_sensitive(key) else value
 
 
 def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
@@ -153,9 +159,14 @@ def event(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
     if not _json_output:
         logger.info(msg, extra=fields)
         return
-    line = _json_line(
-        logger.name, "info", time.time(), msg, [(k, _redacted(k, v)) for k, v in fields.items()]
-    )
+    names = tuple(fields)
+    plain = _PLAIN_FIELDS.get(names)
+    if plain is None:  # decided once per set of field names (a handful: access, audit)
+        plain = not any(_is_sensitive(k) for k in names)
+        if len(_PLAIN_FIELDS) < 1024:
+            _PLAIN_FIELDS[names] = plain
+    extras = fields.items() if plain else [(k, _redacted(k, v)) for k, v in fields.items()]
+    line = _json_line(logger.name, "info", time.time(), msg, extras)
     _pending.append(_scrubbed(line) + "\n")
     _schedule_flush()
 

@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
@@ -52,6 +51,7 @@ class RequestContext:
         request_id = (
             incoming if incoming and _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
         )
+        id_header = request_id.encode("latin-1")
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -60,7 +60,7 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", id_header)]
             await send(message)
 
         try:

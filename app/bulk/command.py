@@ -4,10 +4,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.bulk import transfer
 from app.policy import PlanLimits, parse_size
 from app.secretfile import read_secret_file
+
+# httpx (which brings rich and pygments with its own command line) only when uploading: every
+# `upload-auth` command builds this parser, the servers included (5 MiB of their memory).
+if TYPE_CHECKING:
+    from app.bulk import transfer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +87,9 @@ def _limits(args: argparse.Namespace) -> PlanLimits:
     )
 
 
-def _credentials(args: argparse.Namespace) -> transfer.Credentials:
+def _credentials(args: argparse.Namespace) -> "transfer.Credentials":
+    from app.bulk import transfer
+
     private_key = (
         read_secret_file(args.private_key_file, "--private-key-file")
         if args.private_key_file

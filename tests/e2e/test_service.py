@@ -1,6 +1,8 @@
 """The credential service as a real uvicorn process on loopback, started by its own command."""
 
+import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,3 +111,32 @@ def test_dev_serves_the_upload_api_beside_the_service(dev_server: Server) -> Non
     )
     assert uploaded.status_code == 200, uploaded.text
     assert httpx.get(uploaded.json()["url"]).content == data
+
+
+#: What `upload-auth serve` has no use for with API-key callers: the HTTP client (and the rich
+#: and pygments its command line pulls in), PyJWT and cryptography, the Redis client.
+NOT_FOR_SERVE = ("httpx", "rich", "pygments", "jwt", "cryptography", "redis")
+PROBE = """
+import sys
+import uvicorn
+uvicorn.run = lambda app, **options: None  # everything up to the server starting
+from app.cli import main
+main(["serve"])
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in NOT_FOR_SERVE)))
+"""
+
+
+def test_serve_loads_only_what_it_runs(keys: tuple[str, str]) -> None:
+    """Memory per replica and cold start: the credential service's command does not import
+    the bulk uploader's HTTP client, the JWT verifier or the Redis client."""
+    from app.callers.api_keys import hash_api_key, new_api_key
+
+    callers = json.dumps({"api_keys": [{"name": "b", "hash": hash_api_key(new_api_key())}]})
+    env = clean_env(
+        IMAGEKIT_PUBLIC_KEY=keys[0], IMAGEKIT_PRIVATE_KEY=keys[1], UPLOAD_AUTH_CALLERS=callers
+    )
+    probe = f"NOT_FOR_SERVE = {NOT_FOR_SERVE!r}\n{PROBE}"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""

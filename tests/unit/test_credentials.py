@@ -57,6 +57,24 @@ def test_issue_v1_signs_exactly_what_it_returns() -> None:
     assert cred.public_key == p.public_key
 
 
+def test_v1_tokens_are_canonical_random_uuid4s() -> None:
+    """Every token reads back as the same canonical UUID, version 4, RFC 4122 variant, and the
+    122 bits that are not fixed by those take both values across tokens: none stuck."""
+    tokens = [credentials.uuid4() for _ in range(2000)]
+    parsed = [uuid.UUID(t) for t in tokens]
+    assert [str(u) for u in parsed] == tokens
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert len(set(tokens)) == len(tokens)
+    always_one = uuid.UUID(int=0, version=4).int  # 2 of the 6 version and variant bits
+    mask = (1 << 128) - 1
+    seen_one = seen_zero = 0
+    for u in parsed:
+        seen_one |= u.int
+        seen_zero |= ~u.int & mask
+    assert (seen_one & ~always_one).bit_count() == 122  # every free bit was 1 at least once
+    assert seen_zero.bit_count() == 128 - 2  # ... and every bit but those two was 0
+
+
 FIELDS = {"fileName": "cat.png", "folder": "/", "checks": '"file.size" <= 10'}
 
 
