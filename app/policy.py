@@ -118,7 +118,11 @@ def check_file_name(name: str) -> FileType:
         raise errors.InvalidFileName(f"fileName must be 1 to {MAX_FILE_NAME_LENGTH} characters")
     if "/" in name or "\\" in name or ".." in name:
         raise errors.InvalidFileName("fileName must not contain '/', '\\' or '..'")
-    if name != name.strip() or any(unicodedata.category(c) in _BAD_CATEGORIES for c in name):
+    if name != name.strip() or (
+        # printable ASCII has none of the bad categories: most names skip the walk
+        not (name.isascii() and name.isprintable())
+        and any(unicodedata.category(c) in _BAD_CATEGORIES for c in name)
+    ):
         raise errors.InvalidFileName(
             "fileName must not contain control or invisible characters, "
             "nor start or end with whitespace"
@@ -157,7 +161,9 @@ def normalise_folder(folder: str) -> str:
 
 def render_folder(template: str, caller: str) -> str:
     """The profile's folder for this caller."""
-    return normalise_folder(template.replace(_CALLER_PLACEHOLDER, caller_segment(caller)))
+    if _CALLER_PLACEHOLDER in template:
+        template = template.replace(_CALLER_PLACEHOLDER, caller_segment(caller))
+    return normalise_folder(template)
 
 
 def check_template(template: str) -> None:
