@@ -24,9 +24,22 @@ class KeyPair:
 
     public_key: str
     private_key: bytes = field(repr=False)
+    #: HMAC states already keyed with the private key; each signature copies one (keying an
+    #: HMAC costs more than the MAC of a credential).
+    _macs: dict[str, "hmac.HMAC"] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        macs = {name: hmac.new(self.private_key, digestmod=name) for name in ("sha1", "sha256")}
+        object.__setattr__(self, "_macs", macs)
 
     def __repr__(self) -> str:
         return f"KeyPair(public_key={self.public_key!r}, private_key=<redacted>)"
+
+    def mac(self, digest: str, message: bytes) -> "hmac.HMAC":
+        """HMAC-``digest`` (``sha1`` or ``sha256``) of ``message`` under the private key."""
+        mac = self._macs[digest].copy()
+        mac.update(message)
+        return mac
 
 
 class KeyRing:
