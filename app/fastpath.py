@@ -95,6 +95,8 @@ class _Invalid(Exception):
 
 def _public_key(scope: Scope) -> str | None:
     query: bytes = scope.get("query_string", b"")
+    if not query:  # the usual request: nothing to parse
+        return None
     values = [v for k, v in parse_qsl(query.decode("latin-1")) if k == "publicKey"]
     if not values:
         return None
