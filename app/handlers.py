@@ -119,10 +119,13 @@ _HTTP_PROBLEMS: Final[dict[int, type[errors.Problem]]] = {
 
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     """Framework HTTP errors. FastAPI wraps errors raised while reading the body (such as our
-    body limit) in a 400; the original problem is rendered instead."""
+    body limit, or a JSON body that is not UTF-8) in a 400; the original problem is rendered
+    instead."""
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
     if isinstance(exc.__cause__, errors.Problem):
         return _respond(request, exc.__cause__)
+    if isinstance(exc.__cause__, UnicodeDecodeError):  # undecodable bytes are not JSON either
+        return _respond(request, errors.MalformedJson())
     problem = _HTTP_PROBLEMS.get(exc.status_code, errors.Problem)
     return _respond(request, problem(headers=exc.headers))
 

@@ -51,6 +51,23 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b""}),
     ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b"{}" + b" " * 20000}),
     ("POST", "/v2/token", {"json": FILE}),
+    # JSON corners where parsers differ: the fast path must still answer as the route does.
+    *(
+        ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": body})
+        for body in (
+            b'{"fileName": "a.png", "fileName": "b.png", "fileSize": 1, "mimeType": "image/png"}',
+            b'{"fileName": "a\\ud800.png", "fileSize": 1, "mimeType": "image/png"}',
+            b'{"fileName": "caf\xe9.png", "fileSize": 1, "mimeType": "image/png"}',
+            b'\xef\xbb\xbf{"fileName": "a.png", "fileSize": 1, "mimeType": "image/png"}',
+            '{"fileName": "a.png", "fileSize": 1, "mimeType": "image/png"}'.encode("utf-16"),
+            b'{"fileName": "a.png", "fileSize": true, "mimeType": "image/png"}',
+            b'{"fileName": "a.png", "fileSize": "12", "mimeType": "image/png"}',
+            b'{"fileName": "a.png", "fileSize": 1e2, "mimeType": "image/png"}',
+            b'{"fileName": "a.png", "fileSize": 9007199254740993, "mimeType": "image/png"}',
+            b'{"uploadPayload": {"fileName": "a.png", "description": NaN}, "expire": 60}',
+            b'{"uploadPayload": {"fileName": "a.png", "description": 1e400}, "expire": 60}',
+        )
+    ),
 ]
 
 RANDOM = {"token", "signature", "request_id", "nonce"}
