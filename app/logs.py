@@ -11,6 +11,7 @@ import atexit
 import json
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -182,28 +183,32 @@ def event(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
 
 _pending: deque[str] = deque()  # append and popleft are atomic: threads may log too
 _MAX_PENDING: Final = 256
-_flush_loop: asyncio.AbstractEventLoop | None = None
+#: The thread and loop a flush is scheduled on. Found by thread id and ``is_running`` rather than
+#: ``asyncio.get_running_loop()``, which on Python 3.11 makes a getpid() system call each time.
+_flush_owner: tuple[int, asyncio.AbstractEventLoop] | None = None
 
 
 def _schedule_flush() -> None:
-    global _flush_loop
+    global _flush_owner
     if len(_pending) >= _MAX_PENDING:
         flush_lines()
         return
+    owner, thread = _flush_owner, threading.get_ident()
+    if owner is not None and owner[0] == thread and owner[1].is_running():
+        return  # this thread's running loop flushes at the end of its turn
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         flush_lines()
         return
-    if _flush_loop is not loop:  # one flush per turn of each loop
-        _flush_loop = loop
-        loop.call_soon(_flush_turn, loop)
+    _flush_owner = owner = (thread, loop)
+    loop.call_soon(_flush_turn, owner)
 
 
-def _flush_turn(loop: asyncio.AbstractEventLoop) -> None:
-    global _flush_loop
-    if _flush_loop is loop:
-        _flush_loop = None
+def _flush_turn(owner: tuple[int, asyncio.AbstractEventLoop]) -> None:
+    global _flush_owner
+    if _flush_owner is owner:
+        _flush_owner = None
     flush_lines()
 
 

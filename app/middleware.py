@@ -1,6 +1,5 @@
 """Pure ASGI middleware: request context (id, access line) and the request body limit."""
 
-import os
 import re
 import time
 from collections.abc import Callable
@@ -9,6 +8,7 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors
+from app.entropy import random16
 from app.handlers import problem_response
 from app.logs import event, get_logger, request_id_var
 
@@ -48,9 +48,7 @@ class RequestContext:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = (
-            incoming if incoming and _REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
-        )
+        request_id = incoming if incoming and _REQUEST_ID_RE.match(incoming) else random16().hex()
         id_header = request_id.encode("latin-1")
         token = request_id_var.set(request_id)
         started = time.perf_counter()
