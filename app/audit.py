@@ -24,13 +24,17 @@ class AuditContext:
     profile: str | None = None
     file: dict[str, Any] = field(default_factory=dict)
 
-    def fields(self) -> dict[str, Any]:
+    def fields(self, **more: Any) -> dict[str, Any]:
+        """The event's fields: what is known so far, then ``more``."""
         event: dict[str, Any] = {"version": self.version}
-        for name in ("caller", "method", "profile"):
-            value = getattr(self, name)
-            if value is not None:
-                event[name] = value
+        if self.caller is not None:
+            event["caller"] = self.caller
+        if self.method is not None:
+            event["method"] = self.method
+        if self.profile is not None:
+            event["profile"] = self.profile
         event.update(self.file)
+        event.update(more)
         return event
 
 
@@ -48,8 +52,8 @@ class Audit:
         self.metrics.issued_counter(
             context.version, self._label(context.profile), context.method or "none"
         ).inc()
-        event(log, "credential.issued", {**context.fields(), "expires_at": expires_at})
+        event(log, "credential.issued", context.fields(expires_at=expires_at))
 
     def refused(self, context: AuditContext, *, reason: str, status: int) -> None:
         self.metrics.refused.labels(context.version, self._label(context.profile), reason).inc()
-        event(log, "credential.refused", {**context.fields(), "reason": reason, "status": status})
+        event(log, "credential.refused", context.fields(reason=reason, status=status))

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -58,7 +58,11 @@ def _extras(record: logging.LogRecord) -> list[tuple[str, Any]]:
 
 
 def _json_line(
-    logger: str, level: str, created: float, msg: str, extras: Iterable[tuple[str, Any]]
+    logger: str,
+    level: str,
+    created: float,
+    msg: str,
+    extras: Mapping[str, Any] | Iterable[tuple[str, Any]],
 ) -> str:
     doc: dict[str, Any] = {"ts": round(created, 3), "level": level, "logger": logger, "msg": msg}
     request_id = request_id_var.get()
@@ -166,9 +170,8 @@ def event(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
         plain = not any(_is_sensitive(k) for k in names)
         if len(_PLAIN_FIELDS) < 1024:
             _PLAIN_FIELDS[names] = plain
-    extras = fields.items() if plain else [(k, _redacted(k, v)) for k, v in fields.items()]
-    line = _json_line(logger.name, "info", time.time(), msg, extras)
-    _pending.append(_scrubbed(line) + "\n")
+    extras = fields if plain else [(k, _redacted(k, v)) for k, v in fields.items()]
+    _pending.append(_scrubbed(_json_line(logger.name, "info", time.time(), msg, extras)))
     _schedule_flush()
 
 
@@ -222,7 +225,7 @@ def flush_lines() -> None:
             break
     if not lines:
         return
-    text = "".join(lines)
+    text = "\n".join(lines) + "\n"
     stream = sys.stdout
     stream.write(text)
     stream.flush()
