@@ -178,11 +178,10 @@ def event(logger: logging.Logger, msg: str, fields: dict[str, Any]) -> None:
 # -- the request lines, written together -------------------------------------------------------
 #
 # A request writes two lines (access and audit). Written and flushed one by one that is two
-# system calls per request, and with PYTHONUNBUFFERED (the image sets it) two more for the
-# newlines; under load the event loop serves dozens of requests per turn. So the lines wait in
-# ``_pending`` until the end of the loop's current turn (``call_soon``) and go out in one write:
-# no line waits longer than the requests already being handled, and a line written outside a
-# running loop goes out at once.
+# system calls per request, while under load the event loop serves dozens of requests in one
+# turn. So the lines wait in ``_pending`` until the end of the loop's current turn
+# (``call_soon``) and go out in one write: no line waits longer than the requests already being
+# handled, and a line written outside a running loop goes out at once.
 
 _pending: deque[str] = deque()  # append and popleft are atomic: threads may log too
 _MAX_PENDING: Final = 256
