@@ -295,9 +295,14 @@ def main() -> None:
     for endpoint in ("GET /v1/auth", "POST /v2/token"):
         ours = medians.get(("upload-auth", endpoint))
         if ours and floor_rps:
+            # Round by round: each ratio pairs the two servers measured in that round.
+            rounds = zip(
+                runs[("upload-auth", endpoint)], runs[("floor", "GET /v1/auth")], strict=True
+            )
+            per_round = " / ".join(f"{a.requests_per_s / b.requests_per_s:.2f}" for a, b in rounds)
             print(
                 f"upload-auth {endpoint}: {ours.requests_per_s / floor_rps.requests_per_s:.2f}x "
-                f"the floor"
+                f"the floor (rounds: {per_round})"
                 + (
                     f", {ours.requests_per_s / express_rps.requests_per_s:.2f}x Express + SDK"
                     if express_rps
