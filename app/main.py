@@ -3,12 +3,14 @@
 Run with ``upload-auth serve`` (or ``uvicorn --factory app.main:create_app``).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from app import errors, handlers, openapi
 from app.audit import Audit, AuditContext
@@ -103,6 +105,23 @@ async def caller_chain(
     return tuple(chain)
 
 
+class _Service(FastAPI):
+    """FastAPI with the service's own front layers (request id and access line, CORS, body
+    limit, the credential fast path) outside FastAPI's error layers rather than inside them:
+    a credential request then passes through two fewer layers, and a 500 from FastAPI still
+    gets its request id, its CORS headers and its access line."""
+
+    def __init__(self, front: Sequence[Middleware], **options: Any) -> None:
+        super().__init__(**options)
+        self._front = tuple(front)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self._front):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -170,7 +189,27 @@ def create_app(
     def fast_refusal(context: AuditContext, problem: errors.Problem) -> None:
         audit.refused(context, reason=problem.slug, status=problem.status)
 
-    app = FastAPI(
+    front = [
+        Middleware(RequestContext, log_access=settings.access_log, observe=registry.observe_request)
+    ]
+    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
+    if origins:
+        front.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_credentials=settings.callers.forward is not None and "*" not in origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            )
+        )
+    front.append(Middleware(BodyLimit, limit=settings.max_body_bytes))
+    if fast_path:
+        front.append(Middleware(FastPath, on_refusal=fast_refusal))
+    app = _Service(
+        front,
         title="upload-auth",
         version="0.1.0",
         description="Short-lived upload credentials for ImageKit-compatible upload APIs.",
@@ -180,23 +219,6 @@ def create_app(
         docs_url="/docs" if settings.openapi_enabled else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.openapi_enabled else None,
-    )
-    if fast_path:
-        app.add_middleware(FastPath, on_refusal=fast_refusal)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_credentials=settings.callers.forward is not None and "*" not in origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id", "retry-after"],
-            max_age=600,
-        )
-    app.add_middleware(
-        RequestContext, log_access=settings.access_log, observe=registry.observe_request
     )
     handlers.install(app, hook=audit_refusal)
     openapi.install(app)

@@ -1,9 +1,17 @@
 """Every refusal is an RFC 9457 problem with a stable type, never a 5xx, never an echo."""
 
+import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+
+from app.config import Settings
+from app.main import create_app
+from app.service import CredentialService
+from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +150,30 @@ async def test_health_endpoints(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert (ready.status_code, ready.json()) == (200, {"status": "ready", "checks": {"keys": "ok"}})
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast path", "FastAPI route"])
+async def test_a_bug_answers_a_500_problem_with_its_request_id(
+    settings: Settings,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fast_path: bool,
+) -> None:
+    """An unexpected exception is a 500 internal-error problem that says nothing of the
+    exception, carries the request's X-Request-ID and is in the access log with status 500."""
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("SNEAKY internal detail")
+
+    monkeypatch.setattr(CredentialService, "v1", broken)
+    async with LifespanManager(create_app(settings, clock=clock, fast_path=fast_path)) as app:
+        transport = httpx.ASGITransport(app=app.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            response = await http.get("/v1/auth", headers={"X-Request-ID": "bug-1"})
+            await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
+    assert_problem(response, 500, "internal-error")
+    assert response.headers["x-request-id"] == "bug-1"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "{" in line]
+    access = [d for d in lines if d.get("logger") == "upload_auth.access"]
+    assert [(d["request_id"], d["status"]) for d in access] == [("bug-1", 500)]
