@@ -3,14 +3,12 @@
 Run with ``upload-auth serve`` (or ``uvicorn --factory app.main:create_app``).
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
 
 from app import errors, handlers, openapi
 from app.audit import Audit, AuditContext
@@ -24,7 +22,7 @@ from app.fastpath import FastPath
 from app.keysource import KeySource
 from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
-from app.middleware import BodyLimit, RequestContext
+from app.middleware import BodyLimit, Fronted, RequestContext, cors
 from app.ratelimit import RateLimiter, Throttle
 from app.routes import health, metrics, v1, v2, web
 from app.service import CredentialService
@@ -105,23 +103,6 @@ async def caller_chain(
     return tuple(chain)
 
 
-class _Service(FastAPI):
-    """FastAPI with the service's own front layers (request id and access line, CORS, body
-    limit, the credential fast path) outside FastAPI's error layers rather than inside them:
-    a credential request then passes through two fewer layers, and a 500 from FastAPI still
-    gets its request id, its CORS headers and its access line."""
-
-    def __init__(self, front: Sequence[Middleware], **options: Any) -> None:
-        super().__init__(**options)
-        self._front = tuple(front)
-
-    def build_middleware_stack(self) -> ASGIApp:
-        app = super().build_middleware_stack()
-        for cls, args, kwargs in reversed(self._front):
-            app = cls(app, *args, **kwargs)
-        return app
-
-
 def create_app(
     settings: Settings | None = None,
     *,
@@ -193,22 +174,15 @@ def create_app(
         Middleware(RequestContext, log_access=settings.access_log, observe=registry.observe_request)
     ]
     origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
-    if origins:
-        front.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=origins,
-                allow_credentials=settings.callers.forward is not None and "*" not in origins,
-                allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "x-request-id"],
-                expose_headers=["x-request-id", "retry-after"],
-                max_age=600,
-            )
-        )
+    front += cors(
+        origins,
+        expose=["x-request-id", "retry-after"],
+        credentials=settings.callers.forward is not None and "*" not in origins,
+    )
     front.append(Middleware(BodyLimit, limit=settings.max_body_bytes))
     if fast_path:
         front.append(Middleware(FastPath, on_refusal=fast_refusal))
-    app = _Service(
+    app = Fronted(
         front,
         title="upload-auth",
         version="0.1.0",

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
 from app import errors, handlers
@@ -16,7 +16,7 @@ from app.config import Settings, load_settings
 from app.filetypes import ALLOWED
 from app.keysource import KeySource
 from app.logs import configure_logging, get_logger
-from app.middleware import RequestContext
+from app.middleware import Fronted, RequestContext, cors
 from app.schemas import Health
 from app.upload_api import wire
 from app.upload_api.storage import LocalStorage, is_active_content
@@ -168,7 +168,11 @@ def create_upload_app(
         finally:
             await tokens.close()
 
-    app = FastAPI(
+    front = [Middleware(RequestContext, log_access=settings.access_log)]
+    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
+    front += cors(origins, expose=["x-request-id"])
+    app = Fronted(
+        front,
         title="upload-auth upload API",
         lifespan=lifespan,
         # No OpenTelemetry here: FastAPI's native hooks would be asked on every request.
@@ -177,17 +181,6 @@ def create_upload_app(
         docs_url=None,
         redoc_url=None,
     )
-    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
-    if origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["authorization", "content-type", "x-request-id"],
-            expose_headers=["x-request-id"],
-            max_age=600,
-        )
-    app.add_middleware(RequestContext, log_access=settings.access_log)
     handlers.install(app)
     app.add_exception_handler(wire.UploadError, _on_upload_error)
     app.include_router(router)

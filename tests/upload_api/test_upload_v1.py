@@ -1,17 +1,21 @@
 """POST /api/v1/files/upload in-process: ImageKit's three ways in and its error table."""
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from imagekitio.types.file_upload_response import FileUploadResponse
 
 from app.clock import LEEWAY_SECONDS
 from app.config import Settings
 from app.keys import KeyPair
+from app.upload_api.main import create_upload_app
 from tests.conftest import FakeClock
 from tests.samples import png
 from tests.upload_api.conftest import (
@@ -419,3 +423,34 @@ async def test_preflight_and_cors(
     assert "access-control-allow-origin" not in denied.headers
     assert error.status_code == 401
     assert error.headers["access-control-allow-origin"] == "http://app.test"
+
+
+async def test_a_bug_answers_500_with_its_request_id(
+    upload_settings: Settings,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An unexpected exception is a 500 that says nothing of the exception, carries the
+    request's X-Request-ID and is in the access log with status 500."""
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("SNEAKY internal detail")
+
+    monkeypatch.setattr("app.upload_api.main.upload", broken)
+    async with LifespanManager(create_upload_app(upload_settings, clock=clock)) as app:
+        transport = httpx.ASGITransport(app=app.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://upload.test") as http:
+            response = await http.post(
+                V1,
+                files={"file": ("a.png", png())},
+                data={"fileName": "a.png"},
+                headers={"X-Request-ID": "bug-2"},
+            )
+            await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "bug-2"
+    assert "SNEAKY" not in response.text
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "{" in line]
+    access = [d for d in lines if d.get("logger") == "upload_auth.access"]
+    assert [(d["request_id"], d["status"]) for d in access] == [("bug-2", 500)]
