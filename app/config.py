@@ -427,6 +427,11 @@ class Settings(BaseSettings):
             )
 
     @property
+    def browser_origins(self) -> list[str]:
+        """The origins browsers may call from: those configured, or any in development mode."""
+        return self.cors_origins or (["*"] if self.dev_mode else [])
+
+    @property
     def caller_auth_configured(self) -> bool:
         """Whether any caller authentication method is configured."""
         return self.callers.configured

@@ -24,15 +24,14 @@ from app.audit import AuditContext
 from app.callers import RequestInfo
 from app.deps import CREDENTIAL_METHODS, CREDENTIAL_ROUTES
 from app.fastjson import dumps
-from app.handlers import is_json, problem_response, validation_problem
-from app.logs import get_logger, request_id_var
+from app.handlers import is_json, problem_response, unexpected, validation_problem
+from app.logs import request_id_var
 from app.middleware import AUDIT_KEY, ROUTE_KEY
 from app.service import CredentialService
 
 ROUTES: Final = {(CREDENTIAL_METHODS[v], path): v for path, v in CREDENTIAL_ROUTES.items()}
 MAX_PUBLIC_KEY: Final = 128  # the FastAPI route's Query(max_length=...)
 _TOKEN_REQUEST: Final = TypeAdapter[Any](schemas.TokenRequest)
-log = get_logger("errors")
 _HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
 
@@ -75,9 +74,8 @@ class FastPath:
             self.on_refusal(context, invalid.problem)
             await problem_response(invalid.problem, **invalid.extra)(scope, receive, send)
             return
-        except Exception:  # a bug: a 500 problem, as FastAPI's error layer would answer
-            log.exception("unhandled error")
-            await problem_response(errors.Problem())(scope, receive, send)
+        except Exception as exc:  # a bug: answered as FastAPI's error layer answers one
+            await unexpected(exc)(scope, receive, send)
             return
         payload = dumps(body)
         await send(

@@ -130,9 +130,14 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, problem(headers=exc.headers))
 
 
-async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+def unexpected(exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered with a 500 problem that says nothing of it."""
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     return problem_response(errors.Problem())
+
+
+async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    return unexpected(exc)
 
 
 def install(app: FastAPI, *, hook: ProblemHook | None = None) -> None:

@@ -173,7 +173,7 @@ def create_app(
     front = [
         Middleware(RequestContext, log_access=settings.access_log, observe=registry.observe_request)
     ]
-    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
+    origins = settings.browser_origins
     front += cors(
         origins,
         expose=["x-request-id", "retry-after"],

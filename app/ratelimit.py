@@ -185,12 +185,7 @@ class Throttle:
     async def _charge(
         self, item: RateLimitItem, key: tuple[str, ...], cost: int, version: str, kind: str
     ) -> None:
-        limiter = self.limiter
-        refusal = (  # in memory the answer needs no await (nor the coroutine it would make)
-            limiter.local.hit(item, key, cost)
-            if limiter.shared is None
-            else await limiter.hit(item, *key, cost=cost)
-        )
+        refusal = await self.limiter.hit(item, *key, cost=cost)
         if refusal is not None:
             self.on_limited(version, kind)
             what = f"{version} credentials" if kind == "requests" else "bytes"

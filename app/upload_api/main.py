@@ -169,8 +169,7 @@ def create_upload_app(
             await tokens.close()
 
     front = [Middleware(RequestContext, log_access=settings.access_log)]
-    origins = settings.cors_origins or (["*"] if settings.dev_mode else [])
-    front += cors(origins, expose=["x-request-id"])
+    front += cors(settings.browser_origins, expose=["x-request-id"])
     app = Fronted(
         front,
         title="upload-auth upload API",
