@@ -32,6 +32,10 @@ from app.service import CredentialService
 ROUTES: Final = {(CREDENTIAL_METHODS[v], path): v for path, v in CREDENTIAL_ROUTES.items()}
 MAX_PUBLIC_KEY: Final = 128  # the FastAPI route's Query(max_length=...)
 _TOKEN_REQUEST: Final = TypeAdapter[Any](schemas.TokenRequest)
+#: What the union answers for any body this accepts: a file-shaped body (``extra="forbid"``, so
+#: no ``uploadPayload``) is the union's ``file`` tag. Without the union's discriminator, a Python
+#: callback that needs the JSON as Python objects first, a good request takes half the time.
+_FILE_REQUEST: Final = schemas.FileTokenRequest.__pydantic_validator__
 _HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
 
@@ -137,10 +141,10 @@ def _token_request(raw: bytes, content_type: str | None) -> Any:
         raise _Invalid(
             [{"loc": ("body",), "type": "missing", "msg": "Field required"}], content_type
         )
-    try:  # parsed and validated in one pass: what a good request takes (3.7 -> 1.5 µs)
-        return _TOKEN_REQUEST.validate_json(raw)
+    try:  # the usual request, parsed and validated in one pass by the file shape's validator
+        return _FILE_REQUEST.validate_json(raw)
     except ValidationError:
-        pass  # refused: the route's own two steps below give the route's own problem
+        pass  # not that shape, or refused: the route's own two steps give the route's answer
     try:
         data = json.loads(raw)
     except ValueError:
