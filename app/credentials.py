@@ -27,13 +27,13 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final
 
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.entropy import random16
 from app.fastjson import dumps
-from app.keys import KeyPair, KeyRing
+from app.keys import MAX_KEY_PAIRS, KeyPair, KeyRing
 
 ALGORITHM: Final = "HS256"
 TIME_CLAIMS: Final = frozenset({"iat", "exp"})
@@ -98,27 +98,30 @@ def issue_v2(pair: KeyPair, fields: Mapping[str, str], *, now: int, ttl: int) ->
     if TIME_CLAIMS & fields.keys():
         raise ValueError("fields may not contain iat or exp")
     payload: dict[str, Any] = {**fields, "iat": now, "exp": now + ttl}
-    header = {
-        "alg": ALGORITHM,
-        "kid": pair.public_key,
-        "nonce": _b64(random16()[:12]),
-        "typ": "JWT",
-    }
-    signing_input = f"{_b64_json(header)}.{_b64_json(payload)}"
-    signature = pair.mac("sha256", signing_input.encode()).digest()
-    return f"{signing_input}.{_b64(signature)}"
+    before_nonce, after_nonce = _header_around_nonce(pair.public_key)
+    header = before_nonce + _b64(random16()[:12]) + after_nonce
+    signing_input = _b64(header) + b"." + _b64(dumps(payload))
+    signature = pair.mac("sha256", signing_input).digest()
+    return (signing_input + b"." + _b64(signature)).decode()
+
+
+@lru_cache(maxsize=2 * MAX_KEY_PAIRS)
+def _header_around_nonce(kid: str) -> tuple[bytes, bytes]:
+    """The JWS header's JSON before and after the nonce's value: ``{"alg": "HS256", "kid": kid,
+    "nonce": ..., "typ": "JWT"}`` as compact JSON. The nonce is base64url, which JSON never
+    escapes, so the per-token header is the nonce between these two."""
+    before, after = dumps({"alg": ALGORITHM, "kid": kid, "nonce": "", "typ": "JWT"}).split(
+        b'"nonce":""'
+    )
+    return before + b'"nonce":"', b'"' + after
 
 
 _URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")
 
 
-def _b64(data: bytes) -> str:
+def _b64(data: bytes) -> bytes:
     """base64url without padding (RFC 7515 §2)."""
-    return binascii.b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=").decode()
-
-
-def _b64_json(value: Mapping[str, Any]) -> str:
-    return _b64(dumps(value))
+    return binascii.b2a_base64(data, newline=False).translate(_URL_SAFE).rstrip(b"=")
 
 
 # -- verification (used by the upload API and by tests) ------------------------------------

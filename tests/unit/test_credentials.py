@@ -1,7 +1,10 @@
 """v1 signatures and v2 JWTs, without HTTP: conformance with the official SDK and the spec."""
 
+import base64
 import hashlib
 import hmac
+import json
+import re
 import uuid
 
 import jwt
@@ -94,6 +97,24 @@ def test_v2_decodes_with_pyjwt_and_the_private_key() -> None:
         options={"verify_exp": False, "verify_iat": False},
     )
     assert payload == {**FIELDS, "iat": START, "exp": START + 600}
+
+
+@pytest.mark.parametrize("kid", ["public_abc", 'pub"lic\\_k\u00e9y', "public_\u2028\x01"])
+def test_v2_header_is_compact_json_in_a_fixed_order(kid: str) -> None:
+    """The header is built around its nonce; it must still be the JSON of the header object,
+    whatever the public key holds that JSON escapes."""
+    p = KeyPair(kid, new_private_key().encode())
+    token = credentials.issue_v2(p, FIELDS, now=START, ttl=600)
+    segment = token.split(".")[0]
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    header = json.loads(raw)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{16}", header["nonce"])
+    assert list(header) == ["alg", "kid", "nonce", "typ"]
+    assert header == {"alg": "HS256", "kid": kid, "nonce": header["nonce"], "typ": "JWT"}
+    assert raw == json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    assert jwt.decode(
+        token, p.private_key, algorithms=["HS256"], options={"verify_exp": False}
+    ) == {**FIELDS, "iat": START, "exp": START + 600}
 
 
 def test_two_tokens_for_the_same_file_in_the_same_second_differ() -> None:
