@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
@@ -159,8 +160,10 @@ def normalise_folder(folder: str) -> str:
     return "/" + "/".join(segments)
 
 
+@lru_cache(maxsize=4096)
 def render_folder(template: str, caller: str) -> str:
-    """The profile's folder for this caller."""
+    """The profile's folder for this caller (the same for every request of the caller: kept for
+    the most recent callers)."""
     if _CALLER_PLACEHOLDER in template:
         template = template.replace(_CALLER_PLACEHOLDER, caller_segment(caller))
     return normalise_folder(template)
