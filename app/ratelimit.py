@@ -176,20 +176,22 @@ class Throttle:
     async def request(self, version: str, caller_key: str) -> None:
         item = self.items[version]
         if item is not None:
-            await self._charge(item, (version, caller_key), 1, version, "requests")
+            refusal = await self.limiter.hit(item, version, caller_key)
+            if refusal is not None:
+                raise self._refused(item, refusal, version, "requests")
 
     async def bytes(self, caller_key: str, size: int) -> None:
         if self.quota is not None:
-            await self._charge(self.quota, ("bytes", caller_key), size, "v2", "bytes")
+            refusal = await self.limiter.hit(self.quota, "bytes", caller_key, cost=size)
+            if refusal is not None:
+                raise self._refused(self.quota, refusal, "v2", "bytes")
 
-    async def _charge(
-        self, item: RateLimitItem, key: tuple[str, ...], cost: int, version: str, kind: str
-    ) -> None:
-        refusal = await self.limiter.hit(item, *key, cost=cost)
-        if refusal is not None:
-            self.on_limited(version, kind)
-            what = f"{version} credentials" if kind == "requests" else "bytes"
-            raise errors.RateLimited(
-                f"at most {item.amount} {what} per {item.get_expiry()} seconds",
-                retry_after=refusal.retry_after,
-            )
+    def _refused(
+        self, item: RateLimitItem, refusal: Refusal, version: str, kind: str
+    ) -> errors.RateLimited:
+        self.on_limited(version, kind)
+        what = f"{version} credentials" if kind == "requests" else "bytes"
+        return errors.RateLimited(
+            f"at most {item.amount} {what} per {item.get_expiry()} seconds",
+            retry_after=refusal.retry_after,
+        )
