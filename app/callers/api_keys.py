@@ -40,9 +40,10 @@ class ApiKeyAuthenticator:
     name = "api_key"
 
     def __init__(self, keys: Iterable[ApiKey]) -> None:
-        self.keys = tuple(keys)
-        #: The caller each key stands for, made once (one per request was a tenth of the check).
-        self._callers = {key: Caller(key.name, self.name, key.profiles) for key in self.keys}
+        #: Each key's hash and the caller it stands for, made once (not per request).
+        self.callers = tuple(
+            (key.digest, Caller(key.name, self.name, key.profiles)) for key in keys
+        )
 
     async def authenticate(self, request: RequestInfo) -> Caller | None:
         token = bearer_token(request.headers)
@@ -50,11 +51,11 @@ class ApiKeyAuthenticator:
             return None
         digest = hashlib.sha256(token.encode()).digest()
         found = None
-        for key in self.keys:  # every entry, so the time taken says nothing about which matched
-            if hmac.compare_digest(key.digest, digest):
-                found = key
+        for expected, caller in self.callers:  # every entry: the time says nothing of which
+            if hmac.compare_digest(expected, digest):
+                found = caller
         if found is not None:
-            return self._callers[found]
+            return found
         if token.startswith(PREFIX):  # one of ours, but not a valid one: never passed on
             raise errors.Unauthenticated()
         return None
