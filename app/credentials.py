@@ -87,7 +87,7 @@ def issue_v1(pair: KeyPair, *, now: int, ttl: int) -> V1Credential:
     """A fresh single-use v1 credential that expires ``ttl`` seconds after ``now``."""
     token = uuid4()
     expire = now + ttl
-    signature = pair.mac("sha1", f"{token}{expire}".encode()).hexdigest()  # = sign_v1's
+    signature = pair.mac("sha1", f"{token}{expire}".encode()).hex()  # = sign_v1's
     return V1Credential(token, expire, signature, pair.public_key)
 
 
@@ -101,7 +101,7 @@ def issue_v2(pair: KeyPair, fields: Mapping[str, str], *, now: int, ttl: int) ->
     before_nonce, after_nonce = _header_around_nonce(pair.public_key)
     header = before_nonce + _b64(random16()[:12]) + after_nonce
     signing_input = _b64(header) + b"." + _b64(dumps(payload))
-    signature = pair.mac("sha256", signing_input).digest()
+    signature = pair.mac("sha256", signing_input)
     return (signing_input + b"." + _b64(signature)).decode()
 
 

@@ -6,6 +6,7 @@ new credentials; every pair in the ring verifies, so a pair can be retired only 
 credentials it signed have expired. Pure: no I/O, no framework imports.
 """
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable, Iterator
@@ -24,22 +25,40 @@ class KeyPair:
 
     public_key: str
     private_key: bytes = field(repr=False)
-    #: HMAC states already keyed with the private key; each signature copies one (keying an
-    #: HMAC costs more than the MAC of a credential).
-    _macs: dict[str, "hmac.HMAC"] = field(init=False, repr=False, compare=False)
+    #: HMAC (RFC 2104) with the key already absorbed, per digest: the inner and outer hash
+    #: states after their key blocks. Keying costs more than the MAC of a credential, and
+    #: ``hmac.HMAC.copy()`` wraps the same two C states in three Python calls.
+    _keyed: dict[str, tuple["hashlib._Hash", "hashlib._Hash"]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        macs = {name: hmac.new(self.private_key, digestmod=name) for name in ("sha1", "sha256")}
-        object.__setattr__(self, "_macs", macs)
+        keyed = {}
+        for name in ("sha1", "sha256"):
+            block = hashlib.new(name).block_size
+            key = self.private_key
+            if len(key) > block:
+                key = hashlib.new(name, key).digest()
+            key = key.ljust(block, b"\0")
+            inner = hashlib.new(name, key.translate(_IPAD))
+            keyed[name] = (inner, hashlib.new(name, key.translate(_OPAD)))
+        object.__setattr__(self, "_keyed", keyed)
 
     def __repr__(self) -> str:
         return f"KeyPair(public_key={self.public_key!r}, private_key=<redacted>)"
 
-    def mac(self, digest: str, message: bytes) -> "hmac.HMAC":
+    def mac(self, digest: str, message: bytes) -> bytes:
         """HMAC-``digest`` (``sha1`` or ``sha256``) of ``message`` under the private key."""
-        mac = self._macs[digest].copy()
-        mac.update(message)
-        return mac
+        inner, outer = self._keyed[digest]
+        inner = inner.copy()
+        inner.update(message)
+        outer = outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD: Final = bytes(b ^ 0x36 for b in range(256))
+_OPAD: Final = bytes(b ^ 0x5C for b in range(256))
 
 
 class KeyRing:

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import uuid
 
 import jwt
@@ -58,6 +59,18 @@ def test_issue_v1_signs_exactly_what_it_returns() -> None:
     expected = hmac.new(p.private_key, f"{cred.token}{cred.expire}".encode(), hashlib.sha1)
     assert cred.signature == expected.hexdigest()
     assert cred.public_key == p.public_key
+
+
+@pytest.mark.parametrize("key_length", [32, 36, 63, 64, 65, 128, 200])
+@pytest.mark.parametrize("digest", ["sha1", "sha256"])
+def test_pre_keyed_mac_is_hmac(key_length: int, digest: str) -> None:
+    """The pair's pre-keyed MAC is RFC 2104 HMAC for keys shorter than, as long as and longer
+    than the hash's block, and stays so when used again."""
+    key = secrets.token_bytes(key_length)
+    p = KeyPair(new_public_key(), key)
+    for message in (b"", b"x", secrets.token_bytes(1000)):
+        assert p.mac(digest, message) == hmac.new(key, message, digest).digest()
+        assert p.mac(digest, message) == hmac.new(key, message, digest).digest()
 
 
 def test_v1_tokens_are_canonical_random_uuid4s() -> None:
