@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app import middleware
 from app.logs import configure_logging, event, get_logger
 
 
@@ -61,3 +62,38 @@ def test_odd_values_and_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["size"] == 2**70
     assert doc["detail"] == "key [redacted]"
     assert doc["signature"] == "[redacted]"
+
+
+@pytest.mark.parametrize(
+    ("now", "text"),
+    [(1700000000.1234567, "1700000000.123"), (1700000000.9996, "1700000001.0"), (5.0, "5.0")],
+)
+def test_time_is_to_the_millisecond(
+    now: float, text: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("app.logs.time.time", lambda: now)
+    event(get_logger("audit"), "credential.issued", {})
+    assert f'"ts":{text},' in capsys.readouterr().out
+
+
+def test_access_line_duration_in_milliseconds(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The access line's duration: milliseconds with at most two decimals."""
+    clock = iter([100.0, 100.0123456])
+    monkeypatch.setattr("app.middleware.time.perf_counter", lambda: next(clock))
+
+    async def app(_scope: Any, _receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    async def send(_message: Any) -> None:
+        pass
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": []}
+    asyncio.run(middleware.RequestContext(app)(scope, receive, send))
+    (line,) = lines(capsys.readouterr().out)
+    assert (line["status"], line["duration_ms"]) == (204, 12.35)
