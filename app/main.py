@@ -162,13 +162,13 @@ def create_app(
             service = CredentialService(settings, source, policy, clock, chain, audit, throttle)
             yield {"settings": settings, "keys": source, "service": service, "metrics": registry}
 
+    def refused(context: AuditContext, problem: errors.Problem) -> None:
+        audit.refused(context, reason=problem.slug, status=problem.status)
+
     def audit_refusal(request: Request, problem: errors.Problem) -> None:
         context = audit_context(request)
         if context is not None:
-            audit.refused(context, reason=problem.slug, status=problem.status)
-
-    def fast_refusal(context: AuditContext, problem: errors.Problem) -> None:
-        audit.refused(context, reason=problem.slug, status=problem.status)
+            refused(context, problem)
 
     front = [
         Middleware(RequestContext, log_access=settings.access_log, observe=registry.observe_request)
@@ -181,7 +181,7 @@ def create_app(
     )
     front.append(Middleware(BodyLimit, limit=settings.max_body_bytes))
     if fast_path:
-        front.append(Middleware(FastPath, on_refusal=fast_refusal))
+        front.append(Middleware(FastPath, on_refusal=refused))
     app = Fronted(
         front,
         title="upload-auth",
