@@ -106,16 +106,12 @@ def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
 
         settings = load_settings()
         return create_upload_app(settings), settings
-    from app.dev import Dispatch
-    from app.main import create_app
-    from app.upload_api.main import create_upload_app
+    from app.dev import serve_both
 
     settings = load_settings(
         dev_mode=True, **_unless_set(log_format="text", upload_api_url=f"http://{host}:{port}")
     )
-    keys = settings.key_source()
-    upload_api = create_upload_app(settings, keys=keys)
-    return Dispatch(create_app(settings, keys=keys), [(("/api/", "/files/"), upload_api)]), settings
+    return serve_both(settings), settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:

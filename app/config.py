@@ -48,6 +48,7 @@ CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
 #: Longest credential lifetime we hand out: the upload API's hour, less the clock leeway.
 MAX_TTL: Final = MAX_CREDENTIAL_LIFETIME - LEEWAY_SECONDS
 _PUBLIC_KEY_PATTERN: Final = r"^[\x21-\x7e]{1,128}$"
+IMAGEKIT_UPLOAD_HOST: Final = "upload.imagekit.io"
 
 
 class ConfigError(Exception):
@@ -114,6 +115,10 @@ class ProfileConfig(BaseModel):
     private: bool = False
     tags: list[str] = Field(default_factory=list, max_length=30)
     ttl: int | None = Field(default=None, ge=10, le=MAX_TTL)
+    allow_v1: bool | None = Field(
+        default=None,
+        description="issue v1 credentials for this profile; default: only in development mode",
+    )
 
     @field_validator("types")
     @classmethod
@@ -141,7 +146,7 @@ class ProfileConfig(BaseModel):
             raise ValueError("tags must be non-empty and contain neither ',' nor '%'")
         return value
 
-    def build(self, name: str, plan: PlanLimits, default_ttl: int) -> Profile:
+    def build(self, name: str, plan: PlanLimits, default_ttl: int, *, dev_mode: bool) -> Profile:
         def capped(value: int | str | None, ceiling: int) -> int:
             return ceiling if value is None else min(parse_size(value), ceiling)
 
@@ -158,6 +163,7 @@ class ProfileConfig(BaseModel):
             private=self.private,
             tags=tuple(self.tags),
             ttl=min(self.ttl or default_ttl, default_ttl),
+            allow_v1=dev_mode if self.allow_v1 is None else self.allow_v1,
         )
 
 
@@ -326,7 +332,7 @@ class Settings(BaseSettings):
     default_profile: str = "default"
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict, max_length=100)
     upload_api_url: str = Field(
-        default="https://upload.imagekit.io", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+        default=f"https://{IMAGEKIT_UPLOAD_HOST}", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
     )
 
     # -- the upload API ------------------------------------------------------------------------
@@ -344,7 +350,14 @@ class Settings(BaseSettings):
     )
     cors_origins: list[str] = Field(default_factory=list, max_length=100)
     redis_url: SecretStr | None = Field(
-        default=None, description="redis://... for the shared used-token store"
+        default=None,
+        description="redis://... for the shared credential ledger (grants, used credentials) "
+        "and rate limits",
+    )
+    accept_unbound_v1: bool = Field(
+        default=False,
+        description="upload API: accept v1 signatures that upload-auth did not issue (no grant "
+        "recorded), as ImageKit does; unsafe, always on in development mode",
     )
 
     # -- who may ask, and how often ----------------------------------------------------------
@@ -441,6 +454,12 @@ class Settings(BaseSettings):
         return self.expose_openapi or self.dev_mode
 
     @property
+    def records_v1_grants(self) -> bool:
+        """Whether v1 grants are worth recording: the upload API is ours (ImageKit's cannot
+        read them; its v1 credentials are unbound by design)."""
+        return urlsplit(self.upload_api_url).hostname != IMAGEKIT_UPLOAD_HOST
+
+    @property
     def upload_url_v2(self) -> str:
         return self.upload_api_url.rstrip("/") + "/api/v2/files/upload"
 
@@ -521,11 +540,15 @@ class Settings(BaseSettings):
         """The upload policy: the configured profiles, or the seed's upload API as ``default``."""
         if self.profiles:
             profiles = {
-                name: cfg.build(name, self.plan_limits, self.credential_ttl)
+                name: cfg.build(name, self.plan_limits, self.credential_ttl, dev_mode=self.dev_mode)
                 for name, cfg in self.profiles.items()
             }
         else:
-            profiles = {"default": seed_profile(self.plan_limits, self.credential_ttl)}
+            profiles = {
+                "default": seed_profile(
+                    self.plan_limits, self.credential_ttl, allow_v1=self.dev_mode
+                )
+            }
         if self.default_profile not in profiles:
             raise ValueError(
                 f"UPLOAD_AUTH_DEFAULT_PROFILE: no profile named "

@@ -7,9 +7,13 @@ keeps its own lifespan and its own state.
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from app.clock import Clock
+    from app.config import Settings
 
 
 class _Lifespan:
@@ -82,3 +86,19 @@ class Dispatch:
                     await life.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def serve_both(settings: "Settings", *, clock: "Clock | None" = None) -> Dispatch:
+    """The credential service and the upload API in one process: one key ring, and one ledger
+    in memory (unless Redis is configured), so v1 grants reach the upload API."""
+    from app.clock import system_clock
+    from app.ledger import MemoryLedger
+    from app.main import create_app
+    from app.upload_api.main import create_upload_app
+
+    clock = clock or system_clock
+    keys = settings.key_source()
+    ledger = None if settings.redis_url is not None else MemoryLedger(clock)
+    service = create_app(settings, keys=keys, clock=clock, ledger=ledger)
+    upload_api = create_upload_app(settings, keys=keys, clock=clock, ledger=ledger)
+    return Dispatch(service, [(("/api/", "/files/"), upload_api)])

@@ -78,6 +78,10 @@ class Forbidden(Problem):
     status, slug, title = 403, "forbidden", "Not allowed"
 
 
+class V1NotAllowed(Problem):
+    status, slug, title = 403, "v1-not-allowed", "This profile does not issue v1 credentials"
+
+
 class RateLimited(Problem):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
@@ -134,6 +138,13 @@ class FieldNotAllowed(Problem):
 # -- the service's own state ------------------------------------------------------------------
 
 
+class LedgerUnavailable(Problem):
+    status, slug, title = 503, "ledger-unavailable", "The credential ledger cannot be reached"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "2"})
+
+
 class NotReady(Problem):
     status, slug, title = 503, "not-ready", "The service is not ready"
 
@@ -148,6 +159,7 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     MethodNotAllowed,
     Unauthenticated,
     Forbidden,
+    V1NotAllowed,
     RateLimited,
     AuthUpstreamError,
     AuthUpstreamUnavailable,
@@ -159,6 +171,7 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     InvalidFileName,
     InvalidFolder,
     FieldNotAllowed,
+    LedgerUnavailable,
     NotReady,
     Problem,
 )

@@ -30,7 +30,6 @@ from app.middleware import AUDIT_KEY, ROUTE_KEY
 from app.service import CredentialService
 
 ROUTES: Final = {(CREDENTIAL_METHODS[v], path): v for path, v in CREDENTIAL_ROUTES.items()}
-MAX_PUBLIC_KEY: Final = 128  # the FastAPI route's Query(max_length=...)
 _TOKEN_REQUEST: Final = TypeAdapter[Any](schemas.TokenRequest)
 #: What the union answers for any body this accepts: a file-shaped body (``extra="forbid"``, so
 #: no ``uploadPayload``) is the union's ``file`` tag. Without the union's discriminator, a Python
@@ -66,7 +65,8 @@ class FastPath:
             info = RequestInfo(headers, client[0] if client else None, request_id_var.get())
             caller = await service.caller(info, context)
             if version == "v1":
-                body = await service.v1(caller, context, _public_key(scope))
+                query = _v1_query(scope)
+                body = await service.v1(caller, context, query.publicKey, query.profile)
             else:
                 request = _token_request(await _read(receive), headers.get("content-type"))
                 body = await service.v2(caller, context, request)
@@ -100,25 +100,27 @@ class _Invalid(Exception):
         self.problem, self.extra = validation_problem(raw, content_type)
 
 
-def _public_key(scope: Scope) -> str | None:
+_NO_QUERY: Final = schemas.V1Query()
+
+
+def _v1_query(scope: Scope) -> schemas.V1Query:
+    """The query as the route's own model validates it (Starlette's parsing: blank values
+    kept, the last of repeated names wins)."""
     query: bytes = scope.get("query_string", b"")
     if not query:  # the usual request: nothing to parse
-        return None
-    values = [v for k, v in parse_qsl(query.decode("latin-1")) if k == "publicKey"]
-    if not values:
-        return None
-    if len(values[-1]) > MAX_PUBLIC_KEY:
+        return _NO_QUERY
+    try:
+        return schemas.V1Query.model_validate(
+            dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+        )
+    except ValidationError as exc:
         raise _Invalid(
             [
-                {
-                    "loc": ("query", "publicKey"),
-                    "type": "string_too_long",
-                    "msg": f"String should have at most {MAX_PUBLIC_KEY} characters",
-                }
+                {**e, "loc": ("query", *e["loc"])}
+                for e in exc.errors(include_input=False, include_url=False)
             ],
             None,
-        )
-    return values[-1]
+        ) from None
 
 
 async def _read(receive: Receive) -> bytes:

@@ -20,6 +20,7 @@ from app.config import Settings, load_settings
 from app.deps import State, audit_context
 from app.fastpath import FastPath
 from app.keysource import KeySource
+from app.ledger import Ledger
 from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
 from app.middleware import BodyLimit, Fronted, RequestContext, cors
@@ -110,11 +111,13 @@ def create_app(
     clock: Clock = system_clock,
     transport: "httpx.AsyncBaseTransport | None" = None,
     fast_path: bool = True,
+    ledger: Ledger | None = None,
 ) -> FastAPI:
     """Build the credential service. ``keys`` defaults to the settings' key source; ``transport``
     replaces the network for outbound calls (identity provider, session check) in tests;
     ``fast_path=False`` serves the credential routes through FastAPI alone (the reference the
-    fast path is tested against)."""
+    fast path is tested against); ``ledger`` is where v1 grants are recorded when the upload
+    API shares this process (default: Redis when configured, else nowhere)."""
     settings = settings or load_settings()
     settings.require_caller_auth()
     source = keys or settings.key_source()
@@ -147,6 +150,13 @@ def create_app(
             on_limited=lambda version, limit: registry.rate_limited.labels(version, limit).inc(),
         )
         async with AsyncExitStack() as stack:
+            grants = ledger if settings.records_v1_grants else None
+            if grants is None and settings.records_v1_grants and settings.redis_url is not None:
+                from app.ledger.redis import RedisLedger
+
+                shared = RedisLedger(settings.redis_url.get_secret_value())
+                stack.push_async_callback(shared.close)
+                grants = shared
             await stack.enter_async_context(source.watching())
             chain = await caller_chain(settings, registry, clock, stack, transport)
             log.info(
@@ -159,7 +169,9 @@ def create_app(
                     "limits_shared": settings.redis_url is not None,
                 },
             )
-            service = CredentialService(settings, source, policy, clock, chain, audit, throttle)
+            service = CredentialService(
+                settings, source, policy, clock, chain, audit, throttle, grants
+            )
             yield {"settings": settings, "keys": source, "service": service, "metrics": registry}
 
     def refused(context: AuditContext, problem: errors.Problem) -> None:

@@ -22,7 +22,7 @@ KIB: Final = 1024
 MIB: Final = 1024 * KIB
 GIB: Final = 1024 * MIB
 _UNITS: Final = {"": 1, "b": 1, "kb": KIB, "mb": MIB, "gb": GIB}
-_SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*([kmg]?b?)\s*$", re.IGNORECASE)
+_SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*([kmg]?b?)\s*$", re.IGNORECASE | re.ASCII)
 
 MAX_FILE_NAME_LENGTH: Final = 255
 MAX_FOLDER_LENGTH: Final = 1024
@@ -51,6 +51,17 @@ def parse_size(value: int | str) -> int:
     if unit and not unit.endswith("b"):
         unit += "b"
     return int(number) * _UNITS[unit]
+
+
+def format_size(size: int) -> str:
+    """A byte count for people: ``512 bytes``, ``1.5 KiB``, ``25 MiB``, ``31.2 MiB``."""
+    if size < KIB:
+        return f"{size} bytes"
+    for unit, factor in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if size >= factor:
+            value = size / factor
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +96,17 @@ class Profile:
     private: bool = False
     tags: tuple[str, ...] = ()
     ttl: int = 1800
+    #: Whether v1 credentials may be issued for this profile (see ``Policy.grant_v1``).
+    allow_v1: bool = False
 
     def max_size_for(self, file_type: FileType) -> int:
         return self.limits.limit_for(file_type.kind)
+
+    @property
+    def largest_size(self) -> int:
+        """The most bytes one file may have under this profile (video's limit if it has video)."""
+        has_video = any(ALLOWED[t].kind is Kind.VIDEO for t in self.types)
+        return max(self.limits.max_size, self.limits.max_video_size if has_video else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +127,53 @@ class Grant:
     ttl: int
     #: The most bytes the credential lets through (what a byte quota is charged).
     max_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadGrant:
+    """What a v1 credential permits, bound to its token in the ledger when it is issued.
+
+    A v1 signature covers only ``token + expire``: every other upload field is the client's to
+    choose. The upload API looks this record up by the token and refuses an upload outside it.
+    """
+
+    profile: str
+    caller: str
+    folder: str
+    types: tuple[str, ...]
+    max_size: int
+    max_video_size: int
+    use_unique_file_name: bool
+    overwrite: bool
+    private: bool
+    tags: tuple[str, ...]
+    #: When it was issued, Unix milliseconds (the ledger's epoch is compared with this).
+    issued_ms: int = 0
+    #: The request id of the credential request, for receipts.
+    request_id: str | None = None
+
+    def limit_for(self, kind: Kind) -> int:
+        return self.max_video_size if kind is Kind.VIDEO else self.max_size
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {name: getattr(self, name) for name in self.__slots__}, separators=(",", ":")
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "UploadGrant":
+        """The grant a ledger record holds (ValueError if it is not one)."""
+        try:
+            data = json.loads(raw)
+            return cls(
+                **{
+                    **data,
+                    "types": tuple(data["types"]),
+                    "tags": tuple(data["tags"]),
+                }
+            )
+        except (TypeError, KeyError, RecursionError) as exc:
+            raise ValueError("not a grant record") from exc
 
 
 # -- names and folders ------------------------------------------------------------------------
@@ -177,12 +243,17 @@ def check_template(template: str) -> None:
         raise ValueError(exc.detail) from None
 
 
+def is_within(folder: str, base: str) -> bool:
+    """Whether a normalised folder is ``base`` or lies below it."""
+    return base == "/" or folder == base or folder.startswith(base + "/")
+
+
 def choose_folder(base: str, requested: str | None) -> str:
     """The requested folder if it lies within ``base``, else ``base`` itself when none asked."""
     if requested is None:
         return base
     folder = normalise_folder(requested)
-    if base == "/" or folder == base or folder.startswith(base + "/"):
+    if is_within(folder, base):
         return folder
     raise errors.InvalidFolder("folder must lie within the profile's folder")
 
@@ -243,6 +314,28 @@ class Policy:
         fields = self._base_fields(profile, request.file_name, folder)
         fields["checks"] = checks_for(request.file_size, file_type.mime)
         return Grant(fields, profile.ttl, request.file_size)
+
+    def grant_v1(self, profile: Profile, *, caller: str) -> UploadGrant:
+        """What a v1 credential for this profile permits (the profile must allow v1)."""
+        if not profile.allow_v1:
+            raise errors.V1NotAllowed(
+                f"profile {profile.name!r} does not issue v1 credentials: a v1 signature covers "
+                "only token and expire, so on ImageKit whoever holds one may upload any allowed "
+                "file anywhere in the account until it expires. Use v2 (POST /v2/token), or opt "
+                f"in with allow_v1 = true in [profiles.{profile.name}]"
+            )
+        return UploadGrant(
+            profile=profile.name,
+            caller=caller,
+            folder=render_folder(profile.folder, caller),
+            types=tuple(sorted(profile.types)),
+            max_size=profile.limits.max_size,
+            max_video_size=profile.limits.max_video_size,
+            use_unique_file_name=profile.use_unique_file_name,
+            overwrite=profile.overwrite,
+            private=profile.private,
+            tags=profile.tags,
+        )
 
     def grant_payload(
         self, profile: Profile, payload: Mapping[str, object], *, caller: str
@@ -368,6 +461,8 @@ def _check_json_object(value: str) -> None:
         raise errors.FieldNotAllowed("customMetadata must be a JSON object, stringified")
 
 
-def seed_profile(limits: PlanLimits, ttl: int) -> Profile:
+def seed_profile(limits: PlanLimits, ttl: int, *, allow_v1: bool = False) -> Profile:
     """The built-in profile: everything the seed's upload API accepts, at the plan's limits."""
-    return Profile(name="default", types=frozenset(ALLOWED), limits=limits, ttl=ttl)
+    return Profile(
+        name="default", types=frozenset(ALLOWED), limits=limits, ttl=ttl, allow_v1=allow_v1
+    )

@@ -11,6 +11,19 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class V1Query(BaseModel):
+    """``GET /v1/auth``'s query. Other parameters (the SDKs' cache-busting ``t``) are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    publicKey: str | None = Field(
+        default=None, max_length=128, description="sign with this configured key pair"
+    )
+    profile: ProfileName | None = Field(
+        default=None, description="the upload profile (default: the default profile)"
+    )
+
+
 class V1Credential(Body):
     """A v1 credential, shaped like the official SDK helpers' output plus ``publicKey``."""
 

@@ -5,15 +5,17 @@ serves the same routes without FastAPI's per-request dependency machinery) authe
 throttle, ask the policy, sign and audit through this class, and answer with what it returns.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from app import credentials, errors, schemas
 from app.audit import Audit, AuditContext
 from app.callers import Authenticator, Caller, RequestInfo, authenticate
-from app.clock import Clock, unix_now
+from app.clock import LEEWAY_SECONDS, Clock, unix_now
 from app.config import Settings
 from app.keysource import KeySource
+from app.ledger import Ledger, LedgerUnavailable, credential_key
+from app.logs import request_id_var
 from app.policy import FileRequest, Policy
 from app.ratelimit import Throttle
 
@@ -27,6 +29,9 @@ class CredentialService:
     authenticators: tuple[Authenticator, ...]
     audit: Audit
     throttle: Throttle
+    #: Where v1 grants are recorded for the upload API: Redis, or the memory of a process that
+    #: serves both (development mode); None when no upload API of ours can read them.
+    ledger: Ledger | None = None
 
     async def caller(self, request: RequestInfo, context: AuditContext) -> Caller:
         """Who is asking (or a 401/502/503 problem); noted in the audit context."""
@@ -35,16 +40,41 @@ class CredentialService:
         return caller
 
     async def v1(
-        self, caller: Caller, context: AuditContext, public_key: str | None
+        self,
+        caller: Caller,
+        context: AuditContext,
+        public_key: str | None,
+        profile_name: str | None = None,
     ) -> dict[str, Any]:
-        """A v1 credential, as the response body."""
+        """A v1 credential for a profile that allows v1, its grant recorded in the ledger, as
+        the response body."""
         await self.throttle.request("v1", caller.limit_key)
-        ring = self.keys.ring
+        policy, ring = self.policy, self.keys.ring
+        context.profile = name = profile_name or policy.default_profile
+        if not caller.may_use(name):
+            raise errors.Forbidden("this caller may not use this profile")
+        profile = policy.profile(name)
+        grant = policy.grant_v1(profile, caller=caller.id)
         pair = ring.signing if public_key is None else ring.get(public_key)
         if pair is None:
             raise errors.UnknownKey()
-        now = unix_now(self.clock)
-        cred = credentials.issue_v1(pair, now=now, ttl=self.settings.credential_ttl)
+        # v1 declares no size: the byte quota is charged the most one upload may carry.
+        await self.throttle.bytes(caller.limit_key, profile.largest_size)
+        clock = self.clock()
+        now = int(clock)
+        cred = credentials.issue_v1(pair, now=now, ttl=profile.ttl)
+        if self.ledger is not None:
+            record = replace(grant, issued_ms=int(clock * 1000), request_id=request_id_var.get())
+            try:
+                await self.ledger.record(
+                    credential_key("v1", pair.public_key, cred.token),
+                    record.to_json(),
+                    profile.ttl + LEEWAY_SECONDS,
+                )
+            except LedgerUnavailable:
+                raise errors.LedgerUnavailable(
+                    "the grant of a v1 credential cannot be recorded now; retry shortly"
+                ) from None
         self.audit.issued(context, expires_at=cred.expire)
         return {
             "token": cred.token,

@@ -36,6 +36,7 @@ def build(path: str) -> Any:
             "UPLOAD_AUTH_RATE_LIMIT_V1": "100000000/minute",
             "UPLOAD_AUTH_RATE_LIMIT_V2": "100000000/minute",
             "UPLOAD_AUTH_QUOTA_V2": "100000000gb/hour",
+            "UPLOAD_AUTH_PROFILES": json.dumps({"default": {"allow_v1": True}}),
         }
     )
     if path == "floor":

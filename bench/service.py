@@ -139,6 +139,7 @@ def upload_auth(port: int, work: Path) -> tuple[list[str], dict[str, str]]:
         "UPLOAD_AUTH_RATE_LIMIT_V1": "100000000/minute",
         "UPLOAD_AUTH_RATE_LIMIT_V2": "100000000/minute",
         "UPLOAD_AUTH_QUOTA_V2": "100000000gb/hour",
+        "UPLOAD_AUTH_PROFILES": json.dumps({"default": {"allow_v1": True}}),
         "UPLOAD_AUTH_STORAGE_DIR": str(work / "unused"),
     }
 

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="v2",
         help="which credentials to ask for (default v2)",
     )
-    client.add_argument("--profile", help="v2 profile to ask for")
+    client.add_argument("--profile", help="the profile to ask credentials for")
     client.add_argument(
         "--caller-token-file",
         type=Path,
@@ -107,7 +107,7 @@ def _credentials(args: argparse.Namespace) -> "transfer.Credentials":
         else os.environ.get("UPLOAD_AUTH_CALLER_TOKEN")
     )
     if args.credential == "v1":
-        return transfer.ClientV1(args.to, args.auth_url, token)
+        return transfer.ClientV1(args.to, args.auth_url, token, args.profile)
     return transfer.ClientV2(args.to, args.auth_url, token, args.profile)
 
 

@@ -97,13 +97,16 @@ class ServerSide:
 class ClientV1:
     """A v1 credential from the credential service for every attempt."""
 
-    def __init__(self, upload_base: str, auth_url: str, caller_token: str | None) -> None:
+    def __init__(
+        self, upload_base: str, auth_url: str, caller_token: str | None, profile: str | None
+    ) -> None:
         self.url = upload_base.rstrip("/") + "/api/v1/files/upload"
         self.auth_url = auth_url.rstrip("/") + "/v1/auth"
         self.headers = {"Authorization": f"Bearer {caller_token}"} if caller_token else {}
+        self.params = {"profile": profile} if profile else {}
 
     async def prepare(self, http: httpx.AsyncClient, file: LocalFile) -> Prepared:
-        cred = check(await http.get(self.auth_url, headers=self.headers))
+        cred = check(await http.get(self.auth_url, headers=self.headers, params=self.params))
         fields = {
             "fileName": file.name,
             "folder": file.folder,

@@ -9,7 +9,7 @@ from app.deps import CallerDep, ContextDep, ServiceDep
 from app.openapi import problems
 
 router = APIRouter(tags=["v1"])
-PROBLEMS = problems(401, 422, 429, 502, 503)
+PROBLEMS = problems(401, 403, 422, 429, 502, 503)
 
 
 @router.get("/v1/auth", responses=PROBLEMS)
@@ -19,9 +19,10 @@ async def v1_auth(
     context: ContextDep,
     service: ServiceDep,
     response: Response,
-    public_key: Annotated[str | None, Query(alias="publicKey", max_length=128)] = None,
+    query: Annotated[schemas.V1Query, Query()],
 ) -> schemas.V1Credential:
-    """A fresh single-use v1 credential. Any other query parameter (``t``) is ignored."""
-    body = await service.v1(caller, context, public_key)
+    """A fresh single-use v1 credential for a profile that allows v1 (its grant bound to the
+    token). Any other query parameter (``t``) is ignored."""
+    body = await service.v1(caller, context, query.publicKey, query.profile)
     response.headers["Cache-Control"] = "no-store"
     return schemas.V1Credential(**body)

@@ -15,12 +15,12 @@ from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
 from app.filetypes import ALLOWED
 from app.keysource import KeySource
+from app.ledger import Ledger, LedgerUnavailable, MemoryLedger
 from app.logs import configure_logging, get_logger
 from app.middleware import Fronted, RequestContext, cors
 from app.schemas import Health
 from app.upload_api import wire
 from app.upload_api.storage import LocalStorage, is_active_content
-from app.upload_api.tokens import MemoryTokenStore, RedisTokenStore, TokenStore
 from app.upload_api.uploads import UploadContext, upload
 
 log = get_logger("upload_api")
@@ -44,10 +44,13 @@ class State(TypedDict):
     upload: UploadContext
 
 
-def token_store(settings: Settings, clock: Clock) -> TokenStore:
+def own_ledger(settings: Settings, clock: Clock) -> Ledger:
+    """The credential ledger the settings describe: Redis, or this process's memory."""
     if settings.redis_url is not None:
-        return RedisTokenStore(settings.redis_url.get_secret_value())
-    return MemoryTokenStore(clock)
+        from app.ledger.redis import RedisLedger
+
+        return RedisLedger(settings.redis_url.get_secret_value())
+    return MemoryLedger(clock)
 
 
 router = APIRouter()
@@ -115,9 +118,11 @@ async def healthz() -> Health:
 
 @router.get("/readyz", include_in_schema=False, response_model_exclude_none=True)
 async def readyz(request: Request, response: Response) -> Health:
-    """Ready when the used-token store answers (Redis, when configured)."""
-    if not await _context(request).tokens.ping():
-        raise errors.NotReady("the used-token store does not answer")
+    """Ready when the credential ledger answers (Redis, when configured). A ledger that lost
+    its data is ready again (it begins a new epoch, logged at warning)."""
+    context = _context(request)
+    if not await context.ledger.ping(int(context.clock() * 1000)):
+        raise errors.NotReady("the credential ledger does not answer")
     response.headers["Cache-Control"] = "no-store"
     return Health(status="ready")
 
@@ -138,8 +143,11 @@ def create_upload_app(
     *,
     keys: KeySource | None = None,
     clock: Clock = system_clock,
+    ledger: Ledger | None = None,
 ) -> FastAPI:
-    """Build the upload API. ``keys`` defaults to the settings' key ring."""
+    """Build the upload API. ``keys`` defaults to the settings' key ring; ``ledger`` to Redis
+    when configured, else this process's memory (pass the credential service's when both
+    share a process)."""
     settings = settings or load_settings()
     source = keys or settings.key_source()
     ring = source.ring
@@ -150,14 +158,26 @@ def create_upload_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
-        tokens = token_store(settings, clock)
-        context = UploadContext(source, clock, tokens, storage, settings.plan_limits)
+        used = ledger if ledger is not None else own_ledger(settings, clock)
+        try:
+            await used.start(int(clock() * 1000))
+        except LedgerUnavailable:
+            log.warning("the credential ledger does not answer yet; uploads wait for it (503)")
+        context = UploadContext(
+            source,
+            clock,
+            used,
+            storage,
+            settings.plan_limits,
+            accept_unbound_v1=settings.accept_unbound_v1 or settings.dev_mode,
+            credential_ttl=settings.credential_ttl,
+        )
         swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)
         log.info(
             "upload API ready",
             extra={
                 "storage_dir": str(settings.storage_dir),
-                "used_credentials_in": "redis" if settings.redis_url else "memory",
+                "ledger": "redis" if settings.redis_url else "memory",
                 "stale_uploads_removed": swept,
                 "public_keys": [pair.public_key for pair in ring],
             },
@@ -166,7 +186,8 @@ def create_upload_app(
             async with source.watching():
                 yield {"settings": settings, "upload": context}
         finally:
-            await tokens.close()
+            if ledger is None:
+                await used.close()
 
     front = [Middleware(RequestContext, log_access=settings.access_log)]
     front += cors(settings.browser_origins, expose=["x-request-id"])

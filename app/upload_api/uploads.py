@@ -20,12 +20,19 @@ from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME, Clock, unix_now
 from app.filetypes import ALLOWED, FileType, Kind, extension_of
 from app.keys import KeyPair, KeyRing
 from app.keysource import KeySource
-from app.policy import MAX_TAGS_LENGTH, PlanLimits, normalise_folder
+from app.ledger import Burn, Ledger, LedgerUnavailable, credential_key
+from app.policy import (
+    MAX_TAGS_LENGTH,
+    PlanLimits,
+    UploadGrant,
+    format_size,
+    is_within,
+    normalise_folder,
+)
 from app.upload_api import checks, wire
 from app.upload_api.detect import detect, image_size
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.storage import LocalStorage, NameTaken, StoredFile, clean_name
-from app.upload_api.tokens import StoreUnavailable, TokenStore, token_key
 
 _RESPONSE_FIELDS: Final = frozenset(
     {
@@ -46,9 +53,15 @@ _VIDEO_FAMILIES: Final = frozenset({"mp4", "mov", "webm", "ts"})
 class UploadContext:
     keys: KeySource
     clock: Clock
-    tokens: TokenStore
+    ledger: Ledger
     storage: LocalStorage
     limits: PlanLimits
+    #: Accept v1 signatures with no grant in the ledger (development mode, or the operator's
+    #: explicit, ImageKit-compatible and unsafe choice).
+    accept_unbound_v1: bool = False
+    #: The credential lifetime the service is configured with: a v1 credential without a grant
+    #: record is taken to have been issued at ``expire`` minus this.
+    credential_ttl: int = 1800
 
 
 def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
@@ -76,14 +89,27 @@ def basic_auth_key(header: str | None) -> str | None:
     return decoded.partition(":")[0]  # the password is ignored (new SDKs send "do_not_set")
 
 
-async def _burn(ctx: UploadContext, key: str, until: int, token: str) -> None:
-    now = unix_now(ctx.clock)
+async def _burn(ctx: UploadContext, key: str, until: int, token: str) -> Burn:
+    now_ms = int(ctx.clock() * 1000)
     try:
-        fresh = await ctx.tokens.burn(key, until - now + LEEWAY_SECONDS)
-    except StoreUnavailable:
+        burn = await ctx.ledger.burn(key, until - now_ms // 1000 + LEEWAY_SECONDS, now_ms=now_ms)
+    except LedgerUnavailable:
         raise wire.store_unavailable() from None
-    if not fresh:
+    if not burn.fresh:
         raise wire.token_used(token)
+    return burn
+
+
+def _not_before_epoch(burn: Burn, issued_ms: int, token: str) -> None:
+    """A credential issued before the ledger's epoch may have been used before the ledger
+    forgot: it is refused, and the client fetches a new one."""
+    if issued_ms < burn.epoch_ms:
+        raise wire.token_forgotten(token)
+
+
+def _end_of_second(seconds: int) -> int:
+    """The latest moment, in milliseconds, of a time known to the second."""
+    return seconds * 1000 + 999
 
 
 def _by_private_key(keys: KeyRing, private_key: str) -> KeyPair:
@@ -93,13 +119,17 @@ def _by_private_key(keys: KeyRing, private_key: str) -> KeyPair:
     return pair
 
 
-async def authenticate_v1(ctx: UploadContext, basic: str | None, fields: Mapping[str, str]) -> None:
-    """Basic auth with the private key, or publicKey + signature + expire + token."""
+async def authenticate_v1(
+    ctx: UploadContext, basic: str | None, fields: Mapping[str, str]
+) -> UploadGrant | None:
+    """Basic auth with the private key (None: the account owner, unrestricted), or publicKey +
+    signature + expire + token (the grant recorded for the token, or None where unbound v1
+    credentials are accepted)."""
     if basic is not None and "signature" in fields:
         raise wire.both_auth_v1()
     if basic is not None:
         _by_private_key(ctx.keys.ring, basic)
-        return
+        return None
     if "signature" not in fields:
         raise wire.no_auth()
     for name in ("publicKey", "token"):
@@ -109,17 +139,29 @@ async def authenticate_v1(ctx: UploadContext, basic: str | None, fields: Mapping
     if pair is None:
         raise wire.cannot_authenticate()
     raw_expire = fields.get("expire", "")
-    if not raw_expire.isdigit() or len(raw_expire) > 12:
+    if not (raw_expire.isascii() and raw_expire.isdigit()) or len(raw_expire) > 12:
         raise wire.invalid_expire()
     expire, token = int(raw_expire), fields["token"]
     expected = credentials.sign_v1(pair.private_key, token, expire)
     if not hmac.compare_digest(expected.encode(), fields["signature"].encode()):
         raise wire.invalid_signature()
     now = unix_now(ctx.clock)
-    if expire > now - LEEWAY_SECONDS:  # a token that can never pass again need not be kept
-        await _burn(ctx, token_key("v1", pair.public_key, token), expire, token)
-    if not now - LEEWAY_SECONDS < expire <= now + MAX_CREDENTIAL_LIFETIME + LEEWAY_SECONDS:
+    if not now - LEEWAY_SECONDS < expire:  # it can never pass again: nothing to remember
         raise wire.invalid_expire()
+    burn = await _burn(ctx, credential_key("v1", pair.public_key, token), expire, token)
+    grant = None
+    if burn.grant is not None:
+        try:
+            grant = UploadGrant.from_json(burn.grant)
+        except ValueError:
+            raise wire.store_unavailable() from None
+    issued_ms = grant.issued_ms if grant else _end_of_second(expire - ctx.credential_ttl)
+    _not_before_epoch(burn, issued_ms, token)
+    if expire > now + MAX_CREDENTIAL_LIFETIME + LEEWAY_SECONDS:
+        raise wire.invalid_expire()
+    if grant is None and not ctx.accept_unbound_v1:
+        raise wire.unbound_v1()
+    return grant
 
 
 async def authenticate_v2(ctx: UploadContext, basic: str | None, fields: Mapping[str, str]) -> None:
@@ -139,7 +181,8 @@ async def authenticate_v2(ctx: UploadContext, basic: str | None, fields: Mapping
         raise wire.expired_token() from None
     except credentials.InvalidToken:
         raise wire.invalid_token() from None
-    await _burn(ctx, token_key("v2", token), verified.exp, token)
+    burn = await _burn(ctx, credential_key("v2", token), verified.exp, token)
+    _not_before_epoch(burn, _end_of_second(verified.iat), token)
     sent = {name: value for name, value in fields.items() if name != "token"}
     if sent != verified.fields:
         raise wire.invalid_payload()
@@ -217,6 +260,66 @@ def parse_options(fields: Mapping[str, str]) -> Options:
         description=fields.get("description"),
         response_fields=frozenset(requested),
     )
+
+
+#: The flags a v1 grant fixes: (field, the grant's attribute, the value that would widen it).
+_GRANT_FLAGS: Final = (
+    ("useUniqueFileName", "use_unique_file_name", "false", "requires unique file names"),
+    ("overwriteFile", "overwrite", "true", "may not overwrite existing files"),
+    ("isPrivateFile", "private", "false", "may only upload private files"),
+)
+
+
+def within_grant(fields: Mapping[str, str], grant: UploadGrant) -> dict[str, str]:
+    """The upload's fields under a v1 grant: what the client left out is the grant's, what it
+    sent may narrow the grant but never widen it (or the upload is refused, naming the limit)."""
+    effective = dict(fields)
+    requested = fields.get("folder")
+    if requested is None:
+        effective["folder"] = grant.folder
+    else:
+        try:
+            folder = normalise_folder(requested)
+        except errors.InvalidFolder:
+            raise wire.invalid_parameter("folder") from None
+        if not is_within(folder, grant.folder):
+            raise wire.outside_grant(
+                "folder",
+                f"This credential allows uploads only into {grant.folder} "
+                f"(profile '{grant.profile}').",
+                "grant-folder",
+            )
+    for name, attribute, widening, rule in _GRANT_FLAGS:
+        granted = "true" if getattr(grant, attribute) else "false"
+        if name not in fields:
+            effective[name] = granted
+        elif fields[name] == widening != granted:
+            raise wire.outside_grant(
+                name, f"This credential's profile '{grant.profile}' {rule}.", "grant-flag"
+            )
+    if grant.tags:
+        requested_tags = [t.strip() for t in fields.get("tags", "").split(",") if t.strip()]
+        effective["tags"] = ",".join(dict.fromkeys([*grant.tags, *requested_tags]))
+    return effective
+
+
+def check_grant(grant: UploadGrant, file_name: str, file_type: FileType, size: int) -> None:
+    """The file itself under a v1 grant: its type (by name and by content) and its size."""
+    if extension_of(file_name) not in grant.types or file_type.extension not in grant.types:
+        raise wire.outside_grant(
+            "file",
+            "This file type is not allowed. This credential's profile "
+            f"'{grant.profile}' allows only: {', '.join(grant.types)}.",
+            "grant-type",
+        )
+    limit = grant.limit_for(file_type.kind)
+    if size > limit:
+        raise wire.outside_grant(
+            "file",
+            f"The file size exceeds limits. This credential allows at most {format_size(limit)} "
+            f"for this type; the file is {format_size(size)}.",
+            "grant-size",
+        )
 
 
 def file_type_of(upload: UploadedFile, file_name: str) -> FileType:
@@ -310,18 +413,23 @@ async def upload(
         raise
     try:
         fields = form.fields
+        grant = None
         if version == 1:
-            await authenticate_v1(ctx, basic, fields)
+            grant = await authenticate_v1(ctx, basic, fields)
         else:
             await authenticate_v2(ctx, basic, fields)
         if form.file is None:
             raise wire.missing_parameter("file")
+        if grant is not None:
+            fields = within_grant(fields, grant)
         options = parse_options(fields)
         if form.file.size == 0:
             raise wire.invalid_parameter("file")
         file_type = file_type_of(form.file, options.file_name)
         if form.file.size > ctx.limits.limit_for(file_type.kind):
             raise wire.file_too_large()
+        if grant is not None:
+            check_grant(grant, options.file_name, file_type, form.file.size)
         dimensions = image_size(form.file.path, file_type)
         if "checks" in fields:
             values: dict[str, checks.Value] = {

@@ -79,14 +79,51 @@ def invalid_expire() -> UploadError:
     )
 
 
+#: Tokens longer than this (a v2 JWT) are not repeated whole in a message: it would land in
+#: client exception text and logs. A v1 token (a UUID) is repeated, as ImageKit does.
+MAX_SHOWN_TOKEN: Final = 64
+
+
+def _shown(token: str) -> str:
+    return token if len(token) <= MAX_SHOWN_TOKEN else token[:12] + "..."
+
+
 def token_used(token: str) -> UploadError:
     # ImageKit repeats the (already burned, now worthless) token; the official SDKs show this.
     return _error(
         400,
-        f"The token with value '{token}' has been used before. We suggest using "
+        f"The token with value '{_shown(token)}' has been used before. We suggest using "
         "V4 UUIDs, or another random string with enough entropy to avoid collisions.",
         "token-used",
     )
+
+
+def token_forgotten(token: str) -> UploadError:
+    """Issued before the ledger's epoch: it may have been used before the ledger lost its data."""
+    return _error(
+        400,
+        f"The token with value '{_shown(token)}' has been used before. This upload API lost "
+        "its record of used tokens after this credential was issued and cannot tell whether "
+        "it was used: fetch a new credential and upload again.",
+        "token-before-epoch",
+    )
+
+
+def unbound_v1() -> UploadError:
+    return _error(
+        403,
+        "Your request contains a v1 signature that upload-auth issued no grant for. This "
+        "upload API accepts only v1 credentials from upload-auth's /v1/auth (their grant is "
+        "shared through Redis, or the process serving both); set "
+        "UPLOAD_AUTH_ACCEPT_UNBOUND_V1=true to accept any signature made with the private key, "
+        "as ImageKit does.",
+        "unbound-v1",
+    )
+
+
+def outside_grant(parameter: str, limit: str, reason: str) -> UploadError:
+    """A v1 upload outside what its credential was issued for; ``limit`` names the limit."""
+    return _error(400, f"Your request contains invalid {parameter} parameter. {limit}", reason)
 
 
 def invalid_signature() -> UploadError:

@@ -23,6 +23,14 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/auth", {"headers": AUTH, "params": {"t": "0.1"}}),
     ("GET", "/v1/auth", {"headers": AUTH, "params": {"publicKey": "public_nope"}}),
     ("GET", "/v1/auth", {"headers": AUTH, "params": {"publicKey": "p" * 200}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"publicKey": ""}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"profile": "avatar"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"profile": "secret"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"profile": "v1off"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"profile": "no-such"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"profile": "bad name!"}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": {"profile": ""}}),
+    ("GET", "/v1/auth", {"headers": AUTH, "params": [("profile", "x"), ("profile", "avatar")]}),
     ("GET", "/v1/auth", {}),
     ("GET", "/v1/auth", {"headers": {"Authorization": "Bearer uak_wrong"}}),
     ("POST", "/v2/token", {"headers": AUTH, "json": FILE}),
@@ -99,14 +107,15 @@ async def test_fast_path_equals_fastapi_routes(
                 ApiKeyConfig(
                     name="backend",
                     hash="sha256:" + hashlib.sha256(KEY.encode()).hexdigest(),
-                    profiles=["default", "avatar"],
+                    profiles=["default", "avatar", "v1off"],
                 )
             ]
         ),
         profiles={
-            "default": ProfileConfig(),
-            "avatar": ProfileConfig(types=["png"]),
-            "secret": ProfileConfig(),
+            "default": ProfileConfig(allow_v1=True),
+            "avatar": ProfileConfig(types=["png"], allow_v1=True),
+            "secret": ProfileConfig(allow_v1=True),
+            "v1off": ProfileConfig(allow_v1=False),
         },
         **deployed,
     )

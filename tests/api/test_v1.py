@@ -84,3 +84,50 @@ async def test_v1_public_key_selects_a_configured_pair(
     )
     assert unknown.status_code == 422
     assert unknown.json()["type"] == "/problems/unknown-key"
+
+
+async def test_no_v1_credential_without_its_grant_recorded(
+    make_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    """With our upload API as the target and Redis unreachable, /v1/auth answers 503 with
+    Retry-After: a credential whose grant cannot be recorded would be refused at upload."""
+    from tests.servers import free_port
+
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", upload_api_url="http://uploads.test"
+    )
+    async with in_process(settings, clock) as http:
+        response = await http.get("/v1/auth")
+        v2 = await http.post(
+            "/v2/token", json={"fileName": "a.png", "fileSize": 1, "mimeType": "image/png"}
+        )
+    assert response.status_code == 503
+    assert response.json()["type"] == "/problems/ledger-unavailable"
+    assert response.headers["retry-after"] == "2"
+    assert v2.status_code == 200  # v2 needs no record: its grant is signed into the token
+
+
+async def test_a_profile_that_has_not_opted_in_refuses_v1(
+    make_settings: Callable[..., Settings], clock: FakeClock
+) -> None:
+    """Outside development mode the built-in profile does not issue v1; the problem names the
+    setting that opts in."""
+    from app.config import ApiKeyConfig, CallersConfig
+
+    key = "uak_" + "a" * 43
+    import hashlib
+
+    settings = make_settings(
+        dev_mode=False,
+        callers=CallersConfig(
+            api_keys=[
+                ApiKeyConfig(name="b", hash="sha256:" + hashlib.sha256(key.encode()).hexdigest())
+            ]
+        ),
+    )
+    async with in_process(settings, clock) as http:
+        response = await http.get("/v1/auth", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 403
+    body = response.json()
+    assert body["type"] == "/problems/v1-not-allowed"
+    assert "[profiles.default]" in body["detail"]

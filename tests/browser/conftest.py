@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import new_private_key, new_public_key
-from tests.servers import Server, clean_env, require_program, running
+from tests.servers import Server, clean_env, redis_server, require_program, running
 
 HERE = Path(__file__).parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts"
@@ -60,15 +60,24 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
+    """The demo page, the credential service (development mode) and the upload API (production
+    mode) on three origins; v1 grants reach the upload API through a shared Redis."""
     root = tmp_path_factory.mktemp("origins")
     keys = {"IMAGEKIT_PUBLIC_KEY": new_public_key(), "IMAGEKIT_PRIVATE_KEY": new_private_key()}
-    with running(
-        ["dev"],
-        env=clean_env(UPLOAD_AUTH_STORAGE_DIR=str(root / "unused-a")),
-        log=root / "demo.log",
-    ) as demo:
+    with (
+        redis_server(root / "redis.log") as redis_url,
+        running(
+            ["dev"],
+            env=clean_env(UPLOAD_AUTH_STORAGE_DIR=str(root / "unused-a")),
+            log=root / "demo.log",
+        ) as demo,
+    ):
         allow = json.dumps([demo.url])
-        limits = {"UPLOAD_AUTH_MAX_FILE_SIZE": str(MAX_SIZE), "UPLOAD_AUTH_CORS_ORIGINS": allow}
+        limits = {
+            "UPLOAD_AUTH_MAX_FILE_SIZE": str(MAX_SIZE),
+            "UPLOAD_AUTH_CORS_ORIGINS": allow,
+            "UPLOAD_AUTH_REDIS_URL": redis_url,
+        }
         with (
             running(
                 ["upload-api"],

@@ -2,6 +2,7 @@
 real), readable errors, cancellation, and the official SDK through its xhr hook."""
 
 import base64
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def test_official_sdk_uploads_through_its_xhr_hook(page: Page, origins: Origins)
             const file = new File([bytes], "sdk.png", {type: "image/png"});
             let progressed = 0;
             const response = await ImageKit.upload({
-              file, fileName: "sdk.png", folder: "/sdk", useUniqueFileName: false,
+              file, fileName: "sdk.png", folder: "/sdk",
               publicKey: auth.publicKey, token: auth.token, signature: auth.signature,
               expire: auth.expire, xhr: new LocalXHR(),
               onProgress: (event) => { progressed = event.loaded; },
@@ -125,10 +126,10 @@ def test_official_sdk_uploads_through_its_xhr_hook(page: Page, origins: Origins)
         }""",
         [origins.service.url, origins.upload_api.url, base64.b64encode(png(12, 9)).decode()],
     )
-    assert result["filePath"] == "/sdk/sdk.png"
+    assert re.fullmatch(r"/sdk/sdk_[^/]{9}\.png", result["filePath"]), result["filePath"]
     assert (result["width"], result["height"]) == (12, 9)
     assert result["progressed"] > 0
-    assert (origins.storage / "files" / "sdk" / "sdk.png").read_bytes() == png(12, 9)
+    assert (origins.storage / "files" / result["filePath"][1:]).read_bytes() == png(12, 9)
 
 
 def test_transient_failure_is_retried_with_a_fresh_credential(

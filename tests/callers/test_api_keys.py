@@ -22,7 +22,10 @@ async def service(
         callers=CallersConfig(
             api_keys=[ApiKeyConfig(name="backend", hash=api_key_hash, profiles=["avatar"])]
         ),
-        profiles={"avatar": ProfileConfig(folder="/users/{caller}"), "internal": ProfileConfig()},
+        profiles={
+            "avatar": ProfileConfig(folder="/users/{caller}", allow_v1=True),
+            "internal": ProfileConfig(),
+        },
         default_profile="avatar",
     )
     async with in_process(settings, clock) as http:

@@ -41,7 +41,7 @@ async def test_audit_events_metrics_and_no_secrets(
             api_keys=[ApiKeyConfig(name="backend", hash=api_key_hash)],
             idp=IdpConfig(jwks_url=upstream.url + "/jwks.json", issuer=ISSUER, audience=AUDIENCE),
         ),
-        profiles={"avatar": ProfileConfig(max_size="1mb", types=["png"])},
+        profiles={"avatar": ProfileConfig(max_size="1mb", types=["png"], allow_v1=True)},
         default_profile="avatar",
         rate_limit_v1="2/minute",
     )
@@ -78,8 +78,8 @@ async def test_audit_events_metrics_and_no_secrets(
 
     issued = events(out, "credential.issued")
     assert [(e["version"], e["caller"], e.get("profile")) for e in issued] == [
-        ("v1", "backend", None),
-        ("v1", "backend", None),
+        ("v1", "backend", "avatar"),
+        ("v1", "backend", "avatar"),
         ("v2", "user-7", "avatar"),
     ]
     assert (
@@ -103,7 +103,7 @@ async def test_audit_events_metrics_and_no_secrets(
     assert refused[1]["fileName"] == "big.png"
 
     assert (
-        'upload_auth_credentials_issued_total{method="api_key",profile="none",version="v1"} '
+        'upload_auth_credentials_issued_total{method="api_key",profile="avatar",version="v1"} '
         "2.0" in metrics
     )
     assert (

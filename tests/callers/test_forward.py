@@ -25,7 +25,7 @@ def forward_settings(
         callers=CallersConfig(
             forward=ForwardAuthConfig(url=upstream.url + "/session", timeout=1, **forward)
         ),
-        profiles={"avatar": ProfileConfig(folder="/users/{caller}")},
+        profiles={"avatar": ProfileConfig(folder="/users/{caller}", allow_v1=True)},
         default_profile="avatar",
         cors_origins=[APP],
     )

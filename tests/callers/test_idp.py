@@ -41,7 +41,7 @@ def idp_settings(make_settings: Callable[..., Settings], upstream: Upstream) -> 
                 timeout=1,
             )
         ),
-        profiles={"avatar": ProfileConfig(folder="/users/{caller}")},
+        profiles={"avatar": ProfileConfig(folder="/users/{caller}", allow_v1=True)},
         default_profile="avatar",
     )
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from app.callers.api_keys import hash_api_key, new_api_key
-from app.config import ApiKeyConfig, CallersConfig, Settings
+from app.config import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
 from tests.conftest import FakeClock, in_process
 from tests.servers import free_port
 
@@ -26,6 +26,7 @@ def limited(make: Callable[..., Settings], keys: list[str], **limits: Any) -> Se
     return make(
         dev_mode=False,
         callers=callers,
+        profiles={"default": ProfileConfig(allow_v1=True)},
         **{"rate_limit_v1": None, "rate_limit_v2": None, "quota_v2": None, **limits},
     )
 

@@ -129,9 +129,10 @@ def test_the_container_command_starts_each_role(venv: Path, tmp_path: Path, role
     with running_argv(argv, port=port, env=env, log=tmp_path / "log", cwd=Path("/")) as server:
         if role == "serve":
             assert httpx.get(server.url + "/v1/auth").status_code == 401
+            file = {"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"}
             assert (
-                httpx.get(
-                    server.url + "/v1/auth", headers={"Authorization": f"Bearer {key}"}
+                httpx.post(
+                    server.url + "/v2/token", json=file, headers={"Authorization": f"Bearer {key}"}
                 ).status_code
                 == 200
             )

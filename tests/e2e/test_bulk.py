@@ -12,7 +12,7 @@ import pytest
 
 from app.callers.api_keys import hash_api_key, new_api_key
 from tests.conftest import new_private_key, new_public_key
-from tests.servers import BIN, Server, clean_env, running
+from tests.servers import BIN, Server, clean_env, redis_server, running
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +49,17 @@ def keys() -> dict[str, str]:
 
 
 @pytest.fixture
-def upload_api(tmp_path: Path, keys: dict[str, str]) -> Iterator[Server]:
-    env = clean_env(**keys, UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"))
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis shared by the credential service and the upload API (v1 grants)."""
+    with redis_server(tmp_path / "redis.log") as url:
+        yield url
+
+
+@pytest.fixture
+def upload_api(tmp_path: Path, keys: dict[str, str], redis_url: str) -> Iterator[Server]:
+    env = clean_env(
+        **keys, UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"), UPLOAD_AUTH_REDIS_URL=redis_url
+    )
     with running(["upload-api"], env=env, log=tmp_path / "api.log") as server:
         yield server
 
@@ -158,7 +167,7 @@ def test_a_flaky_upload_api_is_retried_to_the_end(tmp_path: Path, keys: dict[str
 
 @pytest.mark.parametrize("credential", ["v1", "v2"])
 def test_client_side_mode(
-    tmp_path: Path, keys: dict[str, str], upload_api: Server, credential: str
+    tmp_path: Path, keys: dict[str, str], upload_api: Server, redis_url: str, credential: str
 ) -> None:
     """Credentials from a running credential service (API-key caller), v1 and v2."""
     files = make_tree(tmp_path / "src", 30)
@@ -169,10 +178,11 @@ def test_client_side_mode(
             {"api_keys": [{"name": "bulk", "hash": hash_api_key(api_key)}]}
         ),
         UPLOAD_AUTH_PROFILES=json.dumps(
-            {"bulk": {"use_unique_file_name": False, "overwrite": True}}
+            {"bulk": {"use_unique_file_name": False, "overwrite": True, "allow_v1": True}}
         ),
         UPLOAD_AUTH_DEFAULT_PROFILE="bulk",
         UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url,
+        UPLOAD_AUTH_REDIS_URL=redis_url,
     )
     (tmp_path / "token").write_text(api_key + "\n")
     with running(["serve"], env=service_env, log=tmp_path / "service.log") as service:

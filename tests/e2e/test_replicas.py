@@ -92,6 +92,8 @@ class Cluster:
             "[[callers.api_keys]]",
             'name = "limited"',
             f'hash = "{hash_api_key(self.limited_key)}"',
+            "[profiles.default]",
+            "allow_v1 = true",
         ]
         tmp = self.config.with_suffix(".new")
         tmp.write_text("\n".join(lines) + "\n")

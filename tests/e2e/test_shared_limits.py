@@ -24,6 +24,7 @@ def test_replicas_share_one_budget(tmp_path: Path) -> None:
             UPLOAD_AUTH_CALLERS=callers,
             UPLOAD_AUTH_REDIS_URL=redis_url,
             UPLOAD_AUTH_RATE_LIMIT_V1="5/minute",
+            UPLOAD_AUTH_PROFILES=json.dumps({"default": {"allow_v1": True}}),
         )
         with (
             running(["serve"], env=env, log=tmp_path / "a.log") as one,

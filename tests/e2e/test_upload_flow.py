@@ -65,15 +65,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     public, private = new_public_key(), new_private_key()
     keys = {"IMAGEKIT_PUBLIC_KEY": public, "IMAGEKIT_PRIVATE_KEY": private}
     storage = root / "uploads"
-    with running(
-        ["upload-api"],
-        env=clean_env(**keys, UPLOAD_AUTH_STORAGE_DIR=str(storage)),
-        log=root / "upload-api.log",
-    ) as upload_api:
+    with (
+        redis_server(root / "redis.log") as redis_url,
+        running(
+            ["upload-api"],
+            env=clean_env(
+                **keys, UPLOAD_AUTH_STORAGE_DIR=str(storage), UPLOAD_AUTH_REDIS_URL=redis_url
+            ),
+            log=root / "upload-api.log",
+        ) as upload_api,
+    ):
         service_env = clean_env(
             **keys,
             UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url,
             UPLOAD_AUTH_STORAGE_DIR=str(root / "unused"),
+            UPLOAD_AUTH_REDIS_URL=redis_url,
         )
         with running(["dev"], env=service_env, log=root / "service.log") as service:
             yield Stack(service, upload_api, storage, public, private)
@@ -227,7 +233,8 @@ def test_oversize_upload_is_cut_off_with_flat_memory(stack: Stack) -> None:
 
 
 def test_replicas_share_used_tokens_through_redis(tmp_path: Path) -> None:
-    """Two upload API processes on one redis-server: a token used on one fails on the other."""
+    """Two upload API processes on one redis-server: a token used on one fails on the other
+    (a v1 token signed elsewhere, which these replicas are told to accept)."""
     public, private = new_public_key(), new_private_key()
     keys = {"IMAGEKIT_PUBLIC_KEY": public, "IMAGEKIT_PRIVATE_KEY": private}
     with redis_server(tmp_path / "redis.log") as redis_url:
@@ -235,12 +242,13 @@ def test_replicas_share_used_tokens_through_redis(tmp_path: Path) -> None:
             **keys,
             UPLOAD_AUTH_REDIS_URL=redis_url,
             UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "shared"),
+            UPLOAD_AUTH_ACCEPT_UNBOUND_V1="true",
         )
         with (
             running(["upload-api"], env=env, log=tmp_path / "a.log", ready="/readyz") as one,
             running(["upload-api"], env=env, log=tmp_path / "b.log", ready="/readyz") as two,
         ):
-            token, expire = "shared-token-1", int(time.time()) + 600
+            token, expire = "shared-token-1", int(time.time()) + 1800
             fields = {
                 "fileName": "r.png",
                 "publicKey": public,

@@ -10,7 +10,9 @@ from app.policy import (
     PlanLimits,
     Policy,
     Profile,
+    UploadGrant,
     caller_segment,
+    format_size,
     parse_size,
     seed_profile,
 )
@@ -248,3 +250,56 @@ def test_unknown_profile() -> None:
     """A profile that does not exist is UnknownProfile."""
     with pytest.raises(errors.UnknownProfile):
         policy().profile("nope")
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 bytes"),
+        (1023, "1023 bytes"),
+        (1024, "1 KiB"),
+        (1536, "1.5 KiB"),
+        (25 * MIB, "25 MiB"),
+        (int(31.2 * MIB), "31.2 MiB"),
+        (3 * 1024 * MIB, "3 GiB"),
+    ],
+)
+def test_sizes_for_people(size: int, text: str) -> None:
+    """Refusals name sizes in binary units, to one decimal where it is not whole."""
+    assert format_size(size) == text
+
+
+def test_v1_is_opt_in_per_profile() -> None:
+    """A profile that has not opted in refuses v1 and names the setting that opts in."""
+    closed = policy()
+    with pytest.raises(errors.V1NotAllowed, match=r"allow_v1 = true in \[profiles.default\]"):
+        closed.grant_v1(closed.profile(None), caller="alice")
+
+
+def test_a_v1_grant_is_the_profile_for_this_caller() -> None:
+    """The grant carries the rendered folder, the types, both size limits and the flags, and
+    survives the trip through the ledger."""
+    opened = policy(
+        allow_v1=True,
+        folder="/users/{caller}",
+        types=frozenset({"png", "mp4"}),
+        tags=("avatar",),
+        overwrite=True,
+    )
+    profile = opened.profile(None)
+    grant = opened.grant_v1(profile, caller="al ice")
+    assert grant.folder == "/users/" + caller_segment("al ice")
+    assert grant.types == ("mp4", "png")
+    assert (grant.max_size, grant.max_video_size) == (25 * MIB, 25 * MIB)
+    assert (grant.use_unique_file_name, grant.overwrite, grant.private) == (True, True, False)
+    assert UploadGrant.from_json(grant.to_json()) == grant
+    with pytest.raises(ValueError, match="not a grant"):
+        UploadGrant.from_json(b'{"profile": "x"}')
+
+
+def test_the_largest_size_counts_video_only_when_the_profile_has_video() -> None:
+    """v1 charges the byte quota the most one upload may carry under the profile."""
+    limits = PlanLimits(10 * MIB, 300 * MIB)
+    images = Profile("i", frozenset({"png"}), limits)
+    videos = Profile("v", frozenset({"png", "mp4"}), limits)
+    assert (images.largest_size, videos.largest_size) == (10 * MIB, 300 * MIB)

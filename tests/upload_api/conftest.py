@@ -52,7 +52,7 @@ async def uploads(upload_settings: Settings, clock: FakeClock) -> AsyncIterator[
 
 
 def v1_fields(
-    pair: KeyPair, clock: FakeClock, *, ttl: int = 600, token: str | None = None, **extra: str
+    pair: KeyPair, clock: FakeClock, *, ttl: int = 1800, token: str | None = None, **extra: str
 ) -> dict[str, str]:
     """A v1 credential as form fields, signed as the credential service signs."""
     cred = credentials.issue_v1(pair, now=int(clock()), ttl=ttl)
