@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
@@ -98,15 +98,16 @@ class Profile:
     ttl: int = 1800
     #: Whether v1 credentials may be issued for this profile (see ``Policy.grant_v1``).
     allow_v1: bool = False
+    #: The most bytes one file may have under this profile (the video limit if it has video).
+    largest_size: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        has_video = any(ALLOWED[t].kind is Kind.VIDEO for t in self.types)
+        largest = max(self.limits.max_size, self.limits.max_video_size if has_video else 0)
+        object.__setattr__(self, "largest_size", largest)
 
     def max_size_for(self, file_type: FileType) -> int:
         return self.limits.limit_for(file_type.kind)
-
-    @property
-    def largest_size(self) -> int:
-        """The most bytes one file may have under this profile (video's limit if it has video)."""
-        has_video = any(ALLOWED[t].kind is Kind.VIDEO for t in self.types)
-        return max(self.limits.max_size, self.limits.max_video_size if has_video else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,13 +274,17 @@ def checks_for(max_size: int, mime: str) -> str:
 class Policy:
     """The configured profiles and how to turn a request into a grant."""
 
-    __slots__ = ("default_profile", "profiles")
+    __slots__ = ("_v1_grants", "default_profile", "profiles")
+
+    #: v1 grants kept per (profile, caller): the same for every request of a caller.
+    MAX_KEPT_GRANTS: Final = 4096
 
     def __init__(self, profiles: Mapping[str, Profile], default_profile: str) -> None:
         if default_profile not in profiles:
             raise ValueError("the default profile is not defined")
         self.profiles = MappingProxyType(dict(profiles))
         self.default_profile = default_profile
+        self._v1_grants: dict[tuple[str, str], UploadGrant] = {}
 
     def profile(self, name: str | None) -> Profile:
         profile = self.profiles.get(name or self.default_profile)
@@ -317,6 +322,16 @@ class Policy:
 
     def grant_v1(self, profile: Profile, *, caller: str) -> UploadGrant:
         """What a v1 credential for this profile permits (the profile must allow v1)."""
+        kept = self._v1_grants.get((profile.name, caller))
+        if kept is not None:
+            return kept
+        grant = self._grant_v1(profile, caller)
+        if len(self._v1_grants) >= self.MAX_KEPT_GRANTS:
+            self._v1_grants.clear()
+        self._v1_grants[profile.name, caller] = grant
+        return grant
+
+    def _grant_v1(self, profile: Profile, caller: str) -> UploadGrant:
         if not profile.allow_v1:
             raise errors.V1NotAllowed(
                 f"profile {profile.name!r} does not issue v1 credentials: a v1 signature covers "

@@ -176,15 +176,26 @@ class Throttle:
     async def request(self, version: str, caller_key: str) -> None:
         item = self.items[version]
         if item is not None:
-            refusal = await self.limiter.hit(item, version, caller_key)
+            limiter = self.limiter
+            refusal = (  # in memory, charged without a coroutine: one per charge is ~1 µs
+                limiter.local.hit(item, (version, caller_key), 1)
+                if limiter.shared is None
+                else await limiter.hit(item, version, caller_key)
+            )
             if refusal is not None:
                 raise self._refused(item, refusal, version, "requests")
 
-    async def bytes(self, caller_key: str, size: int) -> None:
-        if self.quota is not None:
-            refusal = await self.limiter.hit(self.quota, "bytes", caller_key, cost=size)
+    async def bytes(self, version: str, caller_key: str, size: int) -> None:
+        quota = self.quota
+        if quota is not None:
+            limiter = self.limiter
+            refusal = (
+                limiter.local.hit(quota, ("bytes", caller_key), size)
+                if limiter.shared is None
+                else await limiter.hit(quota, "bytes", caller_key, cost=size)
+            )
             if refusal is not None:
-                raise self._refused(self.quota, refusal, "v2", "bytes")
+                raise self._refused(quota, refusal, version, "bytes")
 
     def _refused(
         self, item: RateLimitItem, refusal: Refusal, version: str, kind: str

@@ -59,7 +59,7 @@ class CredentialService:
         if pair is None:
             raise errors.UnknownKey()
         # v1 declares no size: the byte quota is charged the most one upload may carry.
-        await self.throttle.bytes(caller.limit_key, profile.largest_size)
+        await self.throttle.bytes("v1", caller.limit_key, profile.largest_size)
         clock = self.clock()
         now = int(clock)
         cred = credentials.issue_v1(pair, now=now, ttl=profile.ttl)
@@ -109,7 +109,7 @@ class CredentialService:
             if found is None:
                 raise errors.UnknownKey()
             pair, ttl, charge = found, min(body.expire, grant.ttl), grant.max_size
-        await self.throttle.bytes(caller.limit_key, charge)
+        await self.throttle.bytes("v2", caller.limit_key, charge)
         now = unix_now(self.clock)
         token = credentials.issue_v2(pair, grant.fields, now=now, ttl=ttl)
         self.audit.issued(context, expires_at=now + ttl)

@@ -119,46 +119,81 @@ def require_program(name: str) -> str:
     return path
 
 
-@contextmanager
-def redis_server(log: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free loopback port; yields its URL."""
-    binary = require_program("redis-server")
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+class Redis:
+    """A throwaway redis-server on a fixed loopback port, which a test may kill and restart.
+
+    ``persistence`` is how compose and Kubernetes run it (AOF, fsync every second); without
+    it, Redis runs as it did before they did (``--save "" --appendonly no``): a restart loses
+    every key.
+    """
+
+    def __init__(self, workdir: Path, *, persistence: bool = False) -> None:
+        self.binary = require_program("redis-server")
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.persistence = persistence
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log = workdir / "redis.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        durable = ["--appendonly", "yes", "--appendfsync", "everysec"]
+        volatile = ["--appendonly", "no"]
+        argv = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            *(durable if self.persistence else volatile),
+            "--protected-mode",
+            "yes",
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start:\n{self.log.read_text()}")
+            time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or evicted Redis goes: no chance to save anything."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextmanager
+def redis_server(log: Path, *, persistence: bool = False) -> Iterator[str]:
+    """A throwaway redis-server on a free loopback port; yields its URL."""
+    redis = Redis(log.parent / (log.stem + "-data"), persistence=persistence)
+    redis.log = log
+    redis.start()
+    try:
+        yield redis.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        redis.stop()
 
 
 def peak_rss_kib(pid: int) -> int:

@@ -172,6 +172,7 @@ def create_upload_app(
             accept_unbound_v1=settings.accept_unbound_v1 or settings.dev_mode,
             credential_ttl=settings.credential_ttl,
         )
+        storage.claim()
         swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)
         log.info(
             "upload API ready",
@@ -186,6 +187,7 @@ def create_upload_app(
             async with source.watching():
                 yield {"settings": settings, "upload": context}
         finally:
+            storage.release()
             if ledger is None:
                 await used.close()
 

@@ -5,14 +5,23 @@ what the upload API knows about them (id, type, version, tags...), ``tmp/`` the 
 flight. Uploads stream into ``tmp/`` (same filesystem), then one rename publishes them: a reader
 sees the old file or the new one, never a half-written one. Without overwrite, the rename is a
 hard link that fails if the name exists, so two racing uploads cannot replace each other.
+
+Each process writes its uploads in flight into a folder of its own, ``tmp/proc-<id>/``, and
+holds an exclusive lock (``flock``) on the folder's ``.lock`` for as long as it runs. The kernel
+drops the lock when the process dies, however it dies, so a starting replica removes every
+folder whose lock it can take (a dead process's half-written uploads) and never touches one
+whose lock is held (a live replica's uploads in flight), on a local disk or a shared volume
+whose filesystem carries ``flock`` (NFS does).
 """
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
+import shutil
 import string
 import tempfile
 import time
@@ -80,6 +89,24 @@ class NameTaken(Exception):
     """The path exists and neither overwriting nor a unique name is allowed."""
 
 
+_PROCESS_PREFIX: Final = "proc-"
+_LOCK_NAME: Final = ".lock"
+
+
+def _try_lock(folder: Path) -> int | None:
+    """An exclusive lock on a process folder's lock file (its fd), or None while it is held."""
+    try:
+        fd = os.open(folder / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:  # the folder went away meanwhile
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -88,6 +115,45 @@ class LocalStorage:
         self.tmp = root / "tmp"
         for directory in (self.files, self.meta, self.tmp):
             directory.mkdir(parents=True, exist_ok=True)
+        #: Where this process's uploads in flight go: ``tmp/`` until ``claim`` gives it a
+        #: folder of its own.
+        self.work = self.tmp
+        self._lock: int | None = None
+
+    def claim(self) -> None:
+        """Take a temporary folder of this process's own, locked while the process lives."""
+        if self._lock is not None:
+            return
+        folder = Path(tempfile.mkdtemp(dir=self.tmp, prefix=_PROCESS_PREFIX))
+        fd = _try_lock(folder)
+        if fd is None:  # pragma: no cover - a folder just made is nobody else's
+            raise RuntimeError("cannot lock a new temporary folder")
+        self.work, self._lock = folder, fd
+
+    def release(self) -> None:
+        """Remove this process's temporary folder (at shutdown, once nothing is in flight)."""
+        if self._lock is None:
+            return
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.close(self._lock)
+        self.work, self._lock = self.tmp, None
+
+    def sweep_dead(self) -> int:
+        """Remove the temporary folders of processes that died (their locks are free); returns
+        how many uploads in flight they held."""
+        removed = 0
+        for folder in self.tmp.glob(_PROCESS_PREFIX + "*"):
+            if folder == self.work or not folder.is_dir():
+                continue
+            fd = _try_lock(folder)
+            if fd is None:  # alive: its lock is held
+                continue
+            try:
+                removed += sum(1 for p in folder.iterdir() if p.name != _LOCK_NAME)
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                os.close(fd)
+        return removed
 
     def _content_path(self, file_path: str) -> Path:
         return self.files.joinpath(*[p for p in file_path.split("/") if p])
@@ -162,20 +228,20 @@ class LocalStorage:
         return stored
 
     def sweep(self, older_than: float) -> int:
-        """Remove uploads left in ``tmp/`` by a process that died mid-upload. Only old ones:
-        with shared storage, the others may be another replica's uploads in flight."""
+        """Remove uploads left directly in ``tmp/`` (by versions before process folders) once
+        they are old, and the folders of dead processes."""
         cutoff = time.time() - older_than
         removed = 0
         for path in self.tmp.iterdir():
             with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_mtime < cutoff:
+                if path.is_file() and path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed += 1
-        return removed
+        return removed + self.sweep_dead()
 
     def leftovers(self) -> list[Path]:
-        """Files in the temporary area (none once every upload has finished)."""
-        return list(self.tmp.iterdir())
+        """Uploads in the temporary area (none once every upload has finished)."""
+        return [p for p in self.tmp.rglob("*") if p.is_file() and p.name != _LOCK_NAME]
 
 
 def is_active_content(file_type: FileType) -> bool:

@@ -406,7 +406,7 @@ async def upload(
             raise wire.file_too_large()
         basic = basic_auth_key(authorization)
         form: UploadForm = await read_form(
-            body, boundary=boundary, tmp_dir=ctx.storage.tmp, cap_for_head=cap_for_head(ctx.limits)
+            body, boundary=boundary, tmp_dir=ctx.storage.work, cap_for_head=cap_for_head(ctx.limits)
         )
     except wire.UploadError as exc:
         exc.body_unread = True

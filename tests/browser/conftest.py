@@ -42,7 +42,7 @@ class Origins:
         return [p for p in (self.storage / "files").rglob("*") if p.is_file()]
 
     def in_flight(self) -> list[Path]:
-        return list((self.storage / "tmp").iterdir())
+        return list((self.storage / "tmp").rglob("*.part"))
 
 
 @pytest.fixture(scope="module")

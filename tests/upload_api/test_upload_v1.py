@@ -53,7 +53,7 @@ async def test_signed_upload_is_stored_and_served(
     assert served.content == data
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
-    assert list((storage_dir / "tmp").iterdir()) == []
+    assert list((storage_dir / "tmp").rglob("*.part")) == []
 
 
 async def test_server_side_basic_auth(uploads: httpx.AsyncClient, private_key: str) -> None:
@@ -219,7 +219,7 @@ async def test_file_too_large(
         response, 400, "Your request contains invalid file parameter. The file size exceeds limits."
     )
     assert ok.status_code == 200
-    assert list((storage_dir / "tmp").iterdir()) == []
+    assert list((storage_dir / "tmp").rglob("*.part")) == []
     assert len(list((storage_dir / "files").iterdir())) == 1
 
 
