@@ -4,9 +4,11 @@ from typing import Annotated, Final, TypedDict, cast
 
 from fastapi import Depends, Request
 
+from app import errors
 from app.audit import AuditContext
 from app.callers import Caller, RequestInfo
 from app.config import Settings
+from app.handlers import is_json
 from app.keys import KeyRing
 from app.keysource import KeySource
 from app.logs import request_id_var
@@ -76,3 +78,16 @@ async def _caller(request: Request, context: ContextDep, service: ServiceDep) ->
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _json_body(request: Request) -> None:
+    """A credential request's body must be declared JSON: a body of another type (or none)
+    can be sent cross-site without a CORS preflight, so it could spend a signed-in user's
+    budgets from another site's page."""
+    content_type = request.headers.get("content-type")
+    if content_type is None or not is_json(content_type):
+        raise errors.UnsupportedMediaType()
+
+
+#: Declare before ``CallerDep``: the type is checked before the caller is asked for.
+JsonBodyDep = Annotated[None, Depends(_json_body)]

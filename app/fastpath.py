@@ -26,7 +26,7 @@ from app.deps import CREDENTIAL_METHODS, CREDENTIAL_ROUTES
 from app.fastjson import dumps
 from app.handlers import is_json, problem_response, unexpected, validation_problem
 from app.logs import request_id_var
-from app.middleware import AUDIT_KEY, ROUTE_KEY
+from app.middleware import AUDIT_KEY, ROUTE_KEY, declared_too_large
 from app.service import CredentialService
 
 ROUTES: Final = {(CREDENTIAL_METHODS[v], path): v for path, v in CREDENTIAL_ROUTES.items()}
@@ -42,10 +42,17 @@ class FastPath:
     """Serve the credential routes directly; pass every other request to ``app``."""
 
     def __init__(
-        self, app: ASGIApp, *, on_refusal: Callable[[AuditContext, errors.Problem], None]
+        self,
+        app: ASGIApp,
+        *,
+        on_refusal: Callable[[AuditContext, errors.Problem], None],
+        body_limit: int,
     ) -> None:
         self.app = app
         self.on_refusal = on_refusal
+        #: ``BodyLimit``'s limit, which stands behind this layer: the same answers for the
+        #: bodies read here (a GET /v1/auth passes neither layer's checks: it reads no body).
+        self.body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         version = (
@@ -56,11 +63,20 @@ class FastPath:
         if version is None:
             await self.app(scope, receive, send)
             return
+        if version == "v2" and declared_too_large(scope, self.body_limit):
+            await problem_response(errors.BodyTooLarge())(scope, receive, send)
+            return
         scope[ROUTE_KEY] = scope["path"]
         service: CredentialService = scope["state"]["service"]
         context = scope[AUDIT_KEY] = AuditContext(version)
         headers = Headers(scope=scope)
         try:
+            if version == "v2":  # in FastAPI's order: the body is read and decoded, and its
+                # type checked (the route's first dependency), before the caller is asked for
+                content_type = headers.get("content-type")
+                decoded = _decode(await _read(receive, self.body_limit), content_type)
+                if content_type is None or not is_json(content_type):
+                    raise errors.UnsupportedMediaType()
             client = scope.get("client")
             info = RequestInfo(headers, client[0] if client else None, request_id_var.get())
             caller = await service.caller(info, context)
@@ -68,7 +84,7 @@ class FastPath:
                 query = _v1_query(scope)
                 body = await service.v1(caller, context, query.publicKey, query.profile)
             else:
-                request = _token_request(await _read(receive), headers.get("content-type"))
+                request = _validated(decoded, content_type)
                 body = await service.v2(caller, context, request)
         except errors.Problem as problem:
             self.on_refusal(context, problem)
@@ -123,36 +139,65 @@ def _v1_query(scope: Scope) -> schemas.V1Query:
         ) from None
 
 
-async def _read(receive: Receive) -> bytes:
+async def _read(receive: Receive, limit: int) -> bytes:
+    """The whole body, or BodyTooLarge once it passes ``limit`` bytes (as ``BodyLimit``)."""
     chunks = []
+    seen = 0
     more = True
     while more:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
             raise errors.BadRequest()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise errors.BodyTooLarge()
+        chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)
 
 
-def _token_request(raw: bytes, content_type: str | None) -> Any:
-    """The request body as the route's pydantic type, with the route's problems."""
-    if content_type is not None and not is_json(content_type):
-        raise errors.UnsupportedMediaType()
+class _Json:
+    """A decoded body that the route's model has yet to validate."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+
+_NO_BODY: Final = _Json(None)
+
+
+def _decode(raw: bytes, content_type: str | None) -> Any:
+    """The body as FastAPI reads it before anything else: JSON if declared JSON (else it is
+    refused with 415 next), or MalformedJson. A good file-shaped body comes back already
+    validated, by the file shape's own validator in one pass (the usual request); anything
+    else as ``_Json``."""
     if not raw:
-        raise _Invalid(
-            [{"loc": ("body",), "type": "missing", "msg": "Field required"}], content_type
-        )
-    try:  # the usual request, parsed and validated in one pass by the file shape's validator
+        return _NO_BODY
+    if content_type is None or not is_json(content_type):
+        return _Json(raw)
+    try:
         return _FILE_REQUEST.validate_json(raw)
     except ValidationError:
         pass  # not that shape, or refused: the route's own two steps give the route's answer
     try:
-        data = json.loads(raw)
+        return _Json(json.loads(raw))
     except ValueError:
         raise errors.MalformedJson() from None
+
+
+def _validated(decoded: Any, content_type: str | None) -> Any:
+    """The decoded body as the route's pydantic type, with the route's problems."""
+    if not isinstance(decoded, _Json):
+        return decoded
+    if decoded is _NO_BODY:
+        raise _Invalid(
+            [{"loc": ("body",), "type": "missing", "msg": "Field required"}], content_type
+        )
     try:
-        return _TOKEN_REQUEST.validate_python(data, from_attributes=True)  # as FastAPI does
+        return _TOKEN_REQUEST.validate_python(decoded.data, from_attributes=True)  # as FastAPI
     except ValidationError as exc:
         raw_errors = [
             {**e, "loc": ("body", *e["loc"])}

@@ -191,9 +191,9 @@ def create_app(
         expose=["x-request-id", "retry-after"],
         credentials=settings.callers.forward is not None and "*" not in origins,
     )
+    if fast_path:  # in front of the body limit: v1 reads no body, v2 applies the limit itself
+        front.append(Middleware(FastPath, on_refusal=refused, body_limit=settings.max_body_bytes))
     front.append(Middleware(BodyLimit, limit=settings.max_body_bytes))
-    if fast_path:
-        front.append(Middleware(FastPath, on_refusal=refused))
     app = Fronted(
         front,
         title="upload-auth",

@@ -86,8 +86,19 @@ class RequestContext:
             request_id_var.reset(token)
 
 
+def declared_too_large(scope: Scope, limit: int) -> bool:
+    """Whether the request declares a body over ``limit`` bytes (or a Content-Length that is
+    not a number)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return not value.isdigit() or int(value) > limit
+    return False
+
+
 class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with a 413 problem, read or declared."""
+    """Refuse request bodies over ``limit`` bytes with a 413 problem, read or declared. (The
+    credential fast path, in front of this layer, applies the same limit to the bodies it
+    reads.)"""
 
     def __init__(self, app: ASGIApp, *, limit: int) -> None:
         self.app = app
@@ -97,12 +108,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > self.limit:
-                    await problem_response(errors.BodyTooLarge())(scope, receive, send)
-                    return
-                break
+        if declared_too_large(scope, self.limit):
+            await problem_response(errors.BodyTooLarge())(scope, receive, send)
+            return
         seen = 0
 
         async def limited_receive() -> Message:
@@ -146,9 +154,28 @@ class Fronted(FastAPI):
     def __init__(self, front: Sequence[Middleware], **options: Any) -> None:
         super().__init__(**options)
         self._front = tuple(front)
+        telemetry = options.get("telemetry") or {}
+        #: FastAPI's native telemetry is off for good: its entry point only passes requests on.
+        self._direct = all(telemetry.get(kind) is False for kind in ("tracing", "metrics", "logs"))
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
         for cls, args, kwargs in reversed(self._front):
             app = cls(app, *args, **kwargs)
         return app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """With telemetry switched off (both apps switch it off), an HTTP request goes straight
+        to the middleware stack, as ``FastAPI.__call__`` and ``Starlette.__call__`` would send
+        it, without their two coroutines and checks (about 2 % of a v1 request); anything else
+        takes their way."""
+        if (
+            self._direct
+            and scope["type"] == "http"
+            and self.middleware_stack is not None
+            and not self.root_path
+        ):
+            scope["app"] = self
+            await self.middleware_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

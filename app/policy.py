@@ -274,7 +274,7 @@ def checks_for(max_size: int, mime: str) -> str:
 class Policy:
     """The configured profiles and how to turn a request into a grant."""
 
-    __slots__ = ("_v1_grants", "default_profile", "profiles")
+    __slots__ = ("_by_name", "_v1_grants", "default_profile", "profiles")
 
     #: v1 grants kept per (profile, caller): the same for every request of a caller.
     MAX_KEPT_GRANTS: Final = 4096
@@ -282,12 +282,13 @@ class Policy:
     def __init__(self, profiles: Mapping[str, Profile], default_profile: str) -> None:
         if default_profile not in profiles:
             raise ValueError("the default profile is not defined")
-        self.profiles = MappingProxyType(dict(profiles))
+        self._by_name = dict(profiles)  # looked up on every request: a dict is the fastest
+        self.profiles = MappingProxyType(self._by_name)
         self.default_profile = default_profile
         self._v1_grants: dict[tuple[str, str], UploadGrant] = {}
 
     def profile(self, name: str | None) -> Profile:
-        profile = self.profiles.get(name or self.default_profile)
+        profile = self._by_name.get(name or self.default_profile)
         if profile is None:
             raise errors.UnknownProfile()
         return profile
@@ -331,14 +332,19 @@ class Policy:
         self._v1_grants[profile.name, caller] = grant
         return grant
 
+    @staticmethod
+    def v1_not_allowed(profile: Profile) -> errors.V1NotAllowed:
+        """The refusal for a profile that has not opted in to v1, naming the setting."""
+        return errors.V1NotAllowed(
+            f"profile {profile.name!r} does not issue v1 credentials: a v1 signature covers "
+            "only token and expire, so on ImageKit whoever holds one may upload any allowed "
+            "file anywhere in the account until it expires. Use v2 (POST /v2/token), or opt "
+            f"in with allow_v1 = true in [profiles.{profile.name}]"
+        )
+
     def _grant_v1(self, profile: Profile, caller: str) -> UploadGrant:
         if not profile.allow_v1:
-            raise errors.V1NotAllowed(
-                f"profile {profile.name!r} does not issue v1 credentials: a v1 signature covers "
-                "only token and expire, so on ImageKit whoever holds one may upload any allowed "
-                "file anywhere in the account until it expires. Use v2 (POST /v2/token), or opt "
-                f"in with allow_v1 = true in [profiles.{profile.name}]"
-            )
+            raise self.v1_not_allowed(profile)
         return UploadGrant(
             profile=profile.name,
             caller=caller,

@@ -48,22 +48,27 @@ class CredentialService:
     ) -> dict[str, Any]:
         """A v1 credential for a profile that allows v1, its grant recorded in the ledger, as
         the response body."""
-        await self.throttle.request("v1", caller.limit_key)
+        limit_key = caller.limit_key
+        if (charging := self.throttle.request("v1", limit_key)) is not None:
+            await charging
         policy, ring = self.policy, self.keys.ring
         context.profile = name = profile_name or policy.default_profile
         if not caller.may_use(name):
             raise errors.Forbidden("this caller may not use this profile")
         profile = policy.profile(name)
-        grant = policy.grant_v1(profile, caller=caller.id)
+        if not profile.allow_v1:
+            raise policy.v1_not_allowed(profile)
         pair = ring.signing if public_key is None else ring.get(public_key)
         if pair is None:
             raise errors.UnknownKey()
         # v1 declares no size: the byte quota is charged the most one upload may carry.
-        await self.throttle.bytes("v1", caller.limit_key, profile.largest_size)
+        if (charging := self.throttle.bytes("v1", limit_key, profile.largest_size)) is not None:
+            await charging
         clock = self.clock()
         now = int(clock)
         cred = credentials.issue_v1(pair, now=now, ttl=profile.ttl)
         if self.ledger is not None:
+            grant = policy.grant_v1(profile, caller=caller.id)
             record = replace(grant, issued_ms=int(clock * 1000), request_id=request_id_var.get())
             try:
                 await self.ledger.record(
@@ -91,7 +96,8 @@ class CredentialService:
         body: schemas.FileTokenRequest | schemas.PayloadTokenRequest,
     ) -> dict[str, Any]:
         """A v2 credential and its fields, as the response body."""
-        await self.throttle.request("v2", caller.limit_key)
+        if (charging := self.throttle.request("v2", caller.limit_key)) is not None:
+            await charging
         policy, ring = self.policy, self.keys.ring
         context.profile = name = body.profile or policy.default_profile
         if not caller.may_use(name):
@@ -109,7 +115,8 @@ class CredentialService:
             if found is None:
                 raise errors.UnknownKey()
             pair, ttl, charge = found, min(body.expire, grant.ttl), grant.max_size
-        await self.throttle.bytes("v2", caller.limit_key, charge)
+        if (charging := self.throttle.bytes("v2", caller.limit_key, charge)) is not None:
+            await charging
         now = unix_now(self.clock)
         token = credentials.issue_v2(pair, grant.fields, now=now, ttl=ttl)
         self.audit.issued(context, expires_at=now + ttl)

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 
 from app import schemas
-from app.deps import CallerDep, ContextDep, ServiceDep
+from app.deps import CallerDep, ContextDep, JsonBodyDep, ServiceDep
 from app.openapi import problems
 
 router = APIRouter(tags=["v2"])
@@ -12,6 +12,7 @@ router = APIRouter(tags=["v2"])
 @router.post("/v2/token", responses=problems(400, 401, 403, 413, 415, 422, 429, 502, 503))
 async def v2_token(
     body: schemas.TokenRequest,
+    _json: JsonBodyDep,
     caller: CallerDep,
     context: ContextDep,
     service: ServiceDep,

@@ -1,5 +1,6 @@
 """The fast path answers exactly as the FastAPI routes do, request for request."""
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +61,13 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b""}),
     ("POST", "/v2/token", {"headers": {**AUTH, **JSON}, "content": b"{}" + b" " * 20000}),
     ("POST", "/v2/token", {"json": FILE}),
+    # the body's type is checked before the caller is asked for: 415 and 400 come before 401
+    ("POST", "/v2/token", {"headers": AUTH, "content": b'{"fileName": "a.png"}'}),
+    ("POST", "/v2/token", {"content": b'{"fileName": "a.png"}'}),
+    ("POST", "/v2/token", {"headers": {"content-type": "text/plain"}, "content": b"{}"}),
+    ("POST", "/v2/token", {"headers": JSON, "content": b"{broken"}),
+    ("POST", "/v2/token", {"content": b"{broken"}),
+    ("POST", "/v2/token", {"headers": AUTH}),
     # JSON corners where parsers differ: the fast path must still answer as the route does.
     *(
         ("POST", "/v2/token", {"headers": AUTH_JSON, "content": body})
@@ -131,3 +139,37 @@ async def test_fast_path_equals_fastapi_routes(
             )
     for request, fast, reference in zip(REQUESTS, *answers, strict=True):
         assert fast == reference, request
+
+
+async def test_body_limits_answer_alike_on_both_fronts(
+    make_settings: Callable[..., Settings], clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fast path stands in front of the body limit and applies it itself: a body declared
+    too large and one streamed (chunked) past the limit get the same answers, and the same
+    audit events, as through the FastAPI routes behind ``BodyLimit``."""
+
+    def chunked() -> Any:
+        async def body() -> Any:
+            yield b'{"fileName": "a.png", "fileSize": 1, '
+            yield b" " * 20000
+            yield b'"mimeType": "image/png"}'
+
+        return body()
+
+    answers, audits = [], []
+    for fast in (True, False):
+        app = create_app(make_settings(), clock=clock, fast_path=fast)
+        async with asgi_client(app, "http://test") as http:
+            declared = await http.post("/v2/token", headers=JSON, content=b"{}" + b" " * 20000)
+            streamed = await http.post("/v2/token", headers=JSON, content=chunked())
+            answers.append([normalised(declared), normalised(streamed)])
+        audits.append(
+            [
+                {k: v for k, v in json.loads(line).items() if k not in ("ts", "request_id")}
+                for line in capsys.readouterr().out.splitlines()
+                if '"upload_auth.audit"' in line
+            ]
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][0][0] == answers[0][1][0] == 413
+    assert audits[0] == audits[1]

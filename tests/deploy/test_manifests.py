@@ -16,6 +16,7 @@ from kubernetes_validate.utils import latest_version
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
+COMPOSE = ROOT / "deploy" / "compose"
 BIN = Path(sys.executable).parent
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"}
 
@@ -81,6 +82,9 @@ def test_manifests_render_and_validate(variant: str) -> None:
             "PodDisruptionBudget",
             "PodDisruptionBudget",
             "NetworkPolicy",
+            "StatefulSet",
+            "Service",
+            "NetworkPolicy",
         ]
     )
     for resource in resources:
@@ -113,6 +117,23 @@ def test_pods_are_locked_down() -> None:
         assert container["image"] == "registry.example.com/upload-auth:0.1.0"
         secret = next(v for v in pod["volumes"] if v["name"] == "keys")
         assert secret["secret"]["secretName"] == "upload-auth-keys"
+
+
+def test_redis_keeps_the_ledger_across_restarts() -> None:
+    """Compose and Kubernetes run Redis with an append-only file on a volume and no eviction:
+    a restart keeps the record of used credentials."""
+    durable = ["--appendonly", "yes", "--appendfsync", "everysec"]
+    (redis,) = [r for r in render(KUBE / "base") if r["kind"] == "StatefulSet"]
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert " ".join(durable) in " ".join(args)
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    compose = yaml.safe_load((COMPOSE / "compose.yaml").read_text())["services"]["redis"]
+    assert " ".join(durable) in " ".join(compose["command"])
+    assert "noeviction" in compose["command"]
+    assert compose["volumes"] == ["redis-data:/data"]
 
 
 def test_overlay_scales_up() -> None:
