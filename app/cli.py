@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
     from app.config import Settings
 
-#: The uvicorn settings the service is measured and shipped with: uvloop + httptools, one
-#: process (scale with replicas, not workers), our own access line instead of uvicorn's.
+#: The uvicorn settings the service is measured and shipped with: uvloop + httptools (with a
+#: bounded request head: ``app.server``), one process (scale with replicas, not workers), our
+#: own access line instead of uvicorn's.
 UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
-    "http": "httptools",
     "access_log": False,
     "server_header": False,
     "log_config": None,
@@ -139,10 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    from app.server import bounded_protocol
+
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
+        http=bounded_protocol(settings.max_header_bytes, settings.max_headers),
         # Forwarded headers are believed only from the configured proxies.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or "127.0.0.1",

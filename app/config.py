@@ -380,6 +380,15 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=4 * 1024,
+        le=1024 * 1024,
+        description="largest request head (request line and header fields); 431 when over",
+    )
+    max_headers: int = Field(
+        default=100, ge=16, le=1000, description="most header fields in a request; 431 when over"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -186,6 +186,8 @@ def _decode(raw: bytes, content_type: str | None) -> Any:
         return _Json(json.loads(raw))
     except ValueError:
         raise errors.MalformedJson() from None
+    except RecursionError:  # nested deeper than Python parses: FastAPI's answer, a 400
+        raise errors.BadRequest() from None
 
 
 def _validated(decoded: Any, content_type: str | None) -> Any:

@@ -476,7 +476,7 @@ def _merge_tags(fixed: tuple[str, ...], requested: str) -> str:
 def _check_json_object(value: str) -> None:
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if not isinstance(parsed, dict):
         raise errors.FieldNotAllowed("customMetadata must be a JSON object, stringified")

@@ -50,6 +50,8 @@ class Upstream:
     url: str
     requests: list[dict[str, str]] = field(default_factory=list)
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
+    #: Answer the JWKS with a 500, as a provider that is down.
+    fail_jwks: bool = False
 
     def publish(self, *keys: SigningKey) -> None:
         self.jwks = {"keys": [k.public_jwk for k in keys]}
@@ -85,7 +87,10 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 }
             )
             if self.path == "/jwks.json":
-                self._send(200, upstream.jwks)
+                if upstream.fail_jwks:
+                    self._send(500, {"error": "down"})
+                else:
+                    self._send(200, upstream.jwks)
                 return
             session = self.headers.get("Cookie", "").removeprefix("session=")
             if session == "alice":

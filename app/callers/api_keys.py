@@ -5,6 +5,7 @@ hash in constant time. Keys are 256-bit random strings, so a plain hash is as st
 one here (there is no password to guess). ``upload-auth new-api-key`` makes a key and its hash.
 """
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -59,3 +60,20 @@ class ApiKeyAuthenticator:
         if token.startswith(PREFIX):  # one of ours, but not a valid one: never passed on
             raise errors.Unauthenticated()
         return None
+
+
+def carries_api_key(authorization: str) -> bool:
+    """Whether an ``Authorization`` value holds one of our API keys, under any scheme (Bearer,
+    Token, Basic's user name or password...): such a header is never passed on to anyone."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    credentials = credentials.strip()
+    if credentials.startswith(PREFIX) or scheme.startswith(PREFIX):
+        return True
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        user, _, password = decoded.partition(":")
+        return user.startswith(PREFIX) or password.startswith(PREFIX)
+    return False

@@ -13,6 +13,7 @@ from typing import Any, Final
 import httpx
 
 from app import errors
+from app.callers.api_keys import carries_api_key
 from app.callers.base import Caller, RequestInfo
 
 MAX_CALLER_ID: Final = 256
@@ -38,6 +39,9 @@ class ForwardAuthenticator:
         self.on_outcome = on_outcome
 
     async def authenticate(self, request: RequestInfo) -> Caller | None:
+        authorization = request.headers.get("authorization")
+        if authorization is not None and carries_api_key(authorization):
+            raise errors.Unauthenticated()  # an API key (any scheme) is never passed on
         forwarded = {
             name: request.headers[name]
             for name in ("cookie", "authorization")

@@ -43,7 +43,13 @@ class IdpSettings:
 
 
 class JwksCache:
-    """The provider's signing keys by ``kid``, fetched with httpx and kept for a while."""
+    """The provider's signing keys by ``kid``, fetched with httpx and kept for a while.
+
+    One fetch at a time (requests that waited for it use its result), and after a failed one
+    none until a back-off has passed (1 s, doubling to ``refetch_seconds``): while the provider
+    is down, requests are answered from the keys already held, or 503 at once, never with a
+    fetch each.
+    """
 
     def __init__(
         self,
@@ -59,12 +65,24 @@ class JwksCache:
         self.keys: dict[str, jwt.PyJWK] | None = None
         self.fetched_at = float("-inf")
         self.lock = asyncio.Lock()
+        self.failures = 0
+        self.retry_at = float("-inf")
+
+    def _unavailable(self) -> errors.AuthUpstreamUnavailable:
+        return errors.AuthUpstreamUnavailable("the identity provider's keys cannot be fetched")
 
     async def _refresh(self, since: float) -> None:
         async with self.lock:
-            if self.fetched_at > since:  # another request refreshed while we waited
+            if self.fetched_at > since:  # another request fetched while we waited: its result
+                if self.keys is None:
+                    raise self._unavailable()
                 return
-            self.fetched_at = self.clock()
+            now = self.clock()
+            if now < self.retry_at:  # backing off after a failure
+                if self.keys is None:
+                    raise self._unavailable()
+                return
+            self.fetched_at = now
             try:
                 response = await self.http.get(
                     self.settings.jwks_url, timeout=self.settings.timeout
@@ -77,13 +95,15 @@ class JwksCache:
                 }
             except (httpx.HTTPError, ValueError, jwt.PyJWTError):
                 self.on_fetch("error")
+                self.failures += 1
+                backoff = min(float(self.settings.refetch_seconds), 2.0 ** (self.failures - 1))
+                self.retry_at = now + backoff
                 if self.keys is None:
-                    raise errors.AuthUpstreamUnavailable(
-                        "the identity provider's keys cannot be fetched"
-                    ) from None
+                    raise self._unavailable() from None
                 return  # keep serving the keys we have
             self.on_fetch("ok")
             self.keys = keys
+            self.failures, self.retry_at = 0, float("-inf")
 
     async def get(self, kid: str) -> jwt.PyJWK | None:
         now = self.clock()

@@ -213,7 +213,7 @@ def _coerce(
     if isinstance(raw, tuple):
         return raw
     if kind == "size":
-        if not quoted and not raw.isdigit():
+        if not quoted and not (raw.isascii() and raw.isdigit()):
             raise ChecksSyntaxError('sizes with units must be quoted, e.g. "1mb"')
         try:
             return parse_size(raw)

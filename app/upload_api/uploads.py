@@ -234,13 +234,13 @@ def parse_options(fields: Mapping[str, str]) -> Options:
     coordinates = fields.get("customCoordinates") or None
     if coordinates is not None:
         parts = coordinates.split(",")
-        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        if len(parts) != 4 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
             raise wire.invalid_parameter("customCoordinates")
     metadata = None
     if fields.get("customMetadata"):
         try:
             metadata = json.loads(fields["customMetadata"])
-        except ValueError:
+        except (ValueError, RecursionError):
             metadata = None
         if not isinstance(metadata, dict):
             raise wire.invalid_parameter("customMetadata")
@@ -341,7 +341,7 @@ def run_checks(expression: str, fields: Mapping[str, str], values: dict[str, che
     if "tags" in fields:
         values["request.tags"] = tuple(t.strip() for t in fields["tags"].split(","))
     if fields.get("customMetadata"):
-        with contextlib.suppress(ValueError, AttributeError):
+        with contextlib.suppress(ValueError, AttributeError, RecursionError):
             for key, value in json.loads(fields["customMetadata"]).items():
                 values[f"request.customMetadata.{key}"] = (
                     value if isinstance(value, int) and not isinstance(value, bool) else str(value)
@@ -402,7 +402,8 @@ async def upload(
     boundary = boundary_of(content_type)
     hard_cap = max(ctx.limits.max_size, ctx.limits.max_video_size) + ENVELOPE_BYTES
     try:
-        if content_length and content_length.isdigit() and int(content_length) > hard_cap:
+        declared = content_length or ""
+        if declared.isascii() and declared.isdigit() and int(declared) > hard_cap:
             raise wire.file_too_large()
         basic = basic_auth_key(authorization)
         form: UploadForm = await read_form(

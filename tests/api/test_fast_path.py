@@ -68,6 +68,19 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/v2/token", {"headers": JSON, "content": b"{broken"}),
     ("POST", "/v2/token", {"content": b"{broken"}),
     ("POST", "/v2/token", {"headers": AUTH}),
+    # nested deeper than Python's JSON parser goes: a 400, never a 500
+    ("POST", "/v2/token", {"headers": AUTH_JSON, "content": b"[" * 6000 + b"]" * 6000}),
+    (
+        "POST",
+        "/v2/token",
+        {
+            "headers": AUTH_JSON,
+            "content": b'{"uploadPayload": {"fileName": "a.png", "customMetadata": "'
+            + b"[" * 6000
+            + b"]" * 6000
+            + b'"}, "expire": 60}',
+        },
+    ),
     # JSON corners where parsers differ: the fast path must still answer as the route does.
     *(
         ("POST", "/v2/token", {"headers": AUTH_JSON, "content": body})

@@ -1,6 +1,7 @@
 """Forward auth for cookie sessions, against a real session-check server on loopback (one
 answer hangs past the timeout), and the CORS allowlist browsers need for it."""
 
+import base64
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -134,3 +135,26 @@ def test_wildcard_origin_is_refused_with_cookie_sessions(
             cors_origins=["*"],
         )
     assert "cannot be used with cookie sessions" in describe_error(info.value)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        "Token uak_" + "k" * 43,
+        "uak_" + "k" * 43,
+        "Basic " + base64.b64encode(b"uak_" + b"k" * 43 + b":").decode(),
+        "Basic " + base64.b64encode(b"user:uak_" + b"k" * 43).decode(),
+        "Bearer uak_" + "k" * 43,
+    ],
+)
+async def test_an_api_key_is_never_passed_on(
+    service: httpx.AsyncClient, upstream: Upstream, authorization: str
+) -> None:
+    """Whatever the scheme, an Authorization header holding an API key is refused outright
+    and never reaches the app's session check."""
+    response = await service.post(
+        "/v2/token", json=FILE, headers={**cookie("alice"), "Authorization": authorization}
+    )
+    assert response.status_code == 401
+    assert all("uak_" not in r["authorization"] for r in upstream.requests)
+    assert "uak_" not in response.text

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from app.config import CallersConfig, IdpConfig, ProfileConfig, Settings
 from tests.callers.conftest import AUDIENCE, ISSUER
 from tests.conftest import START, FakeClock, in_process
-from tests.upstreams import SigningKey, Upstream, make_key
+from tests.upstreams import SigningKey, Upstream, make_key, upstream_server
 
 pytestmark = pytest.mark.anyio
 
@@ -219,3 +219,46 @@ def test_jwks_must_be_https_except_on_loopback(make_settings: Callable[..., Sett
                 )
             )
         )
+
+
+async def test_a_provider_that_is_down_is_asked_once_then_after_a_backoff(
+    make_settings: Callable[..., Settings], clock: FakeClock, provider_keys: dict[str, SigningKey]
+) -> None:
+    """Before the keys were ever loaded, ten requests (five at once, five after) while the
+    provider fails cause one fetch; the next comes after a second, the one after that after
+    two more; once it answers, the keys are used."""
+    import asyncio
+
+    with upstream_server() as upstream:
+        upstream.fail_jwks = True
+        settings = make_settings(
+            dev_mode=False,
+            callers=CallersConfig(
+                idp=IdpConfig(
+                    jwks_url=upstream.url + "/jwks.json", issuer=ISSUER, audience=AUDIENCE
+                )
+            ),
+            profiles={"avatar": ProfileConfig(allow_v1=True)},
+            default_profile="avatar",
+        )
+        token = bearer(provider_keys["ES256"].sign(claims()))
+        async with in_process(settings, clock) as http:
+
+            async def status() -> int:
+                return (await http.get("/v1/auth", headers=token)).status_code
+
+            at_once = await asyncio.gather(*(status() for _ in range(5)))
+            after = [await status() for _ in range(5)]
+            assert at_once + after == [503] * 10
+            assert upstream.fetches() == 1
+            clock.advance(1)
+            assert await status() == 503
+            assert upstream.fetches() == 2
+            clock.advance(1)
+            assert await status() == 503  # backing off for two seconds now
+            assert upstream.fetches() == 2
+            clock.advance(1)
+            upstream.fail_jwks = False
+            upstream.publish(*provider_keys.values())
+            assert await status() == 200
+            assert upstream.fetches() == 3

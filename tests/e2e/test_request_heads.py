@@ -1,0 +1,97 @@
+"""The request head is bounded by the server itself, for every role: a header too large or too
+many headers get 431 and a closed connection, before the head is buffered, and the process
+does not grow for it."""
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import new_private_key, new_public_key
+from tests.servers import Server, clean_env, peak_rss_kib, running
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module", params=["serve", "upload-api", "dev"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("heads")
+    env = clean_env(
+        IMAGEKIT_PUBLIC_KEY=new_public_key(),
+        IMAGEKIT_PRIVATE_KEY=new_private_key(),
+        UPLOAD_AUTH_STORAGE_DIR=str(root / "store"),
+        UPLOAD_AUTH_CALLERS='{"api_keys": []}',
+    )
+    if request.param == "serve":
+        env["UPLOAD_AUTH_DEV_MODE"] = "true"  # no callers configured: development mode
+    with running([request.param], env=env, log=root / "server.log") as started:
+        yield started
+
+
+def exchange(server: Server, head: bytes, *, chunk: int = 64 * 1024) -> bytes:
+    """Send ``head`` (as a client would: in pieces, stopping if the server closes) and read
+    the answer."""
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            for start in range(0, len(head), chunk):
+                sock.sendall(head[start : start + chunk])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before the head was all sent
+        answer = b""
+        try:
+            while part := sock.recv(65536):
+                answer += part
+        except ConnectionResetError:
+            pass
+        return answer
+
+
+def test_a_huge_header_is_431_with_flat_memory(server: Server) -> None:
+    """One 32 MiB header: 431 and the connection closed; the process grows by far less than
+    the header (it would buffer it whole without the bound)."""
+    before = peak_rss_kib(server.process.pid)
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (32 * MIB) + b"\r\n\r\n"
+    answer = exchange(server, head)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert peak_rss_kib(server.process.pid) - before < 8 * 1024
+
+
+def test_too_many_headers_is_431(server: Server) -> None:
+    """101 small header fields: 431."""
+    fields = b"".join(b"X-H%d: 1\r\n" % i for i in range(101))
+    answer = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+def test_ordinary_heads_and_keep_alive_still_work(server: Server) -> None:
+    """Two requests on one connection, with a 16 KiB cookie and 60 fields each: both 200."""
+    fields = b"".join(b"X-H%d: 1\r\n" % i for i in range(60))
+    one = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nCookie: " + b"c" * 16384 + b"\r\n" + fields + b"\r\n"
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        answers = []
+        for _ in range(2):
+            sock.sendall(one)
+            answers.append(sock.recv(65536))
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), answers
+
+
+def test_the_limits_are_settings(tmp_path: Path) -> None:
+    """UPLOAD_AUTH_MAX_HEADER_BYTES lowers the bound: an 8 KiB header is then refused."""
+    env = clean_env(
+        IMAGEKIT_PUBLIC_KEY=new_public_key(),
+        IMAGEKIT_PRIVATE_KEY=new_private_key(),
+        UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"),
+        UPLOAD_AUTH_MAX_HEADER_BYTES="4096",
+    )
+    with running(["upload-api"], env=env, log=tmp_path / "log") as server:
+        answer = exchange(server, b"GET /healthz HTTP/1.1\r\nX-A: " + b"a" * 8192 + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431 ")
