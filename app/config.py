@@ -354,6 +354,11 @@ class Settings(BaseSettings):
         description="redis://... for the shared credential ledger (grants, used credentials) "
         "and rate limits",
     )
+    max_unauthenticated_bytes: Size = Field(
+        default="1gb",
+        description="upload API: most bytes of uploads not yet authenticated (their credential "
+        "comes with the form) in flight in one process; over it, 503 with Retry-After",
+    )
     accept_unbound_v1: bool = Field(
         default=False,
         description="upload API: accept v1 signatures that upload-auth did not issue (no grant "
@@ -461,6 +466,19 @@ class Settings(BaseSettings):
     @property
     def openapi_enabled(self) -> bool:
         return self.expose_openapi or self.dev_mode
+
+    @field_validator("max_unauthenticated_bytes")
+    @classmethod
+    def _in_flight_bound(cls, value: int | str | None) -> int | str | None:
+        size = parse_size(value) if value is not None else 0
+        if not 32 * 1024 * 1024 <= size <= 64 * 1024**3:
+            raise ValueError("must be from 32mb to 64gb")
+        return value
+
+    @property
+    def in_flight_limit(self) -> int:
+        """``max_unauthenticated_bytes`` in bytes."""
+        return parse_size(self.max_unauthenticated_bytes or 0)
 
     @property
     def records_v1_grants(self) -> bool:

@@ -1,5 +1,6 @@
 """The upload API's app factory. Run with ``upload-auth upload-api``."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final, Literal, TypedDict, cast
@@ -21,7 +22,7 @@ from app.middleware import Fronted, RequestContext, cors
 from app.schemas import Health
 from app.upload_api import wire
 from app.upload_api.storage import LocalStorage, is_active_content
-from app.upload_api.uploads import UploadContext, upload
+from app.upload_api.uploads import InFlight, UploadContext, upload
 
 log = get_logger("upload_api")
 
@@ -65,6 +66,32 @@ def _base_url(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
+#: A refusal decided before the whole body was read is sent after reading (and discarding) the
+#: rest, so that clients which write the whole body before they read the answer (Node's fetch,
+#: SDKs built on it) get the answer instead of a broken pipe; bounded: only a body declared at
+#: most this large, for at most ``DRAIN_SECONDS``. Anything else is answered at once and the
+#: connection closed.
+DRAIN_BYTES: Final = 64 * 1024 * 1024
+DRAIN_SECONDS: Final = 10.0
+
+
+async def _drain(request: Request) -> bool:
+    """Read and discard the rest of a declared body; whether it was all read in time."""
+    declared = request.headers.get("content-length", "")
+    if not (declared.isascii() and declared.isdigit()) or int(declared) > DRAIN_BYTES:
+        return False
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while True:
+                message = await request.receive()
+                if message["type"] != "http.request":
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
+
+
 async def _upload(request: Request, version: Literal[1, 2]) -> JSONResponse:
     try:
         body = await upload(
@@ -79,6 +106,10 @@ async def _upload(request: Request, version: Literal[1, 2]) -> JSONResponse:
     except ClientDisconnect:
         log.info("client went away mid-upload")
         raise wire.malformed_body() from None
+    except wire.UploadError as refusal:
+        if refusal.body_unread and await _drain(request):
+            refusal.body_unread = False  # all read: the answer arrives, the connection stays
+        raise
     log.info(
         "upload stored", extra={"version": version, "size": body["size"], "file_id": body["fileId"]}
     )
@@ -135,6 +166,8 @@ async def _on_upload_error(_: Request, exc: Exception) -> JSONResponse:
     headers = {"Cache-Control": "no-store"}
     if exc.body_unread:
         headers["Connection"] = "close"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -171,6 +204,7 @@ def create_upload_app(
             settings.plan_limits,
             accept_unbound_v1=settings.accept_unbound_v1 or settings.dev_mode,
             credential_ttl=settings.credential_ttl,
+            in_flight=InFlight(settings.in_flight_limit),
         )
         storage.claim()
         swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)

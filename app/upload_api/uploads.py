@@ -11,7 +11,7 @@ import contextlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
@@ -49,6 +49,44 @@ _RESPONSE_FIELDS: Final = frozenset(
 _VIDEO_FAMILIES: Final = frozenset({"mp4", "mov", "webm", "ts"})
 
 
+class InFlight:
+    """Bytes of uploads in flight in this process whose credential is not yet checked (it
+    comes with the form, after or before the file), bounded: an anonymous client can make the
+    process write at most this much to disk at once, all anonymous clients together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def meter(self, chunks: AsyncIterator[bytes]) -> "_Metered":
+        return _Metered(self, chunks)
+
+
+class _Metered:
+    """A body whose bytes count against ``InFlight`` until ``release``."""
+
+    def __init__(self, budget: InFlight, chunks: AsyncIterator[bytes]) -> None:
+        self.budget = budget
+        self.chunks = chunks
+        self.charged = 0
+
+    def __aiter__(self) -> "_Metered":
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await anext(self.chunks)
+        budget = self.budget
+        if budget.used + len(chunk) > budget.limit:
+            raise wire.busy()
+        budget.used += len(chunk)
+        self.charged += len(chunk)
+        return chunk
+
+    def release(self) -> None:
+        self.budget.used -= self.charged
+        self.charged = 0
+
+
 @dataclass(frozen=True)
 class UploadContext:
     keys: KeySource
@@ -62,6 +100,8 @@ class UploadContext:
     #: The credential lifetime the service is configured with: a v1 credential without a grant
     #: record is taken to have been issued at ``expire`` minus this.
     credential_ttl: int = 1800
+    #: Unauthenticated bytes in flight in this process.
+    in_flight: InFlight = field(default_factory=lambda: InFlight(1024**3))
 
 
 def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
@@ -406,9 +446,18 @@ async def upload(
         if declared.isascii() and declared.isdigit() and int(declared) > hard_cap:
             raise wire.file_too_large()
         basic = basic_auth_key(authorization)
-        form: UploadForm = await read_form(
-            body, boundary=boundary, tmp_dir=ctx.storage.work, cap_for_head=cap_for_head(ctx.limits)
-        )
+        owner = basic is not None and ctx.keys.ring.by_private_key(basic.encode()) is not None
+        metered = None if owner else ctx.in_flight.meter(body)
+        try:
+            form: UploadForm = await read_form(
+                metered or body,
+                boundary=boundary,
+                tmp_dir=ctx.storage.work,
+                cap_for_head=cap_for_head(ctx.limits),
+            )
+        finally:
+            if metered is not None:
+                metered.release()
     except wire.UploadError as exc:
         exc.body_unread = True
         raise

@@ -34,6 +34,8 @@ class UploadError(Exception):
         #: Refused before the whole body was read: the connection must close, or the server
         #: would go on reading (and discarding) the rest of a possibly huge body.
         self.body_unread = False
+        #: Seconds after which a retry may succeed (sent as Retry-After), if any.
+        self.retry_after: int | None = None
 
     def body(self) -> dict[str, str]:
         return {"message": self.message, "help": HELP}
@@ -215,6 +217,17 @@ def remote_file_unsupported() -> UploadError:
 
 def malformed_body() -> UploadError:
     return _error(400, "Your request is not a valid multipart/form-data body.", "malformed-body")
+
+
+def busy() -> UploadError:
+    """Too many bytes of not-yet-authenticated uploads in flight in this process."""
+    error = _error(
+        503,
+        "The upload API is receiving too many uploads right now. Please retry shortly.",
+        "busy",
+    )
+    error.retry_after = 2
+    return error
 
 
 def store_unavailable() -> UploadError:
