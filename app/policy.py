@@ -27,6 +27,7 @@ _SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*([kmg]?b?)\s*$", re.IGNORECASE | re.A
 MAX_FILE_NAME_LENGTH: Final = 255
 MAX_FOLDER_LENGTH: Final = 1024
 MAX_FOLDER_DEPTH: Final = 50  # ImageKit's nesting limit
+MAX_FOLDER_NAME: Final = 255  # one folder's name: what a file system takes (NAME_MAX)
 MAX_TAGS_LENGTH: Final = 500  # ImageKit: all tags together, comma-joined
 _FOLDER_RE: Final = re.compile(r"^[A-Za-z0-9/_-]*$")
 _FOLDER_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -224,6 +225,8 @@ def normalise_folder(folder: str) -> str:
     segments = [s for s in folder.split("/") if s]
     if len(segments) > MAX_FOLDER_DEPTH:
         raise errors.InvalidFolder(f"folder may be at most {MAX_FOLDER_DEPTH} levels deep")
+    if any(len(segment) > MAX_FOLDER_NAME for segment in segments):
+        raise errors.InvalidFolder(f"folder names may be at most {MAX_FOLDER_NAME} characters")
     return "/" + "/".join(segments)
 
 

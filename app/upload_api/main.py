@@ -75,8 +75,29 @@ DRAIN_BYTES: Final = 64 * 1024 * 1024
 DRAIN_SECONDS: Final = 10.0
 
 
-async def _drain(request: Request) -> bool:
+class _Body:
+    """The request body as chunks (Starlette's ``Request.stream``), knowing whether it has all
+    arrived: a refusal decided at the last chunk has nothing left to drain."""
+
+    def __init__(self, request: Request) -> None:
+        self.receive = request.receive
+        self.complete = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.complete:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                raise ClientDisconnect()
+            self.complete = not message.get("more_body", False)
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+
+
+async def _drain(request: Request, body: _Body) -> bool:
     """Read and discard the rest of a declared body; whether it was all read in time."""
+    if body.complete:
+        return True
     declared = request.headers.get("content-length", "")
     if not (declared.isascii() and declared.isdigit()) or int(declared) > DRAIN_BYTES:
         return False
@@ -93,6 +114,7 @@ async def _drain(request: Request) -> bool:
 
 
 async def _upload(request: Request, version: Literal[1, 2]) -> JSONResponse:
+    received = _Body(request)
     try:
         body = await upload(
             _context(request),
@@ -100,14 +122,14 @@ async def _upload(request: Request, version: Literal[1, 2]) -> JSONResponse:
             content_type=request.headers.get("content-type"),
             content_length=request.headers.get("content-length"),
             authorization=request.headers.get("authorization"),
-            body=request.stream(),
+            body=received.chunks(),
             base_url=_base_url(request),
         )
     except ClientDisconnect:
         log.info("client went away mid-upload")
         raise wire.malformed_body() from None
     except wire.UploadError as refusal:
-        if refusal.body_unread and await _drain(request):
+        if refusal.body_unread and await _drain(request, received):
             refusal.body_unread = False  # all read: the answer arrives, the connection stays
         raise
     log.info(

@@ -8,6 +8,7 @@ upload still uses it up.
 import base64
 import binascii
 import contextlib
+import errno
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -21,6 +22,7 @@ from app.filetypes import ALLOWED, FileType, Kind, extension_of
 from app.keys import KeyPair, KeyRing
 from app.keysource import KeySource
 from app.ledger import Burn, Ledger, LedgerUnavailable, credential_key
+from app.logs import get_logger
 from app.policy import (
     MAX_TAGS_LENGTH,
     PlanLimits,
@@ -33,6 +35,8 @@ from app.upload_api import checks, wire
 from app.upload_api.detect import detect, image_size
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.storage import LocalStorage, NameTaken, StoredFile, clean_name
+
+log = get_logger("upload_api")
 
 _RESPONSE_FIELDS: Final = frozenset(
     {
@@ -512,6 +516,9 @@ async def upload(
             )
         except NameTaken:
             raise wire.name_clash() from None
+        except OSError as exc:
+            log.error("storage failed", extra={"errno": errno.errorcode.get(exc.errno or 0)})
+            raise wire.storage_failed() from None
         return response_body(stored, options, file_type, base_url)
     finally:
         if form.file is not None:

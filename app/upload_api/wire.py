@@ -230,6 +230,15 @@ def busy() -> UploadError:
     return error
 
 
+def storage_failed() -> UploadError:
+    """The file system refused (full, read-only, gone): the server's trouble, not the client's."""
+    error = _error(
+        503, "The upload API cannot store files right now. Please retry.", "storage-error"
+    )
+    error.retry_after = 5
+    return error
+
+
 def store_unavailable() -> UploadError:
     return _error(
         503, "The upload API cannot check tokens right now. Please retry.", "token-store-down"
