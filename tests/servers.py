@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import httpx
 
@@ -194,6 +195,69 @@ def redis_server(log: Path, *, persistence: bool = False) -> Iterator[str]:
         yield redis.url
     finally:
         redis.stop()
+
+
+_NGINX: Final = """
+worker_processes 1;
+{user}
+error_log {root}/nginx-error.log warn;
+pid {root}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/nginx-body;
+  proxy_temp_path {root}/nginx-proxy;
+  fastcgi_temp_path {root}/nginx-fastcgi;
+  uwsgi_temp_path {root}/nginx-uwsgi;
+  scgi_temp_path {root}/nginx-scgi;
+  client_max_body_size 30m;
+{upstreams}
+{servers}
+}}
+"""
+
+
+def upstream(name: str, servers: list[str]) -> str:
+    """An nginx upstream over ``host:port`` addresses, keeping connections alive."""
+    listed = " ".join(f"server {address} max_fails=1 fail_timeout=30s;" for address in servers)
+    return f"  upstream {name} {{ {listed} keepalive 32; }}"
+
+
+def proxy(port: int, routes: dict[str, str]) -> str:
+    """An nginx server on 127.0.0.1:``port`` sending each path prefix to an upstream."""
+    locations = "".join(
+        f"    location {prefix} {{ proxy_pass http://{name}; proxy_http_version 1.1; "
+        'proxy_set_header Connection ""; }\n'
+        for prefix, name in routes.items()
+    )
+    return f"  server {{\n    listen 127.0.0.1:{port};\n{locations}  }}"
+
+
+@contextmanager
+def nginx(root: Path, upstreams: list[str], servers: list[str]) -> Iterator[None]:
+    """Debian's nginx in the foreground, with everything under ``root``; stopped on exit."""
+    binary = require_program("nginx")
+    (root / "nginx.conf").write_text(
+        _NGINX.format(
+            root=root,
+            user="user root root;" if os.geteuid() == 0 else "",
+            upstreams="\n".join(upstreams),
+            servers="\n".join(servers),
+        )
+    )
+    process = subprocess.Popen(
+        [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.2)
+        if process.poll() is not None:
+            raise RuntimeError((root / "nginx-error.log").read_text())
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def peak_rss_kib(pid: int) -> int:

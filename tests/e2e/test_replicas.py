@@ -4,9 +4,7 @@ of each kind killed mid-run, and a key rotation during the load."""
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,48 +17,22 @@ import pytest
 
 from app.callers.api_keys import hash_api_key, new_api_key
 from tests.conftest import new_private_key, new_public_key
-from tests.servers import Server, clean_env, free_port, redis_server, require_program, running
+from tests.servers import (
+    Server,
+    clean_env,
+    free_port,
+    nginx,
+    proxy,
+    redis_server,
+    running,
+    upstream,
+)
 
 pytestmark = pytest.mark.e2e
 
 UPLOADS = 2000
 CONCURRENCY = 32
 V1_LIMIT = 25
-
-NGINX = """
-worker_processes 1;
-{user}
-error_log {root}/nginx-error.log warn;
-pid {root}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {root}/nginx-body;
-  proxy_temp_path {root}/nginx-proxy;
-  fastcgi_temp_path {root}/nginx-fastcgi;
-  uwsgi_temp_path {root}/nginx-uwsgi;
-  scgi_temp_path {root}/nginx-scgi;
-  client_max_body_size 30m;
-  upstream service {{ {services} keepalive 32; }}
-  upstream uploads {{ {uploads} keepalive 32; }}
-  server {{
-    listen 127.0.0.1:{service_port};
-    location / {{
-      proxy_pass http://service;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-  server {{
-    listen 127.0.0.1:{upload_port};
-    location / {{
-      proxy_pass http://uploads;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-"""
 
 
 @dataclass
@@ -107,7 +79,6 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    nginx = require_program("nginx")
     root = tmp_path_factory.mktemp("cluster")
     keys = {}
     for name in ("a", "b"):
@@ -150,41 +121,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             for i in range(2)
         ]
 
-        def servers(group: list[Server]) -> str:
-            return " ".join(
-                f"server {s.url.removeprefix('http://')} max_fails=1 fail_timeout=30s;"
-                for s in group
-            )
+        def addresses(group: list[Server]) -> list[str]:
+            return [s.url.removeprefix("http://") for s in group]
 
-        (root / "nginx.conf").write_text(
-            NGINX.format(
-                root=root,
-                services=servers(services),
-                uploads=servers(upload_apis),
-                service_port=service_port,
-                upload_port=upload_port,
-                user="user root root;" if os.geteuid() == 0 else "",
-            )
+        proxying = nginx(
+            root,
+            [upstream("service", addresses(services)), upstream("uploads", addresses(upload_apis))],
+            [proxy(service_port, {"/": "service"}), proxy(upload_port, {"/": "uploads"})],
         )
-        process = subprocess.Popen(
-            [nginx, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(100):
-                try:
-                    httpx.get(f"http://127.0.0.1:{service_port}/healthz", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.05)
-            cluster_stub.services, cluster_stub.upload_apis = services, upload_apis
-            cluster_stub.service_url = f"http://127.0.0.1:{service_port}"
-            cluster_stub.upload_url = f"http://127.0.0.1:{upload_port}"
-            yield cluster_stub
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        stack.enter_context(proxying)
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{service_port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        cluster_stub.services, cluster_stub.upload_apis = services, upload_apis
+        cluster_stub.service_url = f"http://127.0.0.1:{service_port}"
+        cluster_stub.upload_url = f"http://127.0.0.1:{upload_port}"
+        yield cluster_stub
 
 
 @dataclass
