@@ -31,56 +31,47 @@ class _HeadTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing request heads over the class's limits."""
+    """uvicorn's httptools protocol, refusing request heads over the class's limits.
+
+    Cheap on the usual request: the bytes received while a head is incomplete (no request
+    being read: uvicorn's ``cycle`` is absent or its body complete) are counted per read, and
+    only a head that may be over the limit (more bytes than the limit arrived before it was
+    complete) is measured field by field.
+    """
 
     max_head_bytes = MAX_HEAD_BYTES
     max_headers = MAX_HEADERS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True  # waiting for, or reading, a request's head
-        self._head_bytes = 0  # received while in the head (a head still arriving)
-        self._parsed = 0  # of the head parsed so far
+        self._head_bytes = 0  # received while in a head
         self._too_large = False
+
+    def _in_head(self) -> bool:
+        cycle = self.cycle
+        return cycle is None or not cycle.more_body
 
     def data_received(self, data: bytes) -> None:
         if self._too_large:
             return
-        if self._in_head:
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body:
             self._head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.max_head_bytes and not self._too_large:
-            self._refuse()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._parsed = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) >= self.max_headers:
-            self._too_large = True
-            raise _HeadTooLarge
-        self._count(len(name) + len(value) + 4)
-        super().on_header(name, value)
-
-    def _count(self, size: int) -> None:
-        """Heads that arrive whole in one read are measured as they are parsed."""
-        self._parsed += size
-        if self._parsed > self.max_head_bytes:
-            self._too_large = True
-            raise _HeadTooLarge
+        if self._head_bytes > self.max_head_bytes and self._in_head() and not self._too_large:
+            self._refuse()  # a head still arriving, already over the limit: not buffered on
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        head_bytes, self._head_bytes = self._head_bytes, 0
+        if len(self.headers) > self.max_headers or (
+            head_bytes > self.max_head_bytes and self._head_size() > self.max_head_bytes
+        ):
+            self._too_large = True
+            raise _HeadTooLarge
         super().on_headers_complete()
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._in_head, self._head_bytes = True, 0
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def send_400_response(self, msg: str) -> None:
         if self._too_large:

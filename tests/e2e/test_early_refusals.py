@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -190,8 +191,8 @@ def test_anonymous_bytes_in_flight_are_bounded(tmp_path: Path) -> None:
         UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"),
         UPLOAD_AUTH_MAX_UNAUTHENTICATED_BYTES="32mb",
     )
-    with running(["upload-api"], env=env, log=tmp_path / "api.log") as api:
-        first = _anonymous_upload(api.url, 24 * 1024 * 1024, 20 * 1024 * 1024)
+    with running(["upload-api"], env=env, log=tmp_path / "api.log") as api, ExitStack() as open_:
+        first = open_.enter_context(_anonymous_upload(api.url, 24 * 1024 * 1024, 20 * 1024 * 1024))
         time.sleep(0.5)
         owner = httpx.post(
             api.url + "/api/v1/files/upload",
@@ -201,7 +202,7 @@ def test_anonymous_bytes_in_flight_are_bounded(tmp_path: Path) -> None:
             timeout=30,
         )
         assert owner.status_code == 200, owner.text
-        second = _anonymous_upload(api.url, 24 * 1024 * 1024, 24 * 1024 * 1024)
+        second = open_.enter_context(_anonymous_upload(api.url, 24 * 1024 * 1024, 24 * 1024 * 1024))
         answer = second.recv(65536)
         assert answer.startswith(b"HTTP/1.1 503 "), answer[:300]
         assert b"retry-after: 2" in answer.lower()
