@@ -1,5 +1,6 @@
 """POST /v2/token over HTTP (in-process): the JWT, its fields, and ImageKit's request shape."""
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -160,3 +161,24 @@ async def test_imagekit_shape_never_signs_longer_than_the_profile(
     )
     payload = decode(response.json()["token"], private_key)
     assert payload["exp"] - payload["iat"] == 1800
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Content-Type": "text/plain"}, {"Content-Type": "multipart/form-data"}]
+)
+async def test_a_body_not_declared_json_is_415_and_spends_nothing(
+    make_settings: Callable[..., Settings], clock: FakeClock, headers: dict[str, str]
+) -> None:
+    """A body a cross-site page can send without a CORS preflight (no type, text/plain,
+    form data) is refused with 415 before the caller's budgets are touched: a JSON request
+    afterwards still has the whole 1/minute budget."""
+    settings = make_settings(rate_limit_v2="1/minute")
+    body = json.dumps({"fileName": "a.png", "fileSize": 1, "mimeType": "image/png"}).encode()
+    async with in_process(settings, clock) as http:
+        refused = await http.post("/v2/token", content=body, headers=headers)
+        accepted = await http.post(
+            "/v2/token", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert refused.status_code == 415
+    assert refused.json()["type"] == "/problems/unsupported-media-type"
+    assert accepted.status_code == 200
