@@ -1,1 +1,11 @@
 """upload-auth: short-lived upload credentials for ImageKit-compatible upload APIs."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+
+def package_version() -> str:
+    """The version, from the one place it is written: ``pyproject.toml`` (as installed)."""
+    try:
+        return version("upload-auth")
+    except PackageNotFoundError:  # pragma: no cover - run from a tree that is not installed
+        return "0+unknown"

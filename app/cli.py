@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from app import package_version
+
+    parser.add_argument("--version", action="version", version=f"upload-auth {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text, port in _COMMANDS:
         command = commands.add_parser(name, help=help_text)
@@ -114,6 +117,28 @@ def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     return serve_both(settings), settings
 
 
+def _port_in_use(host: str, port: int) -> str | None:
+    """A sentence for a port the server cannot listen on, checked before anything is printed
+    (else the "ready" banner would be followed by uvicorn's traceback)."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on --host {host}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is in use: stop what uses it, or pass --port N"
+            return f"cannot listen on {host}:{port} ({exc.strerror}): pass another --host or --port"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "new-api-key":
@@ -131,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         app, settings = build(args.command, args.host, args.port)
     except ConfigError as exc:
         print(f"upload-auth: config error: {exc}", file=sys.stderr)
+        return 2
+    busy = _port_in_use(args.host, args.port)
+    if busy is not None:
+        print(f"upload-auth: {busy}", file=sys.stderr)
         return 2
     if args.command == "dev":
         base = f"http://{args.host}:{args.port}"

@@ -8,9 +8,11 @@ Everything else is ``UPLOAD_AUTH_<NAME>``. A bad value stops the process with on
 setting (``describe_error``), never echoing a secret.
 """
 
+import difflib
 import ipaddress
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
@@ -615,12 +617,40 @@ def _setting_name(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _names_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The setting names valid where ``loc`` points (the fields of the model it lies in)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        if field is None:  # a key of a dict of models (a profile's name)
+            continue
+        annotation: Any = field.annotation
+        model = None
+        for candidate in (annotation, *get_args(annotation)):
+            for inner in (candidate, *get_args(candidate)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    model = inner
+    return list(model.model_fields) if model is not None else []
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    close = difflib.get_close_matches(str(loc[-1]).lower(), _names_at(loc[:-1]), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def describe_error(exc: ValidationError) -> str:
-    """One line naming each bad setting, with pydantic's reason and never the input value."""
+    """One line naming each bad setting, with pydantic's reason and never the input value; an
+    unknown key says which known one is closest."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False, include_context=False):
-        name = _setting_name(tuple(err["loc"]))
-        message = str(err["msg"]).removeprefix("Value error, ")
+        loc = tuple(err["loc"])
+        name = _setting_name(loc)
+        if err["type"] == "extra_forbidden" and loc:
+            message = "unknown setting" + _did_you_mean(loc)
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
         parts.append(f"{name}: {message}" if name else message)
     return "; ".join(parts)
 
@@ -634,8 +664,14 @@ def load_settings(**overrides: Any) -> Settings:
         and name[len(ENV_PREFIX) :].lower().split("__")[0] not in Settings.model_fields
     )
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown setting (typo?)")
+        name = unknown[0][len(ENV_PREFIX) :].lower()
+        close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else " (typo?)"
+        raise ConfigError(f"{unknown[0]}: unknown setting{hint}")
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_error(exc)) from None
+    except tomllib.TOMLDecodeError as exc:  # its message says where: (at line L, column C)
+        path = overrides.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
+        raise ConfigError(f"{CONFIG_FILE_ENV}: {path} is not valid TOML: {exc}") from None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
-from app import errors, handlers, openapi
+from app import errors, handlers, openapi, package_version
 from app.audit import Audit, AuditContext
 from app.callers import Authenticator
 from app.callers.api_keys import ApiKey, ApiKeyAuthenticator
@@ -197,7 +197,7 @@ def create_app(
     app = Fronted(
         front,
         title="upload-auth",
-        version="0.1.0",
+        version=package_version(),
         description="Short-lived upload credentials for ImageKit-compatible upload APIs.",
         lifespan=lifespan,
         # No OpenTelemetry here: FastAPI's native hooks would be asked on every request.

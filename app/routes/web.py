@@ -34,6 +34,10 @@ def demo_router() -> APIRouter:
     """``/demo/``: pick or drop a file, see it uploaded (``upload-auth dev`` only)."""
     router = APIRouter(include_in_schema=False)
 
+    @router.get("/")
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/demo/")
+
     @router.get("/demo")
     async def demo_redirect() -> RedirectResponse:
         return RedirectResponse("/demo/")

@@ -131,3 +131,10 @@ async def test_a_profile_that_has_not_opted_in_refuses_v1(
     body = response.json()
     assert body["type"] == "/problems/v1-not-allowed"
     assert "[profiles.default]" in body["detail"]
+
+
+async def test_development_mode_sends_slash_to_the_demo(client: httpx.AsyncClient) -> None:
+    """A newcomer opening the service's address lands on the demo page."""
+    response = await client.get("/")
+    assert response.status_code == 307
+    assert response.headers["location"] == "/demo/"

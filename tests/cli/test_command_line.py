@@ -1,0 +1,100 @@
+"""The command line explains itself: its version, one line and exit 2 for every configuration
+error (a malformed TOML file with where, an unknown key with the closest valid name), one line
+for a busy port, and the demo page at / in development mode."""
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from app import cli, package_version
+from tests.conftest import new_private_key, new_public_key
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """`upload-auth --version` prints the package's version (pyproject's)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"upload-auth {package_version()}\n"
+    assert package_version() == "0.1.0"
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMAGEKIT_PUBLIC_KEY", new_public_key())
+    monkeypatch.setenv("IMAGEKIT_PRIVATE_KEY", new_private_key())
+
+
+@pytest.mark.usefixtures("keys")
+def test_malformed_toml_is_one_line_with_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TOML syntax error names the file, the line and the column; exit 2, no traceback."""
+    config = tmp_path / "upload-auth.toml"
+    config.write_text('credential_ttl = 900\n[profiles.avatar\ntypes = ["png"]\n')
+    monkeypatch.setenv("UPLOAD_AUTH_CONFIG_FILE", str(config))
+    err = one_line_error(capsys, ["serve"])
+    assert str(config) in err
+    assert "line 2" in err
+    assert "column" in err
+
+
+@pytest.mark.usefixtures("keys")
+@pytest.mark.parametrize(
+    ("toml", "hint"),
+    [
+        ("credential_tll = 900\n", "'credential_ttl'"),
+        ('[profiles.avatar]\nmax_sise = "1mb"\n', "'max_size'"),
+        (
+            '[callers.idp]\njwks_url = "https://x.test/j"\nissuer = "i"\naudiance = "a"\n',
+            "'audience'",
+        ),
+    ],
+)
+def test_an_unknown_key_names_the_closest_valid_one(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    toml: str,
+    hint: str,
+) -> None:
+    """A typo in the config file, at any depth, says which key was meant."""
+    config = tmp_path / "upload-auth.toml"
+    config.write_text(toml)
+    monkeypatch.setenv("UPLOAD_AUTH_CONFIG_FILE", str(config))
+    err = one_line_error(capsys, ["serve"])
+    assert f"did you mean {hint}" in err
+
+
+@pytest.mark.usefixtures("keys")
+def test_an_unknown_variable_names_the_closest_valid_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("UPLOAD_AUTH_RATE_LIMT_V1", "10/minute")
+    err = one_line_error(capsys, ["serve"])
+    assert (
+        "UPLOAD_AUTH_RATE_LIMT_V1: unknown setting (did you mean UPLOAD_AUTH_RATE_LIMIT_V1?)" in err
+    )
+
+
+def test_a_busy_port_is_one_line_naming_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing is printed as ready when the port is taken: one line, exit 2."""
+    monkeypatch.setenv("UPLOAD_AUTH_STORAGE_DIR", str(tmp_path / "store"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = one_line_error(capsys, ["dev", "--port", str(port)])
+    assert f"port {port} on 127.0.0.1 is in use" in err
+    assert "--port" in err
