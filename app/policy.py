@@ -33,6 +33,10 @@ _FOLDER_RE: Final = re.compile(r"^[A-Za-z0-9/_-]*$")
 _FOLDER_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _HASHED_SUFFIX_RE: Final = re.compile(r"_[0-9a-f]{16}$")
 _CALLER_PLACEHOLDER: Final = "{caller}"
+#: An extension is repeated in a refusal only when it is this plain (never arbitrary input).
+_SHOWN_EXTENSION_RE: Final = re.compile(r"[a-z0-9]{1,16}")
+#: A refusal lists a profile's types when there are at most this many.
+MAX_LISTED_TYPES: Final = 20
 # Bidi overrides, zero-width characters and the like are format characters (Cf); control,
 # surrogate, private-use and unassigned code points are refused with them.
 _BAD_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
@@ -201,8 +205,26 @@ def check_file_name(name: str) -> FileType:
         raise errors.InvalidFileName("fileName must have a name and an extension")
     file_type = ALLOWED.get(extension)
     if file_type is None:
-        raise errors.TypeNotAllowed("this file extension is not an allowed upload type")
+        shown = f"'.{extension}'" if _SHOWN_EXTENSION_RE.fullmatch(extension) else "this extension"
+        raise errors.TypeNotAllowed(
+            f"{shown} is not an allowed upload type: the {len(ALLOWED)} allowed types are listed "
+            "in upload-auth's README (Upload API) and in app/filetypes.py"
+        )
     return file_type
+
+
+def _outside_profile(profile: "Profile") -> errors.TypeNotAllowed:
+    if len(profile.types) <= MAX_LISTED_TYPES:
+        allowed = ", ".join(sorted(profile.types))
+        return errors.TypeNotAllowed(f"this profile allows only these types: {allowed}")
+    return errors.TypeNotAllowed("this profile does not allow this file type (see its types)")
+
+
+def _too_large(size: int, limit: int, file_type: FileType) -> errors.FileTooLarge:
+    return errors.FileTooLarge(
+        f"{format_size(size)} is over this profile's {format_size(limit)} limit "
+        f"for {file_type.kind.value} files"
+    )
 
 
 def caller_segment(caller: str) -> str:
@@ -313,12 +335,12 @@ class Policy:
         """Decide a v2 request that declares the file's name, size and type."""
         file_type = check_file_name(request.file_name)
         if file_type.extension not in profile.types:
-            raise errors.TypeNotAllowed("this profile does not allow this file type")
+            raise _outside_profile(profile)
         if not file_type.accepts(request.mime_type):
             raise errors.TypeMismatch("mimeType does not match the fileName's extension")
         limit = profile.max_size_for(file_type)
         if request.file_size > limit:
-            raise errors.FileTooLarge(f"this profile allows at most {limit} bytes for this type")
+            raise _too_large(request.file_size, limit, file_type)
         folder = choose_folder(render_folder(profile.folder, caller), request.folder)
         fields = self._base_fields(profile, request.file_name, folder)
         fields["checks"] = checks_for(request.file_size, file_type.mime)
@@ -379,7 +401,7 @@ class Policy:
             raise errors.InvalidFileName("uploadPayload.fileName is required")
         file_type = check_file_name(file_name)
         if file_type.extension not in profile.types:
-            raise errors.TypeNotAllowed("this profile does not allow this file type")
+            raise _outside_profile(profile)
         folder = choose_folder(render_folder(profile.folder, caller), values.get("folder"))
         fields = self._base_fields(profile, file_name, folder)
         for name in ("useUniqueFileName", "isPrivateFile"):

@@ -8,7 +8,11 @@ and follow its phrasing. Pure: no framework imports.
 
 from typing import Final
 
-HELP: Final = "For support kindly contact us at support@imagekit.io."
+#: Where the message is explained: this is upload-auth's self-hosted upload API, not ImageKit's
+#: (whose ``help`` names its support address). The ``message`` texts stay ImageKit's.
+HELP: Final = (
+    "This is upload-auth's self-hosted upload API: its README (Upload API) explains every message."
+)
 
 #: ImageKit's boolean form fields ("true" / "false" on the wire).
 BOOLEAN_FIELDS: Final = (

@@ -52,7 +52,12 @@ def test_upload_succeeds_and_the_image_renders(
 @pytest.mark.parametrize(
     ("version", "name", "data", "message"),
     [
-        ("v2", "huge.png", png(1, 1) + b"\x00" * (MAX_SIZE + 1), "at most 204800 bytes"),
+        (
+            "v2",
+            "huge.png",
+            png(1, 1) + b"\x00" * (MAX_SIZE + 1),
+            "over this profile's 200 KiB limit for image files",
+        ),
         ("v1", "huge.png", png(1, 1) + b"\x00" * (MAX_SIZE + 1), "The file size exceeds limits"),
         ("v2", "tool.exe", b"MZ\x90\x00", "not an allowed upload type"),
         ("v1", "tool.exe", b"MZ\x90\x00", "This file type is not allowed"),

@@ -304,3 +304,25 @@ def test_the_largest_size_counts_video_only_when_the_profile_has_video() -> None
     images = Profile("i", frozenset({"png"}), limits)
     videos = Profile("v", frozenset({"png", "mp4"}), limits)
     assert (images.largest_size, videos.largest_size) == (10 * MIB, 300 * MIB)
+
+
+def test_refusals_say_what_to_do() -> None:
+    """Sizes in binary units with the file's own size; the refused extension named (when it is
+    plain) and where the allowed list is; a profile's own list when it is short."""
+    seed = policy()
+    with pytest.raises(errors.FileTooLarge) as big:
+        grant(seed, size=int(31.2 * MIB))
+    assert big.value.detail == "31.2 MiB is over this profile's 25 MiB limit for image files"
+    with pytest.raises(errors.TypeNotAllowed) as exe:
+        grant(seed, name="tool.exe", mime="application/octet-stream")
+    assert exe.value.detail is not None
+    assert exe.value.detail.startswith("'.exe' is not an allowed upload type")
+    assert "README" in exe.value.detail
+    with pytest.raises(errors.TypeNotAllowed) as odd:
+        grant(seed, name="x.<b>", mime="text/html")
+    assert odd.value.detail is not None
+    assert "<b>" not in odd.value.detail
+    narrow = policy(types=frozenset({"png", "webp"}))
+    with pytest.raises(errors.TypeNotAllowed) as outside:
+        grant(narrow, name="a.jpg", mime="image/jpeg")
+    assert outside.value.detail == "this profile allows only these types: png, webp"

@@ -19,7 +19,9 @@ from tests.samples import png
 
 V1 = "/api/v1/files/upload"
 V2 = "/api/v2/files/upload"
-HELP = "For support kindly contact us at support@imagekit.io."
+HELP = (
+    "This is upload-auth's self-hosted upload API: its README (Upload API) explains every message."
+)
 
 
 @pytest.fixture
