@@ -8,7 +8,6 @@ Everything else is ``UPLOAD_AUTH_<NAME>``. A bad value stops the process with on
 setting (``describe_error``), never echoing a secret.
 """
 
-import difflib
 import ipaddress
 import os
 import re
@@ -635,8 +634,14 @@ def _names_at(loc: tuple[int | str, ...]) -> list[str]:
     return list(model.model_fields) if model is not None else []
 
 
+def _closest(name: str, names: list[str]) -> list[str]:
+    import difflib  # only for a configuration error
+
+    return difflib.get_close_matches(name, names, n=1)
+
+
 def _did_you_mean(loc: tuple[int | str, ...]) -> str:
-    close = difflib.get_close_matches(str(loc[-1]).lower(), _names_at(loc[:-1]), n=1)
+    close = _closest(str(loc[-1]).lower(), _names_at(loc[:-1]))
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -665,7 +670,7 @@ def load_settings(**overrides: Any) -> Settings:
     )
     if unknown:
         name = unknown[0][len(ENV_PREFIX) :].lower()
-        close = difflib.get_close_matches(name, list(Settings.model_fields), n=1)
+        close = _closest(name, list(Settings.model_fields))
         hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else " (typo?)"
         raise ConfigError(f"{unknown[0]}: unknown setting{hint}")
     try:
