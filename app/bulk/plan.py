@@ -54,9 +54,9 @@ def walk(
     refused: list[Refused] = []
     for root in paths:
         for path, parts in _files(root):
-            remote = normalise_folder(base + "/" + "/".join(remote_segment(p) for p in parts))
             stat = path.stat()
-            try:
+            try:  # a tree deeper than ImageKit's folders, or a name too long, refuses its files
+                remote = normalise_folder(base + "/" + "/".join(remote_segment(p) for p in parts))
                 file_type = check_file_name(path.name)
                 if types is not None and file_type.extension not in types:
                     raise errors.TypeNotAllowed("this file type is not among --types")

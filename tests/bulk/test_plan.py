@@ -66,3 +66,16 @@ def test_manifest_resumes_and_notices_changes(tmp_path: Path) -> None:
     (changed, _) = walk([tmp_path], "/", FREE)
     assert not again.done(next(f for f in changed if f.name == "notes.txt"))
     again.close()
+
+
+def test_a_tree_deeper_than_imagekit_allows_refuses_its_files(tmp_path: Path) -> None:
+    """A file 51 folders down (ImageKit nests 50) is refused with the reason; the walk goes
+    on (it used to stop the whole dry run with a traceback)."""
+    deep = tmp_path.joinpath(*(f"d{i}" for i in range(51)))
+    deep.mkdir(parents=True)
+    (deep / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "top.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    wanted, refused = walk([tmp_path], "/", FREE)
+    assert [f.key for f in wanted] == ["/top.png"]
+    assert [r.path for r in refused] == [deep / "a.png"]
+    assert refused[0].reason.startswith("invalid-folder: folder may be at most 50 levels deep")
