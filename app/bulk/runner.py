@@ -62,12 +62,14 @@ class Outcome:
     retries: int = 0
     interrupted: bool = False
     bytes_uploaded: int = 0
+    #: Why the run stopped early: an answer every file would get (see ``transfer.Fatal``).
+    stopped: str | None = None
 
     @property
     def exit_status(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.stopped else 0
 
 
 def default_manifest(paths: Sequence[Path], to: str, folder: str) -> Path:
@@ -177,6 +179,13 @@ async def _run(options: Options, out: TextIO) -> Outcome:
                     on_bytes=moved,
                     on_retry=retried(file),
                 )
+            except transfer.Fatal as exc:
+                outcome.failed.append({"path": str(file.path), "error": str(exc)})
+                if outcome.stopped is None:
+                    outcome.stopped = str(exc)
+                    display.note(f"stopped: {exc}")
+                stop.set()
+                return
             except transfer.Refusal as exc:
                 outcome.failed.append({"path": str(file.path), "error": str(exc)})
                 display.file_done(f"refused  {file.path}: {exc}")
@@ -209,7 +218,7 @@ async def _run(options: Options, out: TextIO) -> Outcome:
             racing: set[asyncio.Future[Any]] = {done, stopper}
             await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():
-                outcome.interrupted = True
+                outcome.interrupted = outcome.stopped is None
                 for task in workers:
                     task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -229,6 +238,7 @@ def summary(outcome: Outcome, seconds: float) -> str:
         f"{len(outcome.refused)} refused by the policy, {len(outcome.failed)} failed, "
         f"{outcome.retries} retries; {outcome.bytes_uploaded} bytes in {seconds:.1f} s"
         + (" (interrupted: rerun to carry on)" if outcome.interrupted else "")
+        + (" (stopped early: see above)" if outcome.stopped else "")
     )
 
 
@@ -248,6 +258,7 @@ def run(options: Options, out: TextIO = sys.stdout) -> int:
                     "started_at": started,
                     "seconds": round(seconds, 3),
                     "interrupted": outcome.interrupted,
+                    "stopped": outcome.stopped,
                     "dry_run": options.dry_run,
                     "totals": {
                         "uploaded": len(outcome.uploaded),

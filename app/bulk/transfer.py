@@ -32,6 +32,38 @@ class Refusal(Exception):
         self.status = status
 
 
+class Fatal(Exception):
+    """An answer every other file would get too (the address, the key or the caller is
+    wrong): the run stops, with one sentence that names the host and the fix."""
+
+
+#: The statuses that stop a run, and what to check.
+_FATAL_HINTS: Final = {
+    401: "the credentials are missing or not accepted: check IMAGEKIT_PRIVATE_KEY, or the "
+    "caller token (--caller-token-file) with --auth-url",
+    403: "the key or the caller is not accepted there: check that the private key belongs "
+    "to this account, or what the caller's profiles allow",
+    404: "that address serves no upload API (or credential service): check --to and --auth-url",
+}
+
+
+def _fatal(response: httpx.Response) -> Fatal:
+    url = response.request.url
+    where = url.host + (f":{url.port}" if url.port else "")
+    return Fatal(
+        f"{where} answered {response.status_code} to {url.path} ({_message(response)}); "
+        f"{_FATAL_HINTS[response.status_code]}"
+    )
+
+
+def unreachable(url: str, exc: httpx.TransportError) -> Fatal:
+    """A connection that cannot be made at all (refused, no such host, not http)."""
+    return Fatal(
+        f"cannot reach {url}: {exc or type(exc).__name__}; is the server running, "
+        "and are --to and --auth-url right?"
+    )
+
+
 class Transient(Exception):
     """Worth another try, after ``retry_after`` seconds if the server said so."""
 
@@ -75,6 +107,8 @@ def check(response: httpx.Response) -> dict[str, Any]:
         return body
     if response.status_code == 429 or response.status_code >= 500:
         raise Transient(f"{response.status_code}: {_message(response)}", _retry_after(response))
+    if response.status_code in _FATAL_HINTS:
+        raise _fatal(response)
     raise Refusal(response.status_code, _message(response))
 
 
@@ -231,6 +265,9 @@ async def upload(
             finally:
                 sent = body.sent
             return check(response)
+        except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+            on_bytes(-sent)
+            raise unreachable(str(exc.request.url), exc) from None
         except (Transient, httpx.TransportError) as exc:
             on_bytes(-sent)
             if attempt > retries:

@@ -12,7 +12,7 @@ import pytest
 
 from app.callers.api_keys import hash_api_key, new_api_key
 from tests.conftest import new_private_key, new_public_key
-from tests.servers import BIN, Server, clean_env, redis_server, running
+from tests.servers import BIN, Server, clean_env, free_port, redis_server, running
 
 pytestmark = pytest.mark.e2e
 
@@ -260,3 +260,35 @@ def test_interrupt_stops_cleanly(tmp_path: Path, keys: dict[str, str], upload_ap
     assert process.returncode == 130, output
     assert "interrupted: rerun to carry on" in output
     assert 20 <= len(manifest.read_text().splitlines()) < 400
+
+
+@pytest.mark.parametrize("case", ["nothing listens", "not a URL", "wrong key"])
+def test_a_fatal_answer_stops_the_run_with_one_sentence(
+    tmp_path: Path, upload_api: Server, case: str
+) -> None:
+    """Connection refused, an address that is not http, a key the upload API does not know:
+    every file would get the same answer, so the run stops after the first, with one sentence
+    naming the host and what to check, instead of retrying each file."""
+    make_tree(tmp_path / "src", 30)
+    to = {
+        "nothing listens": f"http://127.0.0.1:{free_port()}",
+        "not a URL": "htp://127.0.0.1:1",
+        "wrong key": upload_api.url,
+    }[case]
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "upload-auth"), "upload", "src", "--to", to, "--no-progress"],
+        env=clean_env(IMAGEKIT_PRIVATE_KEY=new_private_key()),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    stopped = [line for line in result.stdout.splitlines() if line.startswith("stopped: ")]
+    assert len(stopped) == 1, result.stdout
+    assert ("--to" in stopped[0]) if case != "wrong key" else ("403" in stopped[0])
+    assert "retry" not in result.stdout
+    assert result.stdout.count("\n") < 12  # not a line per file
+    assert time.monotonic() - started < 20
