@@ -58,9 +58,9 @@ def _fatal(response: httpx.Response) -> Fatal:
 
 def unreachable(url: str, exc: httpx.TransportError) -> Fatal:
     """A connection that cannot be made at all (refused, no such host, not http)."""
+    reason = str(exc).rstrip(".") or type(exc).__name__
     return Fatal(
-        f"cannot reach {url}: {exc or type(exc).__name__}; is the server running, "
-        "and are --to and --auth-url right?"
+        f"cannot reach {url}: {reason}; is the server running, and are --to and --auth-url right?"
     )
 
 
