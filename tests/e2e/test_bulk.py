@@ -64,6 +64,21 @@ def upload_api(tmp_path: Path, keys: dict[str, str], redis_url: str) -> Iterator
         yield server
 
 
+def upload_run(
+    args: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``upload-auth upload ARGS`` to the end, its output captured."""
+    return subprocess.run(
+        [str(BIN / "upload-auth"), "upload", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def uploader(args: list[str], *, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(BIN / "upload-auth"), "upload", *args],
@@ -218,27 +233,16 @@ def test_client_side_mode(
 def test_dry_run_and_usage_errors(tmp_path: Path, upload_api: Server) -> None:
     """--dry-run lists and sends nothing; no key and no --auth-url is a usage error (2)."""
     make_tree(tmp_path / "src", 3)
-    dry = subprocess.run(
-        [str(BIN / "upload-auth"), "upload", "src", "--to", upload_api.url, "--dry-run"],
+    dry = upload_run(
+        ["src", "--to", upload_api.url, "--dry-run"],
         env=clean_env(IMAGEKIT_PRIVATE_KEY=new_private_key()),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert dry.returncode == 0
     assert dry.stdout.count("would upload") == 3
     assert stored(upload_api_storage(upload_api)) == {}
-    usage = subprocess.run(
-        [str(BIN / "upload-auth"), "upload", "src", "--to", upload_api.url],
-        env=clean_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    usage = upload_run(["src", "--to", upload_api.url], env=clean_env(), cwd=tmp_path, timeout=60)
     assert usage.returncode == 2
     assert "--auth-url" in usage.stderr
 
@@ -276,14 +280,11 @@ def test_a_fatal_answer_stops_the_run_with_one_sentence(
         "wrong key": upload_api.url,
     }[case]
     started = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "upload-auth"), "upload", "src", "--to", to, "--no-progress"],
+    result = upload_run(
+        ["src", "--to", to, "--no-progress"],
         env=clean_env(IMAGEKIT_PRIVATE_KEY=new_private_key()),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     stopped = [line for line in result.stdout.splitlines() if line.startswith("stopped: ")]
