@@ -41,6 +41,26 @@ DEV_HELP = """upload-auth (development mode) on {base}
   stored files:   {storage} (served under {base}/files/)
   API docs:       {base}/docs"""
 
+#: What ``upload-auth --help`` says (the module's docstring is for the code's readers).
+DESCRIPTION = """Short-lived upload credentials for ImageKit-compatible upload APIs.
+
+commands:
+  serve        the credential service (production: callers must be configured)
+  upload-api   the ImageKit-compatible upload API
+  dev          development mode: both on one port, throwaway keys, no caller authentication
+  upload       upload files and folders, N at a time, to ImageKit or our upload API
+  new-api-key  make an API key for a back end, and the hash for the config
+
+Run 'upload-auth COMMAND --help' for a command's options."""
+
+#: Under every server command's options: where its configuration comes from.
+CONFIGURATION = """configuration:
+  Settings come from environment variables (UPLOAD_AUTH_<NAME>; the key pair from
+  IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY, or IMAGEKIT_PUBLIC_KEY_FILE and
+  IMAGEKIT_PRIVATE_KEY_FILE), then the TOML file named by UPLOAD_AUTH_CONFIG_FILE, then the
+  defaults. Every setting, its default and its bounds: the README, "Configuration".
+  A bad value stops the command with one line naming the setting (exit status 2)."""
+
 _COMMANDS = (
     ("serve", "run the credential service", 8000),
     ("upload-api", "run the ImageKit-compatible upload API", 8001),
@@ -48,10 +68,14 @@ _COMMANDS = (
 )
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; the epilog kept as written."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="upload-auth",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from app import package_version
@@ -59,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"upload-auth {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text, port in _COMMANDS:
-        command = commands.add_parser(name, help=help_text)
+        command = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            epilog=CONFIGURATION,
+            formatter_class=_Formatter,
+        )
         command.add_argument("--host", default="127.0.0.1", help="address to listen on")
         command.add_argument("--port", type=int, default=port, help="port to listen on")
     upload = commands.add_parser("upload", help="upload files and folders, N at a time")

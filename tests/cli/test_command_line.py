@@ -98,3 +98,28 @@ def test_a_busy_port_is_one_line_naming_port(
         err = one_line_error(capsys, ["dev", "--port", str(port)])
     assert f"port {port} on 127.0.0.1 is in use" in err
     assert "--port" in err
+
+
+def test_help_describes_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`upload-auth --help` names all five commands, in plain text (no reStructuredText)."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for command in ("serve", "upload-api", "dev", "upload", "new-api-key"):
+        assert f"\n  {command} " in text, command
+    assert "``" not in text
+
+
+@pytest.mark.parametrize(
+    ("command", "port"), [("serve", 8000), ("upload-api", 8001), ("dev", 8000)]
+)
+def test_server_help_shows_defaults_and_where_configuration_comes_from(
+    capsys: pytest.CaptureFixture[str], command: str, port: int
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    assert f"(default: {port})" in text
+    assert "(default: 127.0.0.1)" in text
+    assert "UPLOAD_AUTH_CONFIG_FILE" in text
+    assert "IMAGEKIT_PRIVATE_KEY" in text
