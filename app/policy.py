@@ -299,10 +299,7 @@ def checks_for(max_size: int, mime: str) -> str:
 class Policy:
     """The configured profiles and how to turn a request into a grant."""
 
-    __slots__ = ("_by_name", "_v1_grants", "default_profile", "profiles")
-
-    #: v1 grants kept per (profile, caller): the same for every request of a caller.
-    MAX_KEPT_GRANTS: Final = 4096
+    __slots__ = ("_by_name", "default_profile", "profiles")
 
     def __init__(self, profiles: Mapping[str, Profile], default_profile: str) -> None:
         if default_profile not in profiles:
@@ -310,7 +307,6 @@ class Policy:
         self._by_name = dict(profiles)  # looked up on every request: a dict is the fastest
         self.profiles = MappingProxyType(self._by_name)
         self.default_profile = default_profile
-        self._v1_grants: dict[tuple[str, str], UploadGrant] = {}
 
     def profile(self, name: str | None) -> Profile:
         profile = self._by_name.get(name or self.default_profile)
@@ -346,17 +342,6 @@ class Policy:
         fields["checks"] = checks_for(request.file_size, file_type.mime)
         return Grant(fields, profile.ttl, request.file_size)
 
-    def grant_v1(self, profile: Profile, *, caller: str) -> UploadGrant:
-        """What a v1 credential for this profile permits (the profile must allow v1)."""
-        kept = self._v1_grants.get((profile.name, caller))
-        if kept is not None:
-            return kept
-        grant = self._grant_v1(profile, caller)
-        if len(self._v1_grants) >= self.MAX_KEPT_GRANTS:
-            self._v1_grants.clear()
-        self._v1_grants[profile.name, caller] = grant
-        return grant
-
     @staticmethod
     def v1_not_allowed(profile: Profile) -> errors.V1NotAllowed:
         """The refusal for a profile that has not opted in to v1, naming the setting."""
@@ -367,7 +352,9 @@ class Policy:
             f"in with allow_v1 = true in [profiles.{profile.name}]"
         )
 
-    def _grant_v1(self, profile: Profile, caller: str) -> UploadGrant:
+    def grant_v1(self, profile: Profile, *, caller: str) -> UploadGrant:
+        """What a v1 credential for this profile permits (the profile must allow v1). Built
+        only when a grant is recorded, next to a ledger write: not worth keeping."""
         if not profile.allow_v1:
             raise self.v1_not_allowed(profile)
         return UploadGrant(
