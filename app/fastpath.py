@@ -73,10 +73,11 @@ class FastPath:
         try:
             if version == "v2":  # in FastAPI's order: the body is read and decoded, and its
                 # type checked (the route's first dependency), before the caller is asked for
+                raw = await _read(receive, self.body_limit)
                 content_type = headers.get("content-type")
-                decoded = _decode(await _read(receive, self.body_limit), content_type)
                 if content_type is None or not is_json(content_type):
                     raise errors.UnsupportedMediaType()
+                decoded = _decode(raw)
             client = scope.get("client")
             info = RequestInfo(headers, client[0] if client else None, request_id_var.get())
             caller = await service.caller(info, context)
@@ -169,15 +170,12 @@ class _Json:
 _NO_BODY: Final = _Json(None)
 
 
-def _decode(raw: bytes, content_type: str | None) -> Any:
-    """The body as FastAPI reads it before anything else: JSON if declared JSON (else it is
-    refused with 415 next), or MalformedJson. A good file-shaped body comes back already
-    validated, by the file shape's own validator in one pass (the usual request); anything
-    else as ``_Json``."""
+def _decode(raw: bytes) -> Any:
+    """A body declared JSON as FastAPI reads it before anything else: MalformedJson if it is
+    not JSON. A good file-shaped body comes back already validated, by the file shape's own
+    validator in one pass (the usual request); anything else as ``_Json``."""
     if not raw:
         return _NO_BODY
-    if content_type is None or not is_json(content_type):
-        return _Json(raw)
     try:
         return _FILE_REQUEST.validate_json(raw)
     except ValidationError:
