@@ -36,11 +36,12 @@ from pydantic_settings import (
 )
 
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
-from app.filetypes import ALLOWED
+from app.imagekit.filetypes import ALLOWED
+from app.imagekit.rules import PlanLimits, parse_size
 from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES, KeyPair, KeyRing, generate_pair
 from app.keysource import KeySource
 from app.logs import scrub
-from app.policy import PlanLimits, Policy, Profile, check_template, parse_size, seed_profile
+from app.policy import Policy, Profile, check_template, seed_profile
 from app.ratelimit import parse_quota, parse_rate
 from app.secretfile import read_secret_file
 

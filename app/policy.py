@@ -8,7 +8,6 @@ the ``checks`` expression that pins a v2 credential to one file (its size and MI
 import hashlib
 import json
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,76 +15,27 @@ from types import MappingProxyType
 from typing import Final
 
 from app import errors
-from app.filetypes import ALLOWED, FileType, Kind, extension_of
+from app.imagekit import rules
+from app.imagekit.filetypes import ALLOWED, FileType, Kind
+from app.imagekit.rules import PlanLimits, format_size, is_within, normalise_folder
 
-KIB: Final = 1024
-MIB: Final = 1024 * KIB
-GIB: Final = 1024 * MIB
-_UNITS: Final = {"": 1, "b": 1, "kb": KIB, "mb": MIB, "gb": GIB}
-_SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*([kmg]?b?)\s*$", re.IGNORECASE | re.ASCII)
-
-MAX_FILE_NAME_LENGTH: Final = 255
-MAX_FOLDER_LENGTH: Final = 1024
-MAX_FOLDER_DEPTH: Final = 50  # ImageKit's nesting limit
-MAX_FOLDER_NAME: Final = 255  # one folder's name: what a file system takes (NAME_MAX)
-MAX_TAGS_LENGTH: Final = 500  # ImageKit: all tags together, comma-joined
-_FOLDER_RE: Final = re.compile(r"^[A-Za-z0-9/_-]*$")
 _FOLDER_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
 _HASHED_SUFFIX_RE: Final = re.compile(r"_[0-9a-f]{16}$")
 _CALLER_PLACEHOLDER: Final = "{caller}"
-#: An extension is repeated in a refusal only when it is this plain (never arbitrary input).
-_SHOWN_EXTENSION_RE: Final = re.compile(r"[a-z0-9]{1,16}")
 #: A refusal lists a profile's types when there are at most this many.
 MAX_LISTED_TYPES: Final = 20
-# Bidi overrides, zero-width characters and the like are format characters (Cf); control,
-# surrogate, private-use and unassigned code points are refused with them.
-_BAD_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+#: ImageKit's rules, each broken rule as the problem the credential service answers with.
+_PROBLEMS: Final[Mapping[type[rules.RuleError], type[errors.Problem]]] = {
+    rules.BadFileName: errors.InvalidFileName,
+    rules.UnknownType: errors.TypeNotAllowed,
+    rules.BadFolder: errors.InvalidFolder,
+    rules.BadTags: errors.FieldNotAllowed,
+}
 
 
-def parse_size(value: int | str) -> int:
-    """Bytes from an int or a string such as ``"25mb"`` (binary units: 1mb = 1,048,576)."""
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("size must not be negative")
-        return value
-    match = _SIZE_RE.match(value)
-    if not match:
-        raise ValueError("size must be bytes or a number with kb, mb or gb")
-    number, unit = match.groups()
-    unit = unit.lower()
-    if unit and not unit.endswith("b"):
-        unit += "b"
-    return int(number) * _UNITS[unit]
-
-
-def format_size(size: int) -> str:
-    """A byte count for people: ``512 bytes``, ``1.5 KiB``, ``25 MiB``, ``31.2 MiB``."""
-    if size < KIB:
-        return f"{size} bytes"
-    for unit, factor in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
-        if size >= factor:
-            value = size / factor
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-@dataclass(frozen=True, slots=True)
-class PlanLimits:
-    """The upload API's size limits for an account plan (the seed: 25 MB; 300 MB for video)."""
-
-    max_size: int
-    max_video_size: int
-
-    @classmethod
-    def for_plan(cls, plan: str) -> "PlanLimits":
-        if plan == "free":
-            return cls(25 * MIB, 25 * MIB)
-        if plan == "paid":
-            return cls(25 * MIB, 300 * MIB)
-        raise ValueError(f"unknown plan {plan!r}")
-
-    def limit_for(self, kind: Kind) -> int:
-        return self.max_video_size if kind is Kind.VIDEO else self.max_size
+def as_problem(exc: rules.RuleError) -> errors.Problem:
+    """A broken ImageKit rule as the credential service's problem."""
+    return _PROBLEMS[type(exc)](str(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,34 +135,6 @@ class UploadGrant:
 # -- names and folders ------------------------------------------------------------------------
 
 
-def check_file_name(name: str) -> FileType:
-    """Validate a file name; returns the (allowed) file type its extension names."""
-    if not name or len(name) > MAX_FILE_NAME_LENGTH:
-        raise errors.InvalidFileName(f"fileName must be 1 to {MAX_FILE_NAME_LENGTH} characters")
-    if "/" in name or "\\" in name or ".." in name:
-        raise errors.InvalidFileName("fileName must not contain '/', '\\' or '..'")
-    if name != name.strip() or (
-        # printable ASCII has none of the bad categories: most names skip the walk
-        not (name.isascii() and name.isprintable())
-        and any(unicodedata.category(c) in _BAD_CATEGORIES for c in name)
-    ):
-        raise errors.InvalidFileName(
-            "fileName must not contain control or invisible characters, "
-            "nor start or end with whitespace"
-        )
-    extension = extension_of(name)
-    if extension is None:
-        raise errors.InvalidFileName("fileName must have a name and an extension")
-    file_type = ALLOWED.get(extension)
-    if file_type is None:
-        shown = f"'.{extension}'" if _SHOWN_EXTENSION_RE.fullmatch(extension) else "this extension"
-        raise errors.TypeNotAllowed(
-            f"{shown} is not an allowed upload type: the {len(ALLOWED)} allowed types are listed "
-            "in upload-auth's README (Upload API) and in app/filetypes.py"
-        )
-    return file_type
-
-
 def _outside_profile(profile: "Profile") -> errors.TypeNotAllowed:
     if len(profile.types) <= MAX_LISTED_TYPES:
         allowed = ", ".join(sorted(profile.types))
@@ -240,18 +162,6 @@ def caller_segment(caller: str) -> str:
     return clean
 
 
-def normalise_folder(folder: str) -> str:
-    """A folder path in canonical form (``/a/b``, root ``/``), or InvalidFolder."""
-    if len(folder) > MAX_FOLDER_LENGTH or not _FOLDER_RE.match(folder):
-        raise errors.InvalidFolder("folder may only contain a-z A-Z 0-9 / _ -")
-    segments = [s for s in folder.split("/") if s]
-    if len(segments) > MAX_FOLDER_DEPTH:
-        raise errors.InvalidFolder(f"folder may be at most {MAX_FOLDER_DEPTH} levels deep")
-    if any(len(segment) > MAX_FOLDER_NAME for segment in segments):
-        raise errors.InvalidFolder(f"folder names may be at most {MAX_FOLDER_NAME} characters")
-    return "/" + "/".join(segments)
-
-
 @lru_cache(maxsize=4096)
 def render_folder(template: str, caller: str) -> str:
     """The profile's folder for this caller (the same for every request of the caller: kept for
@@ -263,15 +173,7 @@ def render_folder(template: str, caller: str) -> str:
 
 def check_template(template: str) -> None:
     """Validate a folder template at start-up (raises ValueError)."""
-    try:
-        normalise_folder(template.replace(_CALLER_PLACEHOLDER, "x"))
-    except errors.InvalidFolder as exc:
-        raise ValueError(exc.detail) from None
-
-
-def is_within(folder: str, base: str) -> bool:
-    """Whether a normalised folder is ``base`` or lies below it."""
-    return base == "/" or folder == base or folder.startswith(base + "/")
+    normalise_folder(template.replace(_CALLER_PLACEHOLDER, "x"))  # BadFolder is a ValueError
 
 
 def choose_folder(base: str, requested: str | None) -> str:
@@ -281,7 +183,7 @@ def choose_folder(base: str, requested: str | None) -> str:
     folder = normalise_folder(requested)
     if is_within(folder, base):
         return folder
-    raise errors.InvalidFolder("folder must lie within the profile's folder")
+    raise rules.BadFolder("folder must lie within the profile's folder")
 
 
 # -- the decision -----------------------------------------------------------------------------
@@ -329,7 +231,13 @@ class Policy:
 
     def grant_file(self, profile: Profile, request: FileRequest, *, caller: str) -> Grant:
         """Decide a v2 request that declares the file's name, size and type."""
-        file_type = check_file_name(request.file_name)
+        try:
+            return self._grant_file(profile, request, caller)
+        except rules.RuleError as exc:
+            raise as_problem(exc) from None
+
+    def _grant_file(self, profile: Profile, request: FileRequest, caller: str) -> Grant:
+        file_type = rules.check_file_name(request.file_name)
         if file_type.extension not in profile.types:
             raise _outside_profile(profile)
         if not file_type.accepts(request.mime_type):
@@ -357,10 +265,14 @@ class Policy:
         only when a grant is recorded, next to a ledger write: not worth keeping."""
         if not profile.allow_v1:
             raise self.v1_not_allowed(profile)
+        try:
+            folder = render_folder(profile.folder, caller)
+        except rules.RuleError as exc:
+            raise as_problem(exc) from None
         return UploadGrant(
             profile=profile.name,
             caller=caller,
-            folder=render_folder(profile.folder, caller),
+            folder=folder,
             types=tuple(sorted(profile.types)),
             max_size=profile.limits.max_size,
             max_video_size=profile.limits.max_video_size,
@@ -379,6 +291,12 @@ class Policy:
         descriptive fields; the profile's own fields and the ``checks`` are always added. The
         answer's ``fields`` are what the client must send.
         """
+        try:
+            return self._grant_payload(profile, payload, caller)
+        except rules.RuleError as exc:
+            raise as_problem(exc) from None
+
+    def _grant_payload(self, profile: Profile, payload: Mapping[str, object], caller: str) -> Grant:
         values = _string_values(payload)
         for name in values:
             if name not in _CLIENT_FIELDS and not (profile.overwrite and name in _OVERWRITE):
@@ -386,7 +304,7 @@ class Policy:
         file_name = values.get("fileName")
         if file_name is None:
             raise errors.InvalidFileName("uploadPayload.fileName is required")
-        file_type = check_file_name(file_name)
+        file_type = rules.check_file_name(file_name)
         if file_type.extension not in profile.types:
             raise _outside_profile(profile)
         folder = choose_folder(render_folder(profile.folder, caller), values.get("folder"))
@@ -477,12 +395,7 @@ def _merge_tags(fixed: tuple[str, ...], requested: str) -> str:
     for tag in (t.strip() for t in requested.split(",")):
         if tag and tag not in tags:
             tags.append(tag)
-    joined = ",".join(tags)
-    if "%" in joined or len(joined) > MAX_TAGS_LENGTH:
-        raise errors.FieldNotAllowed(
-            f"tags must not contain '%' and total at most {MAX_TAGS_LENGTH} characters"
-        )
-    return joined
+    return rules.check_tags(",".join(tags))
 
 
 def _check_json_object(value: str) -> None:

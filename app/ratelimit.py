@@ -30,8 +30,8 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
 from app import errors
+from app.imagekit.rules import parse_size
 from app.logs import get_logger
-from app.policy import parse_size
 
 log = get_logger("ratelimit")
 _QUOTA_RE: Final = re.compile(r"^\s*([^/]+?)\s*/\s*(.+?)\s*$")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.policy import PlanLimits, parse_size
+from app.imagekit.rules import PlanLimits, normalise_folder, parse_size
 from app.secretfile import read_secret_file
 
 # httpx (which brings rich and pygments with its own command line) only when uploading: every
@@ -117,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         credentials = _credentials(args)
         limits = _limits(args)
+        normalise_folder(args.folder)  # BadFolder, said in one line
     except ValueError as exc:
         print(f"upload-auth upload: {exc}", file=sys.stderr)
         return 2

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app import errors
-from app.policy import PlanLimits, check_file_name, normalise_folder
+from app.imagekit.rules import PlanLimits, RuleError, check_file_name, format_size, normalise_folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +57,20 @@ def walk(
             try:  # a tree deeper than ImageKit's folders, or a name too long, refuses its files
                 remote = normalise_folder(base + "/" + "/".join(remote_segment(p) for p in parts))
                 file_type = check_file_name(path.name)
-                if types is not None and file_type.extension not in types:
-                    raise errors.TypeNotAllowed("this file type is not among --types")
-                limit = limits.limit_for(file_type.kind)
-                if stat.st_size > limit:
-                    raise errors.FileTooLarge(f"{stat.st_size} bytes, the limit is {limit}")
-                if stat.st_size == 0:
-                    raise errors.FileTooLarge("empty file")
-            except errors.Problem as exc:
-                refused.append(Refused(path, f"{exc.slug}: {exc.detail or exc.title}"))
+            except RuleError as exc:
+                refused.append(Refused(path, str(exc)))
                 continue
-            wanted.append(LocalFile(path, stat.st_size, stat.st_mtime_ns, remote, path.name))
+            limit = limits.limit_for(file_type.kind)
+            if types is not None and file_type.extension not in types:
+                refused.append(Refused(path, f"'.{file_type.extension}' is not among --types"))
+            elif stat.st_size > limit:
+                refused.append(
+                    Refused(
+                        path, f"{format_size(stat.st_size)} is over the {format_size(limit)} limit"
+                    )
+                )
+            elif stat.st_size == 0:
+                refused.append(Refused(path, "the file is empty"))
+            else:
+                wanted.append(LocalFile(path, stat.st_size, stat.st_mtime_ns, remote, path.name))
     return wanted, refused

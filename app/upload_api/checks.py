@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, cast
 
-from app.policy import parse_size
+from app.imagekit.rules import parse_size
 from app.upload_api.wire import BOOLEAN_FIELDS
 
 MAX_LENGTH: Final = 4096

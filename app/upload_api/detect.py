@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from app.filetypes import ALLOWED, FileType
+from app.imagekit.filetypes import ALLOWED, FileType
 
 #: Bytes of a file's start needed to recognise every signature below.
 HEAD_BYTES: Final = 4096

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 from app import errors, handlers
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
-from app.filetypes import ALLOWED
+from app.imagekit.filetypes import ALLOWED
 from app.keysource import KeySource
 from app.ledger import Ledger, LedgerUnavailable, MemoryLedger
 from app.logs import configure_logging, get_logger

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from app.filetypes import FileType
+from app.imagekit.filetypes import FileType
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits + "_-"
 _MAX_NAME_BYTES: Final = 200

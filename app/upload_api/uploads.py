@@ -16,21 +16,22 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
-from app import credentials, errors
+from app import credentials
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME, Clock, unix_now
-from app.filetypes import ALLOWED, FileType, Kind, extension_of
-from app.keys import KeyPair, KeyRing
-from app.keysource import KeySource
-from app.ledger import Burn, Ledger, LedgerUnavailable, credential_key
-from app.logs import get_logger
-from app.policy import (
-    MAX_TAGS_LENGTH,
+from app.imagekit.filetypes import ALLOWED, FileType, Kind, extension_of
+from app.imagekit.rules import (
     PlanLimits,
-    UploadGrant,
+    RuleError,
+    check_tags,
     format_size,
     is_within,
     normalise_folder,
 )
+from app.keys import KeyPair, KeyRing
+from app.keysource import KeySource
+from app.ledger import Burn, Ledger, LedgerUnavailable, credential_key
+from app.logs import get_logger
+from app.policy import UploadGrant
 from app.upload_api import checks, wire
 from app.upload_api.detect import detect, image_size
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
@@ -266,14 +267,16 @@ def parse_options(fields: Mapping[str, str]) -> Options:
         raise wire.invalid_parameter("fileName")
     try:
         folder = normalise_folder(fields.get("folder", "/"))
-    except errors.InvalidFolder:
+    except RuleError:
         raise wire.invalid_parameter("folder") from None
     for name in wire.BOOLEAN_FIELDS:
         _flag(fields, name, True)
     tags = None
     if fields.get("tags"):
-        if "%" in fields["tags"] or len(fields["tags"]) > MAX_TAGS_LENGTH:
-            raise wire.invalid_parameter("tags")
+        try:
+            check_tags(fields["tags"])
+        except RuleError:
+            raise wire.invalid_parameter("tags") from None
         tags = [t.strip() for t in fields["tags"].split(",") if t.strip()]
     coordinates = fields.get("customCoordinates") or None
     if coordinates is not None:
@@ -324,7 +327,7 @@ def within_grant(fields: Mapping[str, str], grant: UploadGrant) -> dict[str, str
     else:
         try:
             folder = normalise_folder(requested)
-        except errors.InvalidFolder:
+        except RuleError:
             raise wire.invalid_parameter("folder") from None
         if not is_within(folder, grant.folder):
             raise wire.outside_grant(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.filetypes import ALLOWED
+from app.imagekit.filetypes import ALLOWED
 from app.upload_api.detect import detect, image_size
 from tests.samples import jpeg, png
 

@@ -5,17 +5,14 @@ import dataclasses
 import pytest
 
 from app import errors
-from app.filetypes import ALLOWED
+from app.imagekit.filetypes import ALLOWED
+from app.imagekit.rules import MIB, PlanLimits
 from app.policy import (
-    MIB,
     FileRequest,
-    PlanLimits,
     Policy,
     Profile,
     UploadGrant,
     caller_segment,
-    format_size,
-    parse_size,
     seed_profile,
 )
 
@@ -224,50 +221,10 @@ class TestUploadPayload:
             p.grant_payload(p.profile(None), {"folder": "/"}, caller="c")
 
 
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [
-        ("10", 10),
-        (10, 10),
-        ("1kb", 1024),
-        ("25mb", 25 * MIB),
-        ("2 GB", 2 * 1024 * MIB),
-        ("5m", 5 * MIB),
-    ],
-)
-def test_parse_size(text: str | int, size: int) -> None:
-    """Sizes accept bytes or kb/mb/gb (binary units)."""
-    assert parse_size(text) == size
-
-
-@pytest.mark.parametrize("text", ["", "mb", "-1", "1.5mb", "10 tb", -5])
-def test_parse_size_refuses_nonsense(text: str | int) -> None:
-    """Anything else is a ValueError."""
-    with pytest.raises(ValueError, match="size"):
-        parse_size(text)
-
-
 def test_unknown_profile() -> None:
     """A profile that does not exist is UnknownProfile."""
     with pytest.raises(errors.UnknownProfile):
         policy().profile("nope")
-
-
-@pytest.mark.parametrize(
-    ("size", "text"),
-    [
-        (0, "0 bytes"),
-        (1023, "1023 bytes"),
-        (1024, "1 KiB"),
-        (1536, "1.5 KiB"),
-        (25 * MIB, "25 MiB"),
-        (int(31.2 * MIB), "31.2 MiB"),
-        (3 * 1024 * MIB, "3 GiB"),
-    ],
-)
-def test_sizes_for_people(size: int, text: str) -> None:
-    """Refusals name sizes in binary units, to one decimal where it is not whole."""
-    assert format_size(size) == text
 
 
 def test_v1_is_opt_in_per_profile() -> None:

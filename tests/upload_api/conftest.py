@@ -11,8 +11,9 @@ import pytest
 
 from app import credentials
 from app.config import Settings
+from app.imagekit.rules import PlanLimits
 from app.keys import KeyPair
-from app.policy import FileRequest, PlanLimits, Policy, seed_profile
+from app.policy import FileRequest, Policy, seed_profile
 from app.upload_api.main import create_upload_app
 from tests.conftest import FakeClock, asgi_client
 from tests.samples import png
