@@ -1,8 +1,11 @@
 """Dependencies, as ``Annotated`` aliases. An endpoint without ``CallerDep`` is public."""
 
-from typing import Annotated, Final, TypedDict, cast
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypedDict, TypeVar, cast
 
 from fastapi import Depends, Request
+from starlette.routing import BaseRoute
 
 from app import errors
 from app.audit import AuditContext
@@ -17,10 +20,35 @@ from app.middleware import AUDIT_KEY
 from app.ratelimit import Throttle
 from app.service import CredentialService
 
-#: The credential routes, by path template, and the credential version each issues.
-CREDENTIAL_ROUTES: Final = {"/v1/auth": "v1", "/auth": "v1", "/v2/token": "v2"}
-#: The HTTP method of each credential version's routes.
-CREDENTIAL_METHODS: Final = {"v1": "GET", "v2": "POST"}
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Issues:
+    """What a credential route issues: the version (as audits, limits and metrics name it) and
+    the service method that does it, which both fronts call with the route's validated query
+    model or body."""
+
+    version: Literal["v1", "v2"]
+    issue: Callable[[CredentialService, Caller, AuditContext, Any], Awaitable[Any]]
+
+
+def issues(
+    version: Literal["v1", "v2"],
+    issue: Callable[[CredentialService, Caller, AuditContext, Any], Awaitable[Any]],
+) -> Callable[[Endpoint], Endpoint]:
+    """Mark an endpoint as a credential route: the fast path serves it, the audit follows it."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        endpoint.issues = Issues(version, issue)  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
+
+
+def issues_of(route: BaseRoute | None) -> Issues | None:
+    """What a route issues, or None if it is not a credential route."""
+    return cast(Issues | None, getattr(getattr(route, "endpoint", None), "issues", None))
 
 
 class State(TypedDict):
@@ -49,11 +77,10 @@ def audit_context(request: Request) -> AuditContext | None:
     """The audit context of a credential request (made on first use), else None."""
     context = request.scope.get(AUDIT_KEY)
     if context is None:
-        route = getattr(request.scope.get("route"), "path", None)
-        version = CREDENTIAL_ROUTES.get(route or "")
-        if version is None:
+        marked = issues_of(request.scope.get("route"))
+        if marked is None:
             return None
-        context = request.scope[AUDIT_KEY] = AuditContext(version)
+        context = request.scope[AUDIT_KEY] = AuditContext(marked.version)
     return cast(AuditContext, context)
 
 

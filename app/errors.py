@@ -9,8 +9,8 @@ README lists them all.
 or key is ever put in a problem.
 """
 
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 PROBLEM_BASE = "/problems/"
 
@@ -21,6 +21,9 @@ class Problem(Exception):
     status: ClassVar[int] = 500
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal server error"
+
+    #: Extension members of the problem document, beside type, title, status and detail.
+    members: Mapping[str, Any] = {}
 
     def __init__(self, detail: str | None = None, *, headers: Mapping[str, str] | None = None):
         super().__init__(detail or self.title)
@@ -54,6 +57,11 @@ class BodyTooLarge(Problem):
 
 class InvalidRequest(Problem):
     status, slug, title = 422, "invalid-request", "The request does not match the schema"
+
+    def __init__(self, issues: Iterable[Mapping[str, Any]] = ()) -> None:
+        """``issues``: what failed (``loc``, ``msg``, ``type``), never the submitted values."""
+        super().__init__()
+        self.members = {"errors": list(issues)}
 
 
 class NotFound(Problem):

@@ -10,32 +10,80 @@ document, and the tests compare both fronts on the same requests. Everything els
 through untouched.
 """
 
+import contextlib
 import json
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
-from pydantic import TypeAdapter, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import errors, schemas
 from app.audit import AuditContext
 from app.callers import RequestInfo
-from app.deps import CREDENTIAL_METHODS, CREDENTIAL_ROUTES
+from app.deps import Issues, issues_of
 from app.fastjson import dumps
-from app.handlers import is_json, problem_response, unexpected, validation_problem
+from app.handlers import NO_STORE, is_json, problem_response, unexpected, validation_problem
 from app.logs import request_id_var
 from app.middleware import AUDIT_KEY, ROUTE_KEY, declared_too_large
 from app.service import CredentialService
 
-ROUTES: Final = {(CREDENTIAL_METHODS[v], path): v for path, v in CREDENTIAL_ROUTES.items()}
-_TOKEN_REQUEST: Final = TypeAdapter[Any](schemas.TokenRequest)
+if TYPE_CHECKING:
+    from fastapi._compat import ModelField
+
 #: What the union answers for any body this accepts: a file-shaped body (``extra="forbid"``, so
 #: no ``uploadPayload``) is the union's ``file`` tag. Without the union's discriminator, a Python
 #: callback that needs the JSON as Python objects first, a good request takes half the time.
 _FILE_REQUEST: Final = schemas.FileTokenRequest.__pydantic_validator__
-_HEADERS: Final = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+_HEADERS: Final = [
+    (b"content-type", b"application/json"),
+    (NO_STORE[0].lower().encode(), NO_STORE[1].encode()),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRoute:
+    """A credential route as the fast path serves it, read from the FastAPI route itself."""
+
+    path: str
+    issues: Issues
+    #: The route's query model (v1), validated from the query string as FastAPI does.
+    query: type[BaseModel] | None
+    #: The route's body field (v2): FastAPI's own validation of the decoded body.
+    body: "ModelField | None"
+    #: The query model of an empty query string (the usual request), validated once.
+    no_query: BaseModel | None = None
+
+
+def credential_routes(routes: Sequence[BaseRoute]) -> dict[tuple[str, str], CredentialRoute]:
+    """The table of credential routes, by (method, path), from the routes that ``issues``
+    marks: their paths, methods, query models and body fields."""
+    table = {}
+    for route in routes:
+        marked = issues_of(route)
+        if marked is None or not isinstance(route, APIRoute):
+            continue
+        models = [f.field_info.annotation for f in route.dependant.query_params]
+        query: type[BaseModel] | None = None
+        if models:
+            first = models[0]
+            if len(models) > 1 or not (isinstance(first, type) and issubclass(first, BaseModel)):
+                raise TypeError(f"{route.path}: the fast path reads one query model, or none")
+            query = first
+        no_query = None
+        if query is not None:
+            with contextlib.suppress(ValidationError):  # unless it has required parameters
+                no_query = query.model_validate({})
+        for method in route.methods or ():
+            table[(method, route.path)] = CredentialRoute(
+                route.path, marked, query, route.body_field, no_query
+            )
+    return table
 
 
 class FastPath:
@@ -45,34 +93,36 @@ class FastPath:
         self,
         app: ASGIApp,
         *,
+        routes: Sequence[BaseRoute],
         on_refusal: Callable[[AuditContext, errors.Problem], None],
         body_limit: int,
     ) -> None:
         self.app = app
+        self.routes = credential_routes(routes)
         self.on_refusal = on_refusal
         #: ``BodyLimit``'s limit, which stands behind this layer: the same answers for the
         #: bodies read here (a GET /v1/auth passes neither layer's checks: it reads no body).
         self.body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        version = (
-            ROUTES.get((scope.get("method", ""), scope.get("path", "")))
+        route = (
+            self.routes.get((scope.get("method", ""), scope.get("path", "")))
             if scope["type"] == "http"
             else None
         )
-        if version is None:
+        if route is None:
             await self.app(scope, receive, send)
             return
-        if version == "v2" and declared_too_large(scope, self.body_limit):
+        if route.body is not None and declared_too_large(scope, self.body_limit):
             await problem_response(errors.BodyTooLarge())(scope, receive, send)
             return
-        scope[ROUTE_KEY] = scope["path"]
+        scope[ROUTE_KEY] = route.path
         service: CredentialService = scope["state"]["service"]
-        context = scope[AUDIT_KEY] = AuditContext(version)
+        context = scope[AUDIT_KEY] = AuditContext(route.issues.version)
         headers = Headers(scope=scope)
         try:
-            if version == "v2":  # in FastAPI's order: the body is read and decoded, and its
-                # type checked (the route's first dependency), before the caller is asked for
+            if route.body is not None:  # in FastAPI's order: the body is read and decoded,
+                # and its type checked (the route's first dependency), before the caller
                 raw = await _read(receive, self.body_limit)
                 content_type = headers.get("content-type")
                 if content_type is None or not is_json(content_type):
@@ -81,19 +131,16 @@ class FastPath:
             client = scope.get("client")
             info = RequestInfo(headers, client[0] if client else None, request_id_var.get())
             caller = await service.caller(info, context)
-            if version == "v1":
-                query = _v1_query(scope)
-                body = await service.v1(caller, context, query.publicKey, query.profile)
-            else:
-                request = _validated(decoded, content_type)
-                body = await service.v2(caller, context, request)
+            if route.body is not None:
+                request = _validated(route.body, decoded, content_type)
+            elif route.query is not None:
+                request = _query(route, scope)
+            else:  # pragma: no cover - every credential route has a query model or a body
+                request = None
+            body = await route.issues.issue(service, caller, context, request)
         except errors.Problem as problem:
             self.on_refusal(context, problem)
             await problem_response(problem)(scope, receive, send)
-            return
-        except _Invalid as invalid:
-            self.on_refusal(context, invalid.problem)
-            await problem_response(invalid.problem, **invalid.extra)(scope, receive, send)
             return
         except Exception as exc:  # a bug: answered as FastAPI's error layer answers one
             await unexpected(exc)(scope, receive, send)
@@ -109,29 +156,19 @@ class FastPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-class _Invalid(Exception):
-    """A request that fails validation: its problem and the problem's extra members."""
-
-    def __init__(self, raw: list[Any], content_type: str | None) -> None:
-        super().__init__()
-        self.problem, self.extra = validation_problem(raw, content_type)
-
-
-_NO_QUERY: Final = schemas.V1Query()
-
-
-def _v1_query(scope: Scope) -> schemas.V1Query:
+def _query(route: CredentialRoute, scope: Scope) -> BaseModel:
     """The query as the route's own model validates it (Starlette's parsing: blank values
     kept, the last of repeated names wins)."""
     query: bytes = scope.get("query_string", b"")
-    if not query:  # the usual request: nothing to parse
-        return _NO_QUERY
+    if not query and route.no_query is not None:
+        return route.no_query
+    assert route.query is not None  # noqa: S101 - only called for routes with a query model
     try:
-        return schemas.V1Query.model_validate(
+        return route.query.model_validate(
             dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
         )
     except ValidationError as exc:
-        raise _Invalid(
+        raise validation_problem(
             [
                 {**e, "loc": ("query", *e["loc"])}
                 for e in exc.errors(include_input=False, include_url=False)
@@ -188,19 +225,19 @@ def _decode(raw: bytes) -> Any:
         raise errors.BadRequest() from None
 
 
-def _validated(decoded: Any, content_type: str | None) -> Any:
-    """The decoded body as the route's pydantic type, with the route's problems."""
+def _validated(field: "ModelField", decoded: Any, content_type: str | None) -> Any:
+    """The decoded body as the route's body field validates it, with the route's problems."""
     if not isinstance(decoded, _Json):
         return decoded
     if decoded is _NO_BODY:
-        raise _Invalid(
-            [{"loc": ("body",), "type": "missing", "msg": "Field required"}], content_type
-        )
-    try:
-        return _TOKEN_REQUEST.validate_python(decoded.data, from_attributes=True)  # as FastAPI
-    except ValidationError as exc:
-        raw_errors = [
-            {**e, "loc": ("body", *e["loc"])}
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        raise _Invalid(raw_errors, content_type) from None
+        raise validation_problem(_MISSING_BODY, content_type)
+    value, raw_errors = field.validate(decoded.data, loc=("body",))  # FastAPI's own call
+    if raw_errors:
+        raise validation_problem(raw_errors, content_type)
+    return value
+
+
+#: FastAPI's error for a required body that is absent, as pydantic words it.
+_MISSING_BODY: Final = ValidationError.from_exception_data(
+    "Field required", [{"type": "missing", "loc": ("body",), "input": None}]
+).errors(include_url=False)

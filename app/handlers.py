@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,7 +22,17 @@ _SAFE_LOC: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 log = get_logger("errors")
 
 
-def problem_body(problem: errors.Problem, **extra: Any) -> dict[str, Any]:
+#: The header every answer of the credential service carries except its static assets: a
+#: credential or a refusal is for one request, and no cache may keep it.
+NO_STORE: Final = ("Cache-Control", "no-store")
+
+
+def no_store(response: Response) -> None:
+    """A router dependency: this router's answers are not to be cached."""
+    response.headers[NO_STORE[0]] = NO_STORE[1]
+
+
+def problem_body(problem: errors.Problem) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": problem.type_uri(),
         "title": problem.title,
@@ -33,14 +43,14 @@ def problem_body(problem: errors.Problem, **extra: Any) -> dict[str, Any]:
     request_id = request_id_var.get()
     if request_id is not None:
         body["request_id"] = request_id
-    body.update(extra)
+    body.update(problem.members)
     return body
 
 
-def problem_response(problem: errors.Problem, **extra: Any) -> JSONResponse:
-    headers = {"Cache-Control": "no-store", **problem.headers}
+def problem_response(problem: errors.Problem) -> JSONResponse:
+    headers = {NO_STORE[0]: NO_STORE[1], **problem.headers}
     return JSONResponse(
-        problem_body(problem, **extra),
+        problem_body(problem),
         status_code=problem.status,
         headers=headers,
         media_type=PROBLEM_JSON,
@@ -69,11 +79,11 @@ def is_json(content_type: str) -> bool:
 ProblemHook = Callable[[Request, errors.Problem], None]
 
 
-def _respond(request: Request, problem: errors.Problem, **extra: Any) -> JSONResponse:
+def _respond(request: Request, problem: errors.Problem) -> JSONResponse:
     hook: ProblemHook | None = getattr(request.app.state, "problem_hook", None)
     if hook is not None:
         hook(request, problem)
-    return problem_response(problem, **extra)
+    return problem_response(problem)
 
 
 async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
@@ -81,32 +91,28 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc)
 
 
-def validation_problem(
-    raw: Sequence[Any], content_type: str | None
-) -> tuple[errors.Problem, dict[str, Any]]:
+def validation_problem(raw: Sequence[Any], content_type: str | None) -> errors.Problem:
     """The problem for request validation errors (pydantic's, locations prefixed with
     ``body``/``query``): malformed JSON, a body that is not JSON, or the fields that failed,
     never with the submitted values."""
     if any(e.get("type") == "json_invalid" for e in raw):
-        return errors.MalformedJson(), {}
+        return errors.MalformedJson()
     body_errors = [e for e in raw if tuple(e.get("loc", ()))[:1] == ("body",)]
     if body_errors and content_type and not is_json(content_type):
-        return errors.UnsupportedMediaType(), {}
-    details = [
+        return errors.UnsupportedMediaType()
+    return errors.InvalidRequest(
         {
             "loc": _safe_loc(tuple(e.get("loc", ())), e.get("type", "")),
             "msg": e.get("msg", ""),
             "type": e.get("type", ""),
         }
         for e in raw
-    ]
-    return errors.InvalidRequest(), {"errors": details}
+    )
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
-    problem, extra = validation_problem(exc.errors(), request.headers.get("content-type"))
-    return _respond(request, problem, **extra)
+    return _respond(request, validation_problem(exc.errors(), request.headers.get("content-type")))
 
 
 _HTTP_PROBLEMS: Final[dict[int, type[errors.Problem]]] = {

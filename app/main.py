@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.middleware import Middleware
 
 from app import errors, handlers, openapi, package_version
@@ -170,7 +170,7 @@ def create_app(
                 },
             )
             service = CredentialService(
-                settings, source, policy, clock, chain, audit, throttle, grants
+                settings.upload_url_v2, source, policy, clock, chain, audit, throttle, grants
             )
             yield {"settings": settings, "keys": source, "service": service, "metrics": registry}
 
@@ -182,6 +182,16 @@ def create_app(
         if context is not None:
             refused(context, problem)
 
+    routes = APIRouter()  # the routes first: the fast path reads the credential routes
+    routes.include_router(health.router)
+    if settings.metrics_enabled:
+        routes.include_router(metrics.router)
+    routes.include_router(v1.router)
+    routes.include_router(v2.router)
+    routes.include_router(web.helper_router())
+    if settings.dev_mode:
+        routes.include_router(web.demo_router())
+
     front = [
         Middleware(RequestContext, log_access=settings.access_log, observe=registry.observe_request)
     ]
@@ -192,7 +202,14 @@ def create_app(
         credentials=settings.callers.forward is not None and "*" not in origins,
     )
     if fast_path:  # in front of the body limit: v1 reads no body, v2 applies the limit itself
-        front.append(Middleware(FastPath, on_refusal=refused, body_limit=settings.max_body_bytes))
+        front.append(
+            Middleware(
+                FastPath,
+                routes=routes.routes,
+                on_refusal=refused,
+                body_limit=settings.max_body_bytes,
+            )
+        )
     front.append(Middleware(BodyLimit, limit=settings.max_body_bytes))
     app = Fronted(
         front,
@@ -208,12 +225,5 @@ def create_app(
     )
     handlers.install(app, hook=audit_refusal)
     openapi.install(app)
-    app.include_router(health.router)
-    if settings.metrics_enabled:
-        app.include_router(metrics.router)
-    app.include_router(v1.router)
-    app.include_router(v2.router)
-    app.include_router(web.helper_router())
-    if settings.dev_mode:
-        app.include_router(web.demo_router())
+    app.include_router(routes)
     return app

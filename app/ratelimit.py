@@ -55,7 +55,9 @@ def parse_quota(text: str) -> RateLimitItem:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class OverLimit:
+    """A charge a limit did not allow (nothing was charged): when to try again."""
+
     retry_after: int
 
 
@@ -76,11 +78,11 @@ class SlidingWindows:
         self._counts: dict[tuple[int, int, tuple[str, ...]], list[int]] = {}
         self._sweep_at = 0.0
 
-    def hit(self, item: RateLimitItem, key: tuple[str, ...], cost: int) -> Refusal | None:
-        """Charge ``cost`` to ``key`` under ``item``; a Refusal (nothing charged) if over."""
+    def hit(self, item: RateLimitItem, key: tuple[str, ...], cost: int) -> OverLimit | None:
+        """Charge ``cost`` to ``key`` under ``item``; an OverLimit (nothing charged) if over."""
         return self.charge(item.amount, item.get_expiry(), key, cost)
 
-    def charge(self, limit: int, seconds: int, key: tuple[str, ...], cost: int) -> Refusal | None:
+    def charge(self, limit: int, seconds: int, key: tuple[str, ...], cost: int) -> OverLimit | None:
         """``hit`` with the limit's amount and window length already read from its item (the
         ``limits`` item's attributes cost more than the arithmetic here)."""
         now = self.clock()
@@ -100,7 +102,7 @@ class SlidingWindows:
             previous = current = 0
         # int() is the floor of a count that is never negative
         if cost > limit or int(previous * (seconds - elapsed) / seconds + current) + cost > limit:
-            return Refusal(_retry_after(previous, current, elapsed, seconds, limit - cost))
+            return OverLimit(_retry_after(previous, current, elapsed, seconds, limit - cost))
         if entry is not None and entry[0] == window:
             entry[2] = current + cost
         else:
@@ -151,8 +153,8 @@ class RateLimiter:
         except StorageError:
             return "unreachable"
 
-    async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> Refusal | None:
-        """Charge ``cost`` to ``key``; a Refusal (with Retry-After) if over the limit."""
+    async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> OverLimit | None:
+        """Charge ``cost`` to ``key``; an OverLimit (with Retry-After) if over the limit."""
         if self.shared is None:
             return self.local.hit(item, key, cost)
         try:
@@ -163,7 +165,7 @@ class RateLimiter:
             log.warning("rate-limit storage unavailable; using this process's memory")
             self.on_fallback()
             return self.local.hit(item, key, cost)
-        return Refusal(max(1, math.ceil(stats.reset_time - time.time())))
+        return OverLimit(max(1, math.ceil(stats.reset_time - time.time())))
 
 
 class Throttle:
@@ -226,13 +228,13 @@ class Throttle:
         self._check(await self.limiter.hit(item, *key, cost=cost), item, version, kind)
 
     def _check(
-        self, refusal: Refusal | None, item: RateLimitItem, version: str, kind: str = "requests"
+        self, refusal: OverLimit | None, item: RateLimitItem, version: str, kind: str = "requests"
     ) -> None:
         if refusal is not None:
             raise self._refused(item, refusal, version, kind)
 
     def _refused(
-        self, item: RateLimitItem, refusal: Refusal, version: str, kind: str
+        self, item: RateLimitItem, refusal: OverLimit, version: str, kind: str
     ) -> errors.RateLimited:
         self.on_limited(version, kind)
         what = f"{version} credentials" if kind == "requests" else "bytes"

@@ -1,8 +1,14 @@
-"""Request and response bodies of the credential service (camelCase on the wire, as ImageKit)."""
+"""Request and response bodies of the credential service (camelCase on the wire, as ImageKit).
+
+Requests are pydantic models, validated by both fronts through the same types. The credential
+answers are ``TypedDict``s: ``CredentialService`` builds them, both fronts send them as they
+are, and FastAPI documents them in the OpenAPI document.
+"""
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, with_config
+from typing_extensions import TypedDict
 
 ProfileName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
@@ -24,14 +30,21 @@ class V1Query(BaseModel):
     )
 
 
-class V1Credential(Body):
+@with_config(ConfigDict(extra="forbid"))
+class V1Credential(TypedDict):
     """A v1 credential, shaped like the official SDK helpers' output plus ``publicKey``."""
 
-    token: str = Field(description="single-use token (UUID v4)")
-    expire: int = Field(description="absolute Unix time in seconds when the signature expires")
-    signature: str = Field(description="lowercase hex HMAC-SHA1(private key, token + expire)")
-    publicKey: str = Field(description="public key of the pair that signed")
-    serverTime: int = Field(description="the service's clock, Unix seconds, to spot clock skew")
+    token: Annotated[str, Field(description="single-use token (UUID v4)")]
+    expire: Annotated[
+        int, Field(description="absolute Unix time in seconds when the signature expires")
+    ]
+    signature: Annotated[
+        str, Field(description="lowercase hex HMAC-SHA1(private key, token + expire)")
+    ]
+    publicKey: Annotated[str, Field(description="public key of the pair that signed")]
+    serverTime: Annotated[
+        int, Field(description="the service's clock, Unix seconds, to spot clock skew")
+    ]
 
 
 class FileTokenRequest(Body):
@@ -66,14 +79,21 @@ TokenRequest = Annotated[
 ]
 
 
-class V2Token(Body):
+@with_config(ConfigDict(extra="forbid"))
+class V2Token(TypedDict):
     """A v2 credential and the exact form fields to send with it."""
 
-    token: str = Field(description="HS256 JWT, kid = public key; send as the form field token")
-    expiresAt: int = Field(description="absolute Unix time in seconds (the JWT's exp)")
-    uploadUrl: str = Field(description="where to POST the multipart form")
-    fields: dict[str, str] = Field(description="form fields to send verbatim with file and token")
-    serverTime: int = Field(description="the service's clock, Unix seconds, to spot clock skew")
+    token: Annotated[
+        str, Field(description="HS256 JWT, kid = public key; send as the form field token")
+    ]
+    expiresAt: Annotated[int, Field(description="absolute Unix time in seconds (the JWT's exp)")]
+    uploadUrl: Annotated[str, Field(description="where to POST the multipart form")]
+    fields: Annotated[
+        dict[str, str], Field(description="form fields to send verbatim with file and token")
+    ]
+    serverTime: Annotated[
+        int, Field(description="the service's clock, Unix seconds, to spot clock skew")
+    ]
 
 
 class Health(Body):

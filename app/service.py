@@ -6,13 +6,11 @@ throttle, ask the policy, sign and audit through this class, and answer with wha
 """
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from app import credentials, errors, schemas
 from app.audit import Audit, AuditContext
 from app.callers import Authenticator, Caller, RequestInfo, authenticate
 from app.clock import LEEWAY_SECONDS, Clock, unix_now
-from app.config import Settings
 from app.keysource import KeySource
 from app.ledger import Ledger, LedgerUnavailable, credential_key
 from app.logs import request_id_var
@@ -22,7 +20,8 @@ from app.ratelimit import Throttle
 
 @dataclass(frozen=True)
 class CredentialService:
-    settings: Settings
+    #: Where v2 uploads go (the ``uploadUrl`` of every v2 answer).
+    upload_url_v2: str
     keys: KeySource
     policy: Policy
     clock: Clock
@@ -40,25 +39,20 @@ class CredentialService:
         return caller
 
     async def v1(
-        self,
-        caller: Caller,
-        context: AuditContext,
-        public_key: str | None,
-        profile_name: str | None = None,
-    ) -> dict[str, Any]:
-        """A v1 credential for a profile that allows v1, its grant recorded in the ledger, as
-        the response body."""
+        self, caller: Caller, context: AuditContext, query: schemas.V1Query
+    ) -> schemas.V1Credential:
+        """A v1 credential for a profile that allows v1, its grant recorded in the ledger."""
         limit_key = caller.limit_key
         if (charging := self.throttle.request("v1", limit_key)) is not None:
             await charging
         policy, ring = self.policy, self.keys.ring
-        context.profile = name = profile_name or policy.default_profile
+        context.profile = name = query.profile or policy.default_profile
         if not caller.may_use(name):
             raise errors.Forbidden("this caller may not use this profile")
         profile = policy.profile(name)
         if not profile.allow_v1:
             raise policy.v1_not_allowed(profile)
-        pair = ring.signing if public_key is None else ring.get(public_key)
+        pair = ring.signing if query.publicKey is None else ring.get(query.publicKey)
         if pair is None:
             raise errors.UnknownKey()
         # v1 declares no size: the byte quota is charged the most one upload may carry.
@@ -94,8 +88,8 @@ class CredentialService:
         caller: Caller,
         context: AuditContext,
         body: schemas.FileTokenRequest | schemas.PayloadTokenRequest,
-    ) -> dict[str, Any]:
-        """A v2 credential and its fields, as the response body."""
+    ) -> schemas.V2Token:
+        """A v2 credential and its fields."""
         if (charging := self.throttle.request("v2", caller.limit_key)) is not None:
             await charging
         policy, ring = self.policy, self.keys.ring
@@ -123,7 +117,7 @@ class CredentialService:
         return {
             "token": token,
             "expiresAt": now + ttl,
-            "uploadUrl": self.settings.upload_url_v2,
+            "uploadUrl": self.upload_url_v2,
             "fields": dict(grant.fields),
             "serverTime": now,
         }

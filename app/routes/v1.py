@@ -2,27 +2,27 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query
 
 from app import schemas
-from app.deps import CallerDep, ContextDep, ServiceDep
+from app.deps import CallerDep, ContextDep, ServiceDep, issues
+from app.handlers import no_store
 from app.openapi import problems
+from app.service import CredentialService
 
-router = APIRouter(tags=["v1"])
+router = APIRouter(tags=["v1"], dependencies=[Depends(no_store)])
 PROBLEMS = problems(401, 403, 422, 429, 502, 503)
 
 
 @router.get("/v1/auth", responses=PROBLEMS)
 @router.get("/auth", responses=PROBLEMS, summary="V1 Auth (ImageKit samples' path)")
+@issues("v1", CredentialService.v1)
 async def v1_auth(
     caller: CallerDep,
     context: ContextDep,
     service: ServiceDep,
-    response: Response,
     query: Annotated[schemas.V1Query, Query()],
 ) -> schemas.V1Credential:
     """A fresh single-use v1 credential for a profile that allows v1 (its grant bound to the
     token). Any other query parameter (``t``) is ignored."""
-    body = await service.v1(caller, context, query.publicKey, query.profile)
-    response.headers["Cache-Control"] = "no-store"
-    return schemas.V1Credential(**body)
+    return await service.v1(caller, context, query)

@@ -1,25 +1,25 @@
 """v2: a JWT scoped to one file, and the exact form fields to send with it."""
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends
 
 from app import schemas
-from app.deps import CallerDep, ContextDep, JsonBodyDep, ServiceDep
+from app.deps import CallerDep, ContextDep, JsonBodyDep, ServiceDep, issues
+from app.handlers import no_store
 from app.openapi import problems
+from app.service import CredentialService
 
-router = APIRouter(tags=["v2"])
+router = APIRouter(tags=["v2"], dependencies=[Depends(no_store)])
 
 
 @router.post("/v2/token", responses=problems(400, 401, 403, 413, 415, 422, 429, 502, 503))
+@issues("v2", CredentialService.v2)
 async def v2_token(
     body: schemas.TokenRequest,
     _json: JsonBodyDep,
     caller: CallerDep,
     context: ContextDep,
     service: ServiceDep,
-    response: Response,
 ) -> schemas.V2Token:
     """Ask for a v2 credential, by file (``fileName``, ``fileSize``, ``mimeType``) or in
     ImageKit's shape (``uploadPayload``, ``expire``, ``publicKey``)."""
-    grant = await service.v2(caller, context, body)
-    response.headers["Cache-Control"] = "no-store"
-    return schemas.V2Token(**grant)
+    return await service.v2(caller, context, body)

@@ -6,6 +6,8 @@ from importlib.resources import files
 from fastapi import APIRouter, Response
 from fastapi.responses import RedirectResponse
 
+from app.handlers import NO_STORE
+
 _SCRIPT_HEADERS = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
 
 
@@ -44,9 +46,7 @@ def demo_router() -> APIRouter:
 
     @router.get("/demo/")
     async def demo() -> Response:
-        return Response(
-            asset("demo.html"), media_type="text/html", headers={"Cache-Control": "no-store"}
-        )
+        return Response(asset("demo.html"), media_type="text/html", headers=dict([NO_STORE]))
 
     @router.get("/demo/upload-auth.js")
     async def demo_helper() -> Response:

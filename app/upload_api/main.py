@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Final, Literal, TypedDict, cast
 from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect
 from app import errors, handlers
 from app.clock import Clock, system_clock
 from app.config import Settings, load_settings
+from app.handlers import NO_STORE, no_store
 from app.imagekit.filetypes import ALLOWED
 from app.keysource import KeySource
 from app.ledger import Ledger, LedgerUnavailable, MemoryLedger
@@ -164,19 +165,28 @@ async def serve_file(request: Request, file_path: str) -> FileResponse:
     return FileResponse(storage.content(stored), media_type=stored.mime, headers=headers)
 
 
-@router.get("/healthz", include_in_schema=False, response_model_exclude_none=True)
+@router.get(
+    "/healthz",
+    include_in_schema=False,
+    response_model_exclude_none=True,
+    dependencies=[Depends(no_store)],
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", include_in_schema=False, response_model_exclude_none=True)
-async def readyz(request: Request, response: Response) -> Health:
+@router.get(
+    "/readyz",
+    include_in_schema=False,
+    response_model_exclude_none=True,
+    dependencies=[Depends(no_store)],
+)
+async def readyz(request: Request) -> Health:
     """Ready when the credential ledger answers (Redis, when configured). A ledger that lost
     its data is ready again (it begins a new epoch, logged at warning)."""
     context = _context(request)
     if not await context.ledger.ping(int(context.clock() * 1000)):
         raise errors.NotReady("the credential ledger does not answer")
-    response.headers["Cache-Control"] = "no-store"
     return Health(status="ready")
 
 
@@ -185,7 +195,7 @@ async def _on_upload_error(_: Request, exc: Exception) -> JSONResponse:
         raise exc
     # The reason, never the message: ImageKit's messages may repeat the client's token.
     log.info("upload refused", extra={"status": exc.status, "reason": exc.reason})
-    headers = {"Cache-Control": "no-store"}
+    headers = dict([NO_STORE])
     if exc.body_unread:
         headers["Connection"] = "close"
     if exc.retry_after is not None:

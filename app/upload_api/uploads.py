@@ -187,7 +187,7 @@ async def authenticate_v1(
     if not (raw_expire.isascii() and raw_expire.isdigit()) or len(raw_expire) > 12:
         raise wire.invalid_expire()
     expire, token = int(raw_expire), fields["token"]
-    expected = credentials.sign_v1(pair.private_key, token, expire)
+    expected = credentials.v1_signature(pair, token, expire)
     if not hmac.compare_digest(expected.encode(), fields["signature"].encode()):
         raise wire.invalid_signature()
     now = unix_now(ctx.clock)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.config import load_settings
-from app.credentials import sign_v1
 from tests.conftest import FakeClock, in_process, new_private_key, new_public_key
+from tests.samples import v1_signature
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +44,7 @@ async def test_rotation_by_file_edit_and_sighup(
         async def signer() -> str:
             body = (await http.get("/v1/auth")).json()
             key = new_private if body["publicKey"] == new_public else old_private
-            assert body["signature"] == sign_v1(key.encode(), body["token"], body["expire"])
+            assert body["signature"] == v1_signature(key.encode(), body["token"], body["expire"])
             return str(body["publicKey"])
 
         assert await signer() == old_public

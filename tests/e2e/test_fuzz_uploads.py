@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from app import credentials
 from app.keys import KeyPair
 from tests.conftest import new_private_key, new_public_key
-from tests.samples import png
+from tests.samples import png, v1_signature
 from tests.servers import Server, clean_env, peak_rss_kib, running
 
 pytestmark = pytest.mark.e2e
@@ -183,7 +183,7 @@ def authenticated(
         return fields, {"Authorization": f"Basic {raw}"}
     if how == "v1":
         token, expire = credentials.uuid4(), int(time.time()) + 1800
-        signature = credentials.sign_v1(pair.private_key, token, expire)
+        signature = v1_signature(pair.private_key, token, expire)
         extra = [("publicKey", pair.public_key), ("token", token), ("expire", str(expire))]
         return [
             *fields,

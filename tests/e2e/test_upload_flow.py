@@ -12,9 +12,8 @@ import pytest
 from imagekitio import ImageKit
 from imagekitio.types.file_upload_response import FileUploadResponse
 
-from app.credentials import sign_v1
 from tests.conftest import new_private_key, new_public_key
-from tests.samples import jpeg, png
+from tests.samples import jpeg, png, v1_signature
 from tests.servers import Server, clean_env, peak_rss_kib, redis_server, running
 from tests.upload_api.conftest import basic
 
@@ -118,7 +117,7 @@ def test_v1_reuse_and_tampering_are_rejected(stack: Stack) -> None:
             "publicKey": stack.public_key,
             "token": token,
             "expire": expire,
-            "signature": sign_v1(stack.private_key.encode(), token, expire),
+            "signature": v1_signature(stack.private_key.encode(), token, expire),
         }
         response = stack.upload_v1(png(), cred)
         assert response.status_code == 400
@@ -254,7 +253,7 @@ def test_replicas_share_used_tokens_through_redis(tmp_path: Path) -> None:
                 "publicKey": public,
                 "token": token,
                 "expire": str(expire),
-                "signature": sign_v1(private.encode(), token, expire),
+                "signature": v1_signature(private.encode(), token, expire),
             }
             first = httpx.post(
                 one.url + "/api/v1/files/upload", data=fields, files={"file": ("r.png", png())}

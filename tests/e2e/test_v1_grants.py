@@ -16,11 +16,10 @@ import pytest
 
 from app.callers.api_keys import hash_api_key, new_api_key
 from app.config import Settings
-from app.credentials import sign_v1
 from app.dev import serve_both
 from tests.callers.conftest import AUDIENCE, ISSUER
 from tests.conftest import asgi_client, new_private_key, new_public_key
-from tests.samples import png
+from tests.samples import png, v1_signature
 from tests.servers import clean_env, redis_server, running
 from tests.upstreams import SigningKey, Upstream, make_key, upstream_server
 
@@ -337,7 +336,7 @@ async def test_a_v1_signature_made_elsewhere_is_refused(world: World) -> None:
             "publicKey": world.public_key,
             "token": token,
             "expire": str(expire),
-            "signature": sign_v1(world.private_key.encode(), token, expire),
+            "signature": v1_signature(world.private_key.encode(), token, expire),
         },
         files={"file": ("x.png", png())},
     )

@@ -16,7 +16,7 @@ from app.keys import KeyPair
 from app.policy import FileRequest, Policy, seed_profile
 from app.upload_api.main import create_upload_app
 from tests.conftest import FakeClock, asgi_client
-from tests.samples import png
+from tests.samples import png, v1_signature
 
 V1 = "/api/v1/files/upload"
 V2 = "/api/v2/files/upload"
@@ -65,7 +65,7 @@ def v1_fields(
         "publicKey": pair.public_key,
         "token": token,
         "expire": str(expire),
-        "signature": credentials.sign_v1(pair.private_key, token, expire),
+        "signature": v1_signature(pair.private_key, token, expire),
         **extra,
     }
 

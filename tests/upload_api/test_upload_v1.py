@@ -17,7 +17,7 @@ from app.config import Settings
 from app.keys import KeyPair
 from app.upload_api.main import create_upload_app
 from tests.conftest import FakeClock
-from tests.samples import png
+from tests.samples import png, v1_signature
 from tests.upload_api.conftest import (
     V1,
     assert_imagekit_error,
@@ -116,14 +116,13 @@ async def test_expire_outside_the_window_is_rejected(
     uploads: httpx.AsyncClient, pair: KeyPair, clock: FakeClock, offset: int
 ) -> None:
     """expire in the past, or more than an hour ahead (beyond the leeway): ImageKit's error."""
-    from app.credentials import sign_v1
 
     expire = int(clock()) + offset
     fields = {
         "publicKey": pair.public_key,
         "token": "t-1",
         "expire": str(expire),
-        "signature": sign_v1(pair.private_key, "t-1", expire),
+        "signature": v1_signature(pair.private_key, "t-1", expire),
         "fileName": "a.png",
     }
     assert_imagekit_error(await uploads.post(V1, data=fields, files=file_part()), 400, EXPIRE_ERROR)
