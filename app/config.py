@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,13 +38,10 @@ from pydantic_settings import (
 
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.imagekit.filetypes import ALLOWED
-from app.imagekit.rules import PlanLimits, parse_size
-from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES, KeyPair, KeyRing, generate_pair
-from app.keysource import KeySource
-from app.logs import scrub
-from app.policy import Policy, Profile, check_template, seed_profile
+from app.imagekit.rules import parse_size
+from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES
+from app.policy import check_template
 from app.ratelimit import parse_quota, parse_rate
-from app.secretfile import read_secret_file
 
 ENV_PREFIX: Final = "UPLOAD_AUTH_"
 CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
@@ -57,7 +55,8 @@ class ConfigError(Exception):
     """The configuration cannot start the service; the message is one line, secret-free."""
 
 
-def _check_private_key(value: str, setting: str) -> bytes:
+def check_private_key(value: str, setting: str) -> bytes:
+    """A private key's bytes, if it can be one (ValueError naming ``setting`` otherwise)."""
     raw = value.encode()
     if len(raw) < MIN_PRIVATE_KEY_BYTES:
         raise ValueError(
@@ -94,13 +93,13 @@ class KeyPairConfig(BaseModel):
             raise ValueError("give exactly one of private_key and private_key_file")
         return self
 
-    def resolve(self) -> KeyPair:
-        setting = f"keys[{self.public_key}].private_key"
-        if self.private_key_file is not None:
-            value = read_secret_file(self.private_key_file, setting + "_file")
-        else:
-            value = self.private_key.get_secret_value() if self.private_key else ""
-        return KeyPair(self.public_key, _check_private_key(value, setting))
+    @field_validator("private_key")
+    @classmethod
+    def _private(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            name = info.data.get("public_key", "?")
+            check_private_key(value.get_secret_value(), f"keys[{name}].private_key")
+        return value
 
 
 class ProfileConfig(BaseModel):
@@ -147,26 +146,6 @@ class ProfileConfig(BaseModel):
         if any(not t or "," in t or "%" in t for t in value):
             raise ValueError("tags must be non-empty and contain neither ',' nor '%'")
         return value
-
-    def build(self, name: str, plan: PlanLimits, default_ttl: int, *, dev_mode: bool) -> Profile:
-        def capped(value: int | str | None, ceiling: int) -> int:
-            return ceiling if value is None else min(parse_size(value), ceiling)
-
-        limits = PlanLimits(
-            capped(self.max_size, plan.max_size), capped(self.max_video_size, plan.max_video_size)
-        )
-        return Profile(
-            name=name,
-            types=frozenset(self.types) if self.types is not None else frozenset(ALLOWED),
-            limits=limits,
-            folder=self.folder,
-            use_unique_file_name=self.use_unique_file_name,
-            overwrite=self.overwrite,
-            private=self.private,
-            tags=tuple(self.tags),
-            ttl=min(self.ttl or default_ttl, default_ttl),
-            allow_v1=dev_mode if self.allow_v1 is None else self.allow_v1,
-        )
 
 
 _NAME_PATTERN: Final = r"^[A-Za-z0-9_.@:-]{1,64}$"
@@ -436,8 +415,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _validate_whole(self) -> "Settings":
-        self.key_ring()  # reads and checks the key material now, not at the first request
-        unknown = self.callers.profile_names() - set(self.policy().profiles)
+        self._check_key_sources()
+        profiles = set(self.profiles) or {"default"}  # no profiles: the seed's, as "default"
+        if self.default_profile not in profiles:
+            raise ValueError(
+                f"UPLOAD_AUTH_DEFAULT_PROFILE: no profile named "
+                f"{self.default_profile!r} is configured"
+            )
+        unknown = self.callers.profile_names() - profiles
         if unknown:
             raise ValueError(f"callers: no such profile: {', '.join(sorted(unknown))}")
         if self.callers.forward is not None and "*" in self.cors_origins:
@@ -492,111 +477,25 @@ class Settings(BaseSettings):
     def upload_url_v2(self) -> str:
         return self.upload_api_url.rstrip("/") + "/api/v2/files/upload"
 
-    def _env_pair(self) -> KeyPair | None:
-        public = self.public_key
-        if self.public_key_file is not None:
-            if public is not None:
-                raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PUBLIC_KEY_FILE are both set")
-            public = read_secret_file(self.public_key_file, "IMAGEKIT_PUBLIC_KEY_FILE")
-        private = self.private_key.get_secret_value() if self.private_key else None
-        if self.private_key_file is not None:
-            if private is not None:
-                raise ValueError("IMAGEKIT_PRIVATE_KEY and IMAGEKIT_PRIVATE_KEY_FILE are both set")
-            private = read_secret_file(self.private_key_file, "IMAGEKIT_PRIVATE_KEY_FILE")
-        if public is None and private is None:
-            return None
-        if public is None or private is None:
+    def _check_key_sources(self) -> None:
+        """What can be told about the keys without reading a file (``app.wiring`` reads
+        them): each of the SDK variables given once, both halves of the pair, some pair."""
+        if self.public_key is not None and self.public_key_file is not None:
+            raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PUBLIC_KEY_FILE are both set")
+        if self.private_key is not None and self.private_key_file is not None:
+            raise ValueError("IMAGEKIT_PRIVATE_KEY and IMAGEKIT_PRIVATE_KEY_FILE are both set")
+        public = self.public_key is not None or self.public_key_file is not None
+        private = self.private_key is not None or self.private_key_file is not None
+        if public != private:
             raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY must be set together")
-        return KeyPair(public, _check_private_key(private, "IMAGEKIT_PRIVATE_KEY"))
-
-    def key_files(self) -> tuple[Path, ...]:
-        """Files whose change can change the keys: the config file and every key file."""
-        paths = [self.config_file, self.public_key_file, self.private_key_file]
-        paths += [k.private_key_file for k in self.keys]
-        return tuple(p for p in paths if p is not None)
-
-    def key_source(self) -> KeySource:
-        """The key ring, live: reloaded when a key file or the config file changes (or on
-        SIGHUP). Keys given only as environment values, or generated, never change."""
-        ring = self.key_ring()
-        files = self.key_files()
-        if not files:
-            return KeySource(ring)
-        fixed = {name: getattr(self, name) for name in self.model_fields_set - _RELOADABLE}
-
-        def load() -> KeyRing:
-            return type(self)(**fixed).key_ring()
-
-        return KeySource(
-            ring, load, files, on_change=lambda new: scrub(p.private_key.decode() for p in new)
-        )
-
-    def key_ring(self) -> KeyRing:
-        """The configured key pairs; in development mode a throwaway pair if none is set.
-
-        Reads key files, so call it once at start-up and keep the result.
-        """
-        pairs = [p.resolve() for p in self.keys]
-        env_pair = self._env_pair()
-        if env_pair is not None:
-            pairs.insert(0, env_pair)
-        if not pairs:
-            if not self.dev_mode:
-                raise ValueError(
-                    "IMAGEKIT_PRIVATE_KEY: no key pair is configured (set "
-                    "IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY, or [[keys]])"
-                )
-            pairs = [generate_pair()]
-        if len({p.private_key for p in pairs}) != len(pairs):
-            raise ValueError("keys: two key pairs share a private key")
-        try:
-            return KeyRing(pairs, signing_public_key=self.signing_key)
-        except ValueError as exc:
-            raise ValueError(f"keys: {exc}") from None
-
-    @property
-    def plan_limits(self) -> PlanLimits:
-        """The upload API's size limits: the plan's, unless overridden."""
-        plan = PlanLimits.for_plan(self.plan)
-        return PlanLimits(
-            parse_size(self.max_file_size) if self.max_file_size is not None else plan.max_size,
-            parse_size(self.max_video_size)
-            if self.max_video_size is not None
-            else plan.max_video_size,
-        )
-
-    def policy(self) -> Policy:
-        """The upload policy: the configured profiles, or the seed's upload API as ``default``."""
-        if self.profiles:
-            profiles = {
-                name: cfg.build(name, self.plan_limits, self.credential_ttl, dev_mode=self.dev_mode)
-                for name, cfg in self.profiles.items()
-            }
-        else:
-            profiles = {
-                "default": seed_profile(
-                    self.plan_limits, self.credential_ttl, allow_v1=self.dev_mode
-                )
-            }
-        if self.default_profile not in profiles:
+        if self.private_key is not None:
+            check_private_key(self.private_key.get_secret_value(), "IMAGEKIT_PRIVATE_KEY")
+        if not public and not self.keys and not self.dev_mode:
             raise ValueError(
-                f"UPLOAD_AUTH_DEFAULT_PROFILE: no profile named "
-                f"{self.default_profile!r} is configured"
+                "IMAGEKIT_PRIVATE_KEY: no key pair is configured (set "
+                "IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY, or [[keys]])"
             )
-        return Policy(profiles, self.default_profile)
 
-
-#: What a key reload re-reads; everything else keeps its start-up value.
-_RELOADABLE: Final = frozenset(
-    {
-        "keys",
-        "signing_key",
-        "public_key",
-        "private_key",
-        "public_key_file",
-        "private_key_file",
-    }
-)
 
 _ENV_NAMES: Final = {
     "public_key": "IMAGEKIT_PUBLIC_KEY",

@@ -95,9 +95,10 @@ def serve_both(settings: "Settings", *, clock: "Clock | None" = None) -> Dispatc
     from app.ledger import MemoryLedger
     from app.main import create_app
     from app.upload_api.main import create_upload_app
+    from app.wiring import assemble
 
     clock = clock or system_clock
-    keys = settings.key_source()
+    keys = assemble(settings).keys  # one key source: one watcher of the key files
     ledger = None if settings.redis_url is not None else MemoryLedger(clock)
     service = create_app(settings, keys=keys, clock=clock, ledger=ledger)
     upload_api = create_upload_app(settings, keys=keys, clock=clock, ledger=ledger)

@@ -27,6 +27,7 @@ from app.middleware import BodyLimit, Fronted, RequestContext, cors
 from app.ratelimit import RateLimiter, Throttle
 from app.routes import health, metrics, v1, v2, web
 from app.service import CredentialService
+from app.wiring import assemble
 
 if TYPE_CHECKING:
     import httpx
@@ -120,9 +121,9 @@ def create_app(
     API shares this process (default: Redis when configured, else nowhere)."""
     settings = settings or load_settings()
     settings.require_caller_auth()
-    source = keys or settings.key_source()
+    parts = assemble(settings, keys)
+    source, policy = parts.keys, parts.policy
     ring = source.ring
-    policy = settings.policy()
     configure_logging(
         settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
     )

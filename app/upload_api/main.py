@@ -24,6 +24,7 @@ from app.schemas import Health
 from app.upload_api import wire
 from app.upload_api.storage import LocalStorage, is_active_content
 from app.upload_api.uploads import InFlight, UploadContext, upload
+from app.wiring import assemble, plan_limits
 
 log = get_logger("upload_api")
 
@@ -214,7 +215,8 @@ def create_upload_app(
     when configured, else this process's memory (pass the credential service's when both
     share a process)."""
     settings = settings or load_settings()
-    source = keys or settings.key_source()
+    source = assemble(settings, keys).keys
+    limits = plan_limits(settings)
     ring = source.ring
     configure_logging(
         settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
@@ -233,7 +235,7 @@ def create_upload_app(
             clock,
             used,
             storage,
-            settings.plan_limits,
+            limits,
             accept_unbound_v1=settings.accept_unbound_v1 or settings.dev_mode,
             credential_ttl=settings.credential_ttl,
             in_flight=InFlight(settings.in_flight_limit),

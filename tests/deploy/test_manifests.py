@@ -147,6 +147,7 @@ def test_overlay_scales_up() -> None:
 def test_configmap_is_a_valid_upload_auth_config(tmp_path: Path) -> None:
     """The policy in the ConfigMap loads (with a key file where the Secret would be)."""
     from app.config import Settings
+    from app.wiring import key_ring
 
     (config,) = [r for r in render(KUBE / "base") if r["kind"] == "ConfigMap"]
     toml = config["data"]["upload-auth.toml"]
@@ -156,7 +157,7 @@ def test_configmap_is_a_valid_upload_auth_config(tmp_path: Path) -> None:
     path.write_text(toml.replace("/run/secrets/upload-auth/key-1.private", str(key_file)))
     settings = Settings(config_file=path)
     assert settings.caller_auth_configured
-    assert settings.key_ring().signing.public_key.startswith("public_")
+    assert key_ring(settings).signing.public_key.startswith("public_")
 
 
 def test_compose_file_is_valid_compose_spec() -> None:

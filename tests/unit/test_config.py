@@ -1,5 +1,7 @@
 """Configuration: sources, validation at start-up, one clear line, secrets never printed."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,7 @@ import pytest
 from app import cli
 from app.config import ConfigError, Settings, load_settings
 from app.main import create_app
+from app.wiring import assemble, key_ring, policy
 from tests.conftest import new_private_key, new_public_key
 
 
@@ -21,7 +24,7 @@ def env_pair(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
 
 def test_key_pair_from_the_sdk_variables(env_pair: tuple[str, str]) -> None:
     """IMAGEKIT_PUBLIC_KEY / IMAGEKIT_PRIVATE_KEY make the signing pair."""
-    ring = load_settings().key_ring()
+    ring = key_ring(load_settings())
     assert ring.signing.public_key == env_pair[0]
     assert ring.signing.private_key == env_pair[1].encode()
 
@@ -33,7 +36,7 @@ def test_key_pair_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     (tmp_path / "priv").write_text(private + "\n")
     monkeypatch.setenv("IMAGEKIT_PUBLIC_KEY_FILE", str(tmp_path / "pub"))
     monkeypatch.setenv("IMAGEKIT_PRIVATE_KEY_FILE", str(tmp_path / "priv"))
-    ring = load_settings(dev_mode=True).key_ring()
+    ring = key_ring(load_settings(dev_mode=True))
     assert (ring.signing.public_key, ring.signing.private_key) == (public, private.encode())
 
 
@@ -78,10 +81,10 @@ ttl = 300
     )
     monkeypatch.setenv("UPLOAD_AUTH_CONFIG_FILE", str(path))
     settings = load_settings()
-    ring = settings.key_ring()
+    ring = key_ring(settings)
     assert ring.signing.public_key == keys[1][0]
     assert [p.public_key for p in ring] == [k[0] for k in keys]
-    avatar = settings.policy().profile(None)
+    avatar = policy(settings).profile(None)
     assert avatar.name == "avatar"
     assert avatar.types == frozenset({"png", "jpg"})
     assert avatar.limits.max_size == 2 * 1024 * 1024
@@ -104,7 +107,7 @@ def config_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as info:
-        load_settings()
+        assemble(load_settings())  # what a factory does at start-up
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -204,11 +207,18 @@ def test_duplicate_pairs_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert key not in message
 
 
-def test_dev_mode_generates_a_throwaway_pair() -> None:
-    """Development mode with no keys signs with a fresh pair each start."""
-    first, second = Settings(dev_mode=True).key_ring(), Settings(dev_mode=True).key_ring()
+def test_dev_mode_generates_a_throwaway_pair_once_per_process() -> None:
+    """Development mode with no keys signs with a pair made once per process: both apps of
+    one process (and every rebuild) sign and verify with it; the next start has a new one."""
+    first, second = key_ring(Settings(dev_mode=True)), key_ring(Settings(dev_mode=True))
     assert first.signing.public_key.startswith("public_dev_")
-    assert first.signing.private_key != second.signing.private_key
+    assert first.signing == second.signing
+    script = "from app.wiring import development_pair; print(development_pair().public_key)"
+    other = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert other.startswith("public_dev_")
+    assert other != first.signing.public_key
 
 
 def test_secrets_are_not_in_repr(env_pair: tuple[str, str]) -> None:
@@ -217,8 +227,8 @@ def test_secrets_are_not_in_repr(env_pair: tuple[str, str]) -> None:
     texts = [
         repr(settings),
         str(settings),
-        repr(settings.key_ring().signing),
-        repr(list(settings.key_ring())),
+        repr(key_ring(settings).signing),
+        repr(list(key_ring(settings))),
         settings.model_dump_json(),
     ]
     assert not any(env_pair[1] in text for text in texts)
