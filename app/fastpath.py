@@ -99,6 +99,8 @@ class FastPath:
     ) -> None:
         self.app = app
         self.routes = credential_routes(routes)
+        if not self.routes:
+            raise ValueError("the fast path was given no credential route")
         self.on_refusal = on_refusal
         #: ``BodyLimit``'s limit, which stands behind this layer: the same answers for the
         #: bodies read here (a GET /v1/auth passes neither layer's checks: it reads no body).

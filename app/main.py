@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
 from app import errors, handlers, openapi, package_version
@@ -142,6 +142,7 @@ def create_app(
         limiter = RateLimiter(
             settings.redis_url.get_secret_value() if settings.redis_url else None,
             registry.rate_limit_fallbacks.inc,
+            clock,
         )
         throttle = Throttle(
             limiter,
@@ -183,15 +184,11 @@ def create_app(
         if context is not None:
             refused(context, problem)
 
-    routes = APIRouter()  # the routes first: the fast path reads the credential routes
-    routes.include_router(health.router)
+    routers = [health.router, v1.router, v2.router, web.helper_router()]
     if settings.metrics_enabled:
-        routes.include_router(metrics.router)
-    routes.include_router(v1.router)
-    routes.include_router(v2.router)
-    routes.include_router(web.helper_router())
+        routers.append(metrics.router)
     if settings.dev_mode:
-        routes.include_router(web.demo_router())
+        routers.append(web.demo_router())
 
     front = [
         Middleware(RequestContext, log_access=settings.access_log, observe=registry.observe_request)
@@ -206,7 +203,7 @@ def create_app(
         front.append(
             Middleware(
                 FastPath,
-                routes=routes.routes,
+                routes=[route for router in routers for route in router.routes],
                 on_refusal=refused,
                 body_limit=settings.max_body_bytes,
             )
@@ -226,5 +223,6 @@ def create_app(
     )
     handlers.install(app, hook=audit_refusal)
     openapi.install(app)
-    app.include_router(routes)
+    for router in routers:
+        app.include_router(router)
     return app

@@ -129,8 +129,13 @@ def _retry_after(previous: int, current: int, elapsed: float, seconds: int, room
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None, on_fallback: Callable[[], None]) -> None:
-        self.local = SlidingWindows()
+    def __init__(
+        self,
+        redis_url: str | None,
+        on_fallback: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.local = SlidingWindows(clock)  # Redis keeps its own time
         self.shared = None
         if redis_url is not None:
             storage = RedisStorage(

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app import credentials
 from app.config import Settings
 from app.main import create_app
-from app.service import CredentialService
 from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -163,10 +163,10 @@ async def test_a_bug_answers_a_500_problem_with_its_request_id(
     """An unexpected exception is a 500 internal-error problem that says nothing of the
     exception, carries the request's X-Request-ID and is in the access log with status 500."""
 
-    async def broken(*_: Any, **__: Any) -> None:
+    def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("SNEAKY internal detail")
 
-    monkeypatch.setattr(CredentialService, "v1", broken)
+    monkeypatch.setattr(credentials, "issue_v1", broken)  # what both fronts' v1 calls
     async with LifespanManager(create_app(settings, clock=clock, fast_path=fast_path)) as app:
         transport = httpx.ASGITransport(app=app.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
