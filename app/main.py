@@ -5,7 +5,6 @@ Run with ``upload-auth serve`` (or ``uvicorn --factory app.main:create_app``).
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
@@ -29,9 +28,6 @@ from app.routes import health, metrics, v1, v2, web
 from app.service import CredentialService
 from app.wiring import assemble
 
-if TYPE_CHECKING:
-    import httpx
-
 log = get_logger("service")
 
 DEV_BANNER = (
@@ -49,7 +45,6 @@ async def caller_chain(
     metrics: Metrics,
     clock: Clock,
     stack: AsyncExitStack,
-    transport: "httpx.AsyncBaseTransport | None" = None,
 ) -> tuple[Authenticator, ...]:
     """The caller-authentication chain the settings describe, in the order tried. An HTTP
     client (and httpx itself) is only set up when a method needs one."""
@@ -66,7 +61,7 @@ async def caller_chain(
         import httpx
 
         http = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, follow_redirects=False, timeout=5.0)
+            httpx.AsyncClient(follow_redirects=False, timeout=5.0)
         )
     if callers.idp is not None:
         from app.callers.idp import IdpAuthenticator, IdpSettings, JwksCache
@@ -110,12 +105,10 @@ def create_app(
     *,
     keys: KeySource | None = None,
     clock: Clock = system_clock,
-    transport: "httpx.AsyncBaseTransport | None" = None,
     fast_path: bool = True,
     ledger: Ledger | None = None,
 ) -> FastAPI:
-    """Build the credential service. ``keys`` defaults to the settings' key source; ``transport``
-    replaces the network for outbound calls (identity provider, session check) in tests;
+    """Build the credential service. ``keys`` defaults to the settings' key source;
     ``fast_path=False`` serves the credential routes through FastAPI alone (the reference the
     fast path is tested against); ``ledger`` is where v1 grants are recorded when the upload
     API shares this process (default: Redis when configured, else nowhere)."""
@@ -160,7 +153,7 @@ def create_app(
                 stack.push_async_callback(shared.close)
                 grants = shared
             await stack.enter_async_context(source.watching())
-            chain = await caller_chain(settings, registry, clock, stack, transport)
+            chain = await caller_chain(settings, registry, clock, stack)
             log.info(
                 "credential service ready",
                 extra={

@@ -11,7 +11,7 @@ from asgi_lifespan import LifespanManager
 from app import credentials
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, caller_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -170,7 +170,9 @@ async def test_a_bug_answers_a_500_problem_with_its_request_id(
     async with LifespanManager(create_app(settings, clock=clock, fast_path=fast_path)) as app:
         transport = httpx.ASGITransport(app=app.app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.get("/v1/auth", headers={"X-Request-ID": "bug-1"})
+            response = await http.get(
+                "/v1/auth", headers={"X-Request-ID": "bug-1", **caller_headers(settings)}
+            )
             await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
     assert_problem(response, 500, "internal-error")
     assert response.headers["x-request-id"] == "bug-1"

@@ -133,8 +133,15 @@ async def test_a_profile_that_has_not_opted_in_refuses_v1(
     assert "[profiles.default]" in body["detail"]
 
 
-async def test_development_mode_sends_slash_to_the_demo(client: httpx.AsyncClient) -> None:
-    """A newcomer opening the service's address lands on the demo page."""
+async def test_development_mode_sends_slash_to_the_demo(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A newcomer opening the service's address lands on the demo page (development mode);
+    in production there is no page there."""
     response = await client.get("/")
-    assert response.status_code == 307
-    assert response.headers["location"] == "/demo/"
+    if settings.dev_mode:
+        assert response.status_code == 307
+        assert response.headers["location"] == "/demo/"
+    else:
+        assert response.status_code == 404
+        assert (await client.get("/demo/")).status_code == 404
