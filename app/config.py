@@ -39,7 +39,7 @@ from pydantic_settings import (
 from app.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.imagekit.filetypes import ALLOWED
 from app.imagekit.rules import parse_size
-from app.keys import MAX_KEY_PAIRS, MIN_PRIVATE_KEY_BYTES
+from app.keys import MAX_KEY_PAIRS, MAX_PUBLIC_KEY_LENGTH, MIN_PRIVATE_KEY_BYTES
 from app.policy import check_template
 from app.ratelimit import parse_quota, parse_rate
 
@@ -47,7 +47,7 @@ ENV_PREFIX: Final = "UPLOAD_AUTH_"
 CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
 #: Longest credential lifetime we hand out: the upload API's hour, less the clock leeway.
 MAX_TTL: Final = MAX_CREDENTIAL_LIFETIME - LEEWAY_SECONDS
-_PUBLIC_KEY_PATTERN: Final = r"^[\x21-\x7e]{1,128}$"
+_PUBLIC_KEY_PATTERN: Final = rf"^[\x21-\x7e]{{1,{MAX_PUBLIC_KEY_LENGTH}}}$"
 IMAGEKIT_UPLOAD_HOST: Final = "upload.imagekit.io"
 
 

@@ -18,8 +18,9 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
 - payload = the upload form fields, every value a string, plus integer ``iat`` and ``exp``;
   ``exp - iat`` <= 3600 and ``iat`` not in the future (both with ``LEEWAY_SECONDS``);
 - time is checked against the caller's clock, never PyJWT's, so tests control it;
-- tokens are *encoded* here, in the standard compact form (a third of PyJWT's encode cost, on
-  the hot path), and *verified* with PyJWT; the tests verify every issued token with PyJWT.
+- tokens are *encoded* here, in the standard compact form (cheaper than PyJWT's encoder, on the
+  hot path: docs/performance.md), and *verified* with PyJWT; the tests verify every issued
+  token with PyJWT.
 """
 
 import binascii
@@ -73,8 +74,9 @@ def v1_signature(pair: KeyPair, token: str, expire: int) -> str:
 
 
 def uuid4() -> str:
-    """``str(uuid.uuid4())``: 122 random bits from the kernel in a third of the time (2.5 ->
-    0.8 µs: ``uuid.UUID`` validates and converts what it is given)."""
+    """``str(uuid.uuid4())``: 122 random bits from the kernel, formatted directly rather than
+    through ``uuid.UUID``, which validates and converts what it is given (docs/performance.md;
+    tested against ``uuid.UUID``)."""
     raw = bytearray(random16())
     raw[6] = raw[6] & 0x0F | 0x40  # version 4
     raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant

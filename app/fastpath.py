@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 #: What the union answers for any body this accepts: a file-shaped body (``extra="forbid"``, so
 #: no ``uploadPayload``) is the union's ``file`` tag. Without the union's discriminator, a Python
-#: callback that needs the JSON as Python objects first, a good request takes half the time.
+#: callback that needs the JSON as Python objects first, a good request costs less (measured
+#: in docs/performance.md).
 _FILE_REQUEST: Final = schemas.FileTokenRequest.__pydantic_validator__
 _HEADERS: Final = [
     (b"content-type", b"application/json"),

@@ -17,6 +17,8 @@ MAX_KEY_PAIRS: Final = 5
 #: HS256 wants at least a 32-byte key (RFC 7518 §3.2; PyJWT warns below it). ImageKit private
 #: keys are 36 characters ("private_" + 28).
 MIN_PRIVATE_KEY_BYTES: Final = 32
+#: The longest public key accepted anywhere: in settings, in a query and in a request body.
+MAX_PUBLIC_KEY_LENGTH: Final = 128
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,7 +244,7 @@ def configure_logging(fmt: str, level: str, secrets: Iterable[str] = ()) -> None
     """Route our loggers and uvicorn's through one stdout handler, scrubbing ``secrets``."""
     scrub(secrets)
     # Records need no source location, thread or process names (the logging HOWTO's
-    # "Optimization" section): about a third of the cost of every line.
+    # "Optimization" section), which cost more than the rest of a line.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

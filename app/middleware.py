@@ -167,8 +167,8 @@ class Fronted(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """With telemetry switched off (both apps switch it off), an HTTP request goes straight
         to the middleware stack, as ``FastAPI.__call__`` and ``Starlette.__call__`` would send
-        it, without their two coroutines and checks (about 2 % of a v1 request); anything else
-        takes their way."""
+        it, without their two coroutines and checks (docs/performance.md); anything else takes
+        their way."""
         if (
             self._direct
             and scope["type"] == "http"

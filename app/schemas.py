@@ -10,6 +10,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, with_config
 from typing_extensions import TypedDict
 
+from app.keys import MAX_PUBLIC_KEY_LENGTH
+
+#: A public key as a request may name one (the configured ones are checked in ``app.config``).
+PublicKey = Annotated[str, Field(max_length=MAX_PUBLIC_KEY_LENGTH)]
 ProfileName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
@@ -22,8 +26,8 @@ class V1Query(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    publicKey: str | None = Field(
-        default=None, max_length=128, description="sign with this configured key pair"
+    publicKey: PublicKey | None = Field(
+        default=None, description="sign with this configured key pair"
     )
     profile: ProfileName | None = Field(
         default=None, description="the upload profile (default: the default profile)"
@@ -64,7 +68,7 @@ class PayloadTokenRequest(Body):
 
     uploadPayload: dict[str, Any] = Field(max_length=32)
     expire: int = Field(ge=1, le=3599, description="requested lifetime in seconds")
-    publicKey: str | None = Field(default=None, max_length=128)
+    publicKey: PublicKey | None = None
     profile: ProfileName | None = None
 
 
