@@ -231,17 +231,30 @@ def test_client_side_mode(
 
 
 def test_dry_run_and_usage_errors(tmp_path: Path, upload_api: Server) -> None:
-    """--dry-run lists and sends nothing; no key and no --auth-url is a usage error (2)."""
+    """--dry-run lists and sends nothing, and says why a file 51 folders down (deeper than
+    ImageKit nests) would be refused (it used to end in a traceback); a bad --folder, no key
+    and no --auth-url are usage errors (2), each in one line."""
     make_tree(tmp_path / "src", 3)
+    deep = (tmp_path / "src").joinpath(*(f"d{i}" for i in range(51)))
+    deep.mkdir(parents=True)
+    (deep / "deep.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 10)
+    key = clean_env(IMAGEKIT_PRIVATE_KEY=new_private_key())
     dry = upload_run(
-        ["src", "--to", upload_api.url, "--dry-run"],
-        env=clean_env(IMAGEKIT_PRIVATE_KEY=new_private_key()),
+        ["src", "--to", upload_api.url, "--dry-run"], env=key, cwd=tmp_path, timeout=60
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.count("would upload") == 3
+    assert "folder may be at most 50 levels deep" in dry.stdout + dry.stderr
+    assert "Traceback" not in dry.stdout + dry.stderr
+    assert stored(upload_api_storage(upload_api)) == {}
+    folder = upload_run(
+        ["src", "--to", upload_api.url, "--folder", "a b", "--dry-run"],
+        env=key,
         cwd=tmp_path,
         timeout=60,
     )
-    assert dry.returncode == 0
-    assert dry.stdout.count("would upload") == 3
-    assert stored(upload_api_storage(upload_api)) == {}
+    assert folder.returncode == 2
+    assert folder.stderr.strip() == "upload-auth upload: folder may only contain a-z A-Z 0-9 / _ -"
     usage = upload_run(["src", "--to", upload_api.url], env=clean_env(), cwd=tmp_path, timeout=60)
     assert usage.returncode == 2
     assert "--auth-url" in usage.stderr
