@@ -5,10 +5,12 @@ answered like any other request, growing the process by tens of megabytes for th
 Proxies bound heads (nginx: 8 KiB a line; Node: 16 KiB in all), but a service must not depend on
 one being in front. This protocol counts the bytes of each request head as they arrive and the
 number of its header fields, and answers ``431 Request Header Fields Too Large`` (and closes the
-connection) as soon as either is over its limit, before the rest is buffered. Everything else is
-uvicorn's own.
+connection) as soon as either is over its limit, before the rest is buffered. It also joins the
+small writes of one event-loop turn (``JoinedWrites``): a response's head and body go out in one
+system call rather than two (measured in docs/performance.md). Everything else is uvicorn's own.
 """
 
+import asyncio
 from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -24,6 +26,88 @@ _REFUSAL: Final = (
     b"content-length: " + str(len(_MESSAGE)).encode() + b"\r\n"
     b"connection: close\r\n\r\n" + _MESSAGE
 )
+
+
+#: A write at least this large is not held back: joining it would copy it, for nothing.
+_HOLD_BYTES: Final = 16 * 1024
+
+
+class JoinedWrites:
+    """A transport whose small writes of one event-loop turn go out as one.
+
+    uvicorn writes a response's head and its body separately: two ``send`` system calls (and on
+    loopback two TCP segments, each received in the sender's time) for the usual small answer.
+    Here a small write is held until the next write of the same turn, which takes it along, or
+    until the end of the turn (one ``call_soon`` per turn for every connection of the loop), so
+    nothing waits longer than the turn that wrote it. ``close`` writes what is held first;
+    everything else is the transport's own.
+    """
+
+    __slots__ = (
+        "_held",
+        "_loop",
+        "_transport",
+        "get_extra_info",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
+    )
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        # what uvicorn asks on every request, bound once (``__getattr__`` is the slow way)
+        self.get_extra_info = transport.get_extra_info
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif len(data) >= _HOLD_BYTES:
+            self._transport.write(data)
+        else:
+            self._held = bytes(data)
+            waiting = _WAITING.get(self._loop)
+            if waiting is None:
+                waiting = _WAITING[self._loop] = []
+                self._loop.call_soon(_flush_turn, self._loop)
+            waiting.append(self)
+
+    def flush(self) -> None:
+        """Write what is held, now."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def get_write_buffer_size(self) -> int:
+        held = self._held
+        return self._transport.get_write_buffer_size() + (len(held) if held else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+#: Per event loop, the transports holding a write this turn (one loop per thread: never shared).
+_WAITING: dict[asyncio.AbstractEventLoop, list[JoinedWrites]] = {}
+
+
+def _flush_turn(loop: asyncio.AbstractEventLoop) -> None:
+    for joined in _WAITING.pop(loop, ()):
+        joined.flush()
 
 
 class _HeadTooLarge(Exception):
@@ -46,6 +130,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # received while in a head
         self._too_large = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(JoinedWrites(transport, self.loop))  # type: ignore[arg-type]
 
     def _in_head(self) -> bool:
         cycle = self.cycle
