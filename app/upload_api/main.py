@@ -3,16 +3,18 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Final, Literal, TypedDict, cast
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
-from app import errors, handlers
-from app.clock import Clock, system_clock
+from app import delivery, errors, handlers
+from app.clock import Clock, system_clock, unix_now
 from app.config import Settings, load_settings
 from app.handlers import NO_STORE, no_store
 from app.imagekit.filetypes import ALLOWED
@@ -153,17 +155,63 @@ async def upload_v2(request: Request) -> JSONResponse:
 
 
 @router.get("/files/{file_path:path}")
-async def serve_file(request: Request, file_path: str) -> FileResponse:
-    """A stored, public file, with headers that keep active content inert."""
-    storage = _context(request).storage
-    stored = storage.lookup("/" + file_path)
-    if stored is None or stored.is_private_file:
+async def serve_file(request: Request, file_path: str) -> Response:
+    """A stored file, with headers that keep active content inert. A private file only through
+    a URL signed in ImageKit's scheme (``ik-t``, ``ik-s``): 401 when unsigned, tampered with or
+    expired. Ranges (video seeking), ``ETag``/``Last-Modified`` and conditional requests."""
+    context = _context(request)
+    stored = context.storage.lookup("/" + file_path)
+    if stored is None:
         raise errors.NotFound()
     headers = dict(FILE_HEADERS)
+    if stored.is_private_file:
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        relative = raw_path.decode("latin-1").split("/files/", 1)[-1]
+        verdict = delivery.verify(
+            context.keys.ring,
+            relative,
+            request.scope.get("query_string", b"").decode("latin-1"),
+            unix_now(context.clock),
+        )
+        if verdict is not delivery.Verdict.VALID:
+            raise _URL_REFUSALS[verdict]()
+        headers["Cache-Control"] = "private, max-age=60"
     file_type = ALLOWED.get(stored.extension)
     if file_type is None or is_active_content(file_type):
         headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.name)}"
-    return FileResponse(storage.content(stored), media_type=stored.mime, headers=headers)
+    headers["ETag"] = f'"{stored.version_id}"'
+    path = context.storage.content(stored)
+    if _not_modified(request, headers["ETag"], path):
+        kept = ("ETag", "Cache-Control")
+        return Response(status_code=304, headers={k: headers[k] for k in kept})
+    return FileResponse(path, media_type=stored.mime, headers=headers)
+
+
+_URL_REFUSALS: Final = {
+    delivery.Verdict.UNSIGNED: wire.unsigned_private_url,
+    delivery.Verdict.INVALID: wire.invalid_url_signature,
+    delivery.Verdict.EXPIRED: wire.expired_url,
+}
+
+
+def _not_modified(request: Request, etag: str, path: Path) -> bool:
+    """Whether a conditional GET may be answered 304: ``If-None-Match`` names the current
+    ``ETag`` (weakly compared), or else ``If-Modified-Since`` is not before the file's time."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or etag in tags
+    since = request.headers.get("if-modified-since")
+    if since is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return False  # a date that cannot be read is ignored (RFC 9110)
+    try:
+        return int(path.stat().st_mtime) <= when
+    except OSError:
+        return False
 
 
 @router.get(

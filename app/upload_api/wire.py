@@ -247,3 +247,20 @@ def store_unavailable() -> UploadError:
     return _error(
         503, "The upload API cannot check tokens right now. Please retry.", "token-store-down"
     )
+
+
+# -- delivery of private files (signed URLs) --------------------------------------------------
+def unsigned_private_url() -> UploadError:
+    return _error(
+        401,
+        "This file is private: its URL must be signed (ik-s, and ik-t for an expiring URL).",
+        "url-unsigned",
+    )
+
+
+def invalid_url_signature() -> UploadError:
+    return _error(401, "The URL's signature (ik-s) is not valid for this URL.", "url-invalid")
+
+
+def expired_url() -> UploadError:
+    return _error(401, "The signed URL has expired (ik-t is in the past).", "url-expired")
