@@ -45,6 +45,8 @@ from app.ratelimit import parse_quota, parse_rate
 
 ENV_PREFIX: Final = "UPLOAD_AUTH_"
 CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
+#: Longest signed delivery URL a profile may allow: a week.
+MAX_URL_LIFETIME: Final = 7 * 24 * 3600
 #: Longest credential lifetime we hand out: the upload API's hour, less the clock leeway.
 MAX_TTL: Final = MAX_CREDENTIAL_LIFETIME - LEEWAY_SECONDS
 _PUBLIC_KEY_PATTERN: Final = rf"^[\x21-\x7e]{{1,{MAX_PUBLIC_KEY_LENGTH}}}$"
@@ -116,6 +118,14 @@ class ProfileConfig(BaseModel):
     private: bool = False
     tags: list[str] = Field(default_factory=list, max_length=30)
     ttl: int | None = Field(default=None, ge=10, le=MAX_TTL)
+    read_folder: str | None = Field(
+        default=None,
+        description="signed delivery URLs: the folder (template) callers may read; "
+        "default: the profile's folder",
+    )
+    url_lifetime: int = Field(
+        default=3600, ge=10, le=MAX_URL_LIFETIME, description="longest signed URL, seconds"
+    )
     allow_v1: bool | None = Field(
         default=None,
         description="issue v1 credentials for this profile; default: only in development mode",
@@ -134,10 +144,11 @@ class ProfileConfig(BaseModel):
             raise ValueError("must list at least one type")
         return lowered
 
-    @field_validator("folder")
+    @field_validator("folder", "read_folder")
     @classmethod
-    def _folder(cls, value: str) -> str:
-        check_template(value)
+    def _folder(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
         return value
 
     @field_validator("tags")
@@ -315,6 +326,13 @@ class Settings(BaseSettings):
     upload_api_url: str = Field(
         default=f"https://{IMAGEKIT_UPLOAD_HOST}", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
     )
+    url_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="where files are delivered, the base of signed URLs (ImageKit: "
+        "https://ik.imagekit.io/YOUR_ID); default: UPLOAD_API_URL/files when the upload API "
+        "is upload-auth's",
+    )
 
     # -- the upload API ------------------------------------------------------------------------
     max_file_size: Size = Field(
@@ -352,6 +370,7 @@ class Settings(BaseSettings):
         default="600/minute", description="per caller; limits notation; unset = no limit"
     )
     rate_limit_v2: Rate = "300/minute"
+    rate_limit_urls: Rate = Field(default="600/minute", description="signed URLs, per caller")
     quota_v2: Quota = Field(default="10gb/hour", description="declared bytes per caller per period")
 
     # -- operation ----------------------------------------------------------------------------
@@ -472,6 +491,15 @@ class Settings(BaseSettings):
         """Whether v1 grants are worth recording: the upload API is ours (ImageKit's cannot
         read them; its v1 credentials are unbound by design)."""
         return urlsplit(self.upload_api_url).hostname != IMAGEKIT_UPLOAD_HOST
+
+    @property
+    def delivery_endpoint(self) -> str | None:
+        """The base of signed delivery URLs: configured, or our upload API's ``/files``."""
+        if self.url_endpoint is not None:
+            return self.url_endpoint
+        if self.records_v1_grants:  # the upload API is ours
+            return self.upload_api_url.rstrip("/") + "/files"
+        return None
 
     @property
     def upload_url_v2(self) -> str:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict, TypeVar, cast
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 from starlette.routing import BaseRoute
 
 from app import errors
@@ -29,18 +30,24 @@ class Issues:
     the service method that does it, which both fronts call with the route's validated query
     model or body."""
 
-    version: Literal["v1", "v2"]
+    version: Literal["v1", "v2", "url"]
     issue: Callable[[CredentialService, Caller, AuditContext, Any], Awaitable[Any]]
+    #: A model the fast path may validate the body as straight from its JSON, in one pass:
+    #: what the route's body type gives for every body this model accepts (the tests compare
+    #: both fronts). Anything it refuses takes the route's own two steps.
+    fast_body: type[BaseModel] | None = None
 
 
 def issues(
-    version: Literal["v1", "v2"],
+    version: Literal["v1", "v2", "url"],
     issue: Callable[[CredentialService, Caller, AuditContext, Any], Awaitable[Any]],
+    *,
+    fast_body: type[BaseModel] | None = None,
 ) -> Callable[[Endpoint], Endpoint]:
     """Mark an endpoint as a credential route: the fast path serves it, the audit follows it."""
 
     def mark(endpoint: Endpoint) -> Endpoint:
-        endpoint.issues = Issues(version, issue)  # type: ignore[attr-defined]
+        endpoint.issues = Issues(version, issue, fast_body)  # type: ignore[attr-defined]
         return endpoint
 
     return mark

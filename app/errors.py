@@ -153,6 +153,10 @@ class LedgerUnavailable(Problem):
         super().__init__(detail, headers={"Retry-After": "2"})
 
 
+class UrlEndpointMissing(Problem):
+    status, slug, title = 503, "url-endpoint-missing", "Signed URLs are not configured"
+
+
 class NotReady(Problem):
     status, slug, title = 503, "not-ready", "The service is not ready"
 
@@ -180,6 +184,7 @@ ALL_PROBLEMS: tuple[type[Problem], ...] = (
     InvalidFolder,
     FieldNotAllowed,
     LedgerUnavailable,
+    UrlEndpointMissing,
     NotReady,
     Problem,
 )

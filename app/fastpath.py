@@ -23,7 +23,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import errors, schemas
+from app import errors
 from app.audit import AuditContext
 from app.callers import RequestInfo
 from app.deps import Issues, issues_of
@@ -36,11 +36,6 @@ from app.service import CredentialService
 if TYPE_CHECKING:
     from fastapi._compat import ModelField
 
-#: What the union answers for any body this accepts: a file-shaped body (``extra="forbid"``, so
-#: no ``uploadPayload``) is the union's ``file`` tag. Without the union's discriminator, a Python
-#: callback that needs the JSON as Python objects first, a good request costs less (measured
-#: in docs/performance.md).
-_FILE_REQUEST: Final = schemas.FileTokenRequest.__pydantic_validator__
 _HEADERS: Final = [
     (b"content-type", b"application/json"),
     (NO_STORE[0].lower().encode(), NO_STORE[1].encode()),
@@ -130,7 +125,7 @@ class FastPath:
                 content_type = headers.get("content-type")
                 if content_type is None or not is_json(content_type):
                     raise errors.UnsupportedMediaType()
-                decoded = _decode(raw)
+                decoded = _decode(raw, route.issues.fast_body)
             client = scope.get("client")
             info = RequestInfo(headers, client[0] if client else None, request_id_var.get())
             caller = await service.caller(info, context)
@@ -210,14 +205,16 @@ class _Json:
 _NO_BODY: Final = _Json(None)
 
 
-def _decode(raw: bytes) -> Any:
+def _decode(raw: bytes, fast_body: type[BaseModel] | None) -> Any:
     """A body declared JSON as FastAPI reads it before anything else: MalformedJson if it is
-    not JSON. A good file-shaped body comes back already validated, by the file shape's own
-    validator in one pass (the usual request); anything else as ``_Json``."""
+    not JSON. A body the route's ``fast_body`` accepts comes back validated in one pass (the
+    usual request: for v2 the file shape, whose union member a Python discriminator would
+    otherwise pick from the JSON as Python objects); anything else as ``_Json``."""
     if not raw:
         return _NO_BODY
     try:
-        return _FILE_REQUEST.validate_json(raw)
+        if fast_body is not None:
+            return fast_body.__pydantic_validator__.validate_json(raw)
     except ValidationError:
         pass  # not that shape, or refused: the route's own two steps give the route's answer
     try:

@@ -24,7 +24,7 @@ from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
 from app.middleware import BodyLimit, Fronted, RequestContext, cors
 from app.ratelimit import RateLimiter, Throttle
-from app.routes import health, metrics, v1, v2, web
+from app.routes import health, metrics, urls, v1, v2, web
 from app.service import CredentialService
 from app.wiring import assemble
 
@@ -142,6 +142,7 @@ def create_app(
             v1=settings.rate_limit_v1,
             v2=settings.rate_limit_v2,
             quota=settings.quota_v2,
+            urls=settings.rate_limit_urls,
             on_limited=lambda version, limit: registry.rate_limited.labels(version, limit).inc(),
         )
         async with AsyncExitStack() as stack:
@@ -165,7 +166,15 @@ def create_app(
                 },
             )
             service = CredentialService(
-                settings.upload_url_v2, source, policy, clock, chain, audit, throttle, grants
+                settings.upload_url_v2,
+                source,
+                policy,
+                clock,
+                chain,
+                audit,
+                throttle,
+                grants,
+                url_endpoint=settings.delivery_endpoint,
             )
             yield {"settings": settings, "keys": source, "service": service, "metrics": registry}
 
@@ -177,7 +186,7 @@ def create_app(
         if context is not None:
             refused(context, problem)
 
-    routers = [health.router, v1.router, v2.router, web.helper_router()]
+    routers = [health.router, v1.router, v2.router, urls.router, web.helper_router()]
     if settings.metrics_enabled:
         routers.append(metrics.router)
     if settings.dev_mode:

@@ -53,6 +53,11 @@ class Profile:
     ttl: int = 1800
     #: Whether v1 credentials may be issued for this profile (see ``Policy.grant_v1``).
     allow_v1: bool = False
+    #: The folder (template) whose files callers may get signed delivery URLs for; None: the
+    #: profile's ``folder``.
+    read_folder: str | None = None
+    #: The longest a signed delivery URL issued under this profile is valid, seconds.
+    url_lifetime: int = 3600
     #: The most bytes one file may have under this profile (the video limit if it has video).
     largest_size: int = field(init=False, compare=False, repr=False)
 
@@ -281,6 +286,21 @@ class Policy:
             private=profile.private,
             tags=profile.tags,
         )
+
+    def readable(self, profile: Profile, path: str, *, caller: str) -> str:
+        """``path`` in canonical form, if the caller may have a signed delivery URL for it
+        under this profile: a file within the profile's read folder (by default the profile's
+        own folder, ``{caller}`` rendered). InvalidFileName/InvalidFolder, or Forbidden."""
+        folder_part, _, name = path.rpartition("/")
+        try:
+            rules.check_file_name(name)
+            folder = normalise_folder(folder_part)
+            base = render_folder(profile.read_folder or profile.folder, caller)
+        except rules.RuleError as exc:
+            raise as_problem(exc) from None
+        if not is_within(folder, base):
+            raise errors.Forbidden(f"this caller may read only files within {base}")
+        return f"{folder.rstrip('/')}/{name}"
 
     def grant_payload(
         self, profile: Profile, payload: Mapping[str, object], *, caller: str

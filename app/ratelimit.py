@@ -183,10 +183,15 @@ class Throttle:
         v1: str | None,
         v2: str | None,
         quota: str | None,
+        urls: str | None = None,
         on_limited: Callable[[str, str], None],
     ) -> None:
         self.limiter = limiter
-        self.items = {"v1": parse_rate(v1) if v1 else None, "v2": parse_rate(v2) if v2 else None}
+        self.items = {
+            "v1": parse_rate(v1) if v1 else None,
+            "v2": parse_rate(v2) if v2 else None,
+            "url": parse_rate(urls) if urls else None,
+        }
         self.quota = parse_quota(quota) if quota else None
         #: Each limit's (amount, window seconds), read once for the in-memory charges.
         self.sizes = {

@@ -100,6 +100,29 @@ class V2Token(TypedDict):
     ]
 
 
+class SignedUrlRequest(Body):
+    """A signed delivery URL for one stored file, valid for ``expiresIn`` seconds."""
+
+    path: str = Field(
+        min_length=1, max_length=1024, examples=["/users/alice/cat.png"], description="filePath"
+    )
+    expiresIn: int = Field(
+        default=600, ge=1, le=2**31, description="seconds; the profile's url_lifetime at most"
+    )
+    profile: ProfileName | None = Field(default=None, examples=["default"])
+
+
+@with_config(ConfigDict(extra="forbid"))
+class SignedUrl(TypedDict):
+    """A signed delivery URL (ImageKit's ``ik-t``/``ik-s``)."""
+
+    url: Annotated[str, Field(description="the file's URL, signed; works until expiresAt")]
+    expiresAt: Annotated[int, Field(description="absolute Unix time in seconds (ik-t)")]
+    serverTime: Annotated[
+        int, Field(description="the service's clock, Unix seconds, to spot clock skew")
+    ]
+
+
 class Health(Body):
     status: str
     checks: dict[str, str] | None = None

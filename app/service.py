@@ -7,7 +7,7 @@ throttle, ask the policy, sign and audit through this class, and answer with wha
 
 from dataclasses import dataclass, replace
 
-from app import credentials, errors, schemas
+from app import credentials, delivery, errors, schemas
 from app.audit import Audit, AuditContext
 from app.callers import Authenticator, Caller, RequestInfo, authenticate
 from app.clock import LEEWAY_SECONDS, Clock, unix_now
@@ -31,6 +31,9 @@ class CredentialService:
     #: Where v1 grants are recorded for the upload API: Redis, or the memory of a process that
     #: serves both (development mode); None when no upload API of ours can read them.
     ledger: Ledger | None = None
+    #: The base of signed delivery URLs; None: not configured (the upload API is ImageKit's
+    #: and no ``url_endpoint`` is set).
+    url_endpoint: str | None = None
 
     async def caller(self, request: RequestInfo, context: AuditContext) -> Caller:
         """Who is asking (or a 401/502/503 problem); noted in the audit context."""
@@ -121,3 +124,27 @@ class CredentialService:
             "fields": dict(grant.fields),
             "serverTime": now,
         }
+
+    async def signed_url(
+        self, caller: Caller, context: AuditContext, body: schemas.SignedUrlRequest
+    ) -> schemas.SignedUrl:
+        """A signed delivery URL for a file the caller may read under the profile."""
+        if (charging := self.throttle.request("url", caller.limit_key)) is not None:
+            await charging
+        if self.url_endpoint is None:
+            raise errors.UrlEndpointMissing(
+                "set UPLOAD_AUTH_URL_ENDPOINT to where files are delivered (on ImageKit: "
+                "https://ik.imagekit.io/YOUR_ID)"
+            )
+        policy = self.policy
+        context.profile = name = body.profile or policy.default_profile
+        if not caller.may_use(name):
+            raise errors.Forbidden("this caller may not use this profile")
+        profile = policy.profile(name)
+        path = policy.readable(profile, body.path, caller=caller.id)
+        context.file = {"filePath": path}
+        now = unix_now(self.clock)
+        expires_at = now + min(body.expiresIn, profile.url_lifetime)
+        url = delivery.signed_url(self.keys.ring.signing, self.url_endpoint, path, expires_at)
+        self.audit.issued(context, expires_at=expires_at)
+        return {"url": url, "expiresAt": expires_at, "serverTime": now}

@@ -148,6 +148,8 @@ def profile(
         tags=tuple(config.tags),
         ttl=min(config.ttl or default_ttl, default_ttl),
         allow_v1=dev_mode if config.allow_v1 is None else config.allow_v1,
+        read_folder=config.read_folder,
+        url_lifetime=config.url_lifetime,
     )
 
 

@@ -12,7 +12,7 @@ router = APIRouter(tags=["v2"], dependencies=[Depends(no_store)])
 
 
 @router.post("/v2/token", responses=problems(400, 401, 403, 413, 415, 422, 429, 502, 503))
-@issues("v2", CredentialService.v2)
+@issues("v2", CredentialService.v2, fast_body=schemas.FileTokenRequest)
 async def v2_token(
     body: schemas.TokenRequest,
     _json: JsonBodyDep,

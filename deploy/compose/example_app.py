@@ -29,7 +29,7 @@ SIGN_IN = """<form action="/login"><label>Your name <input name="user" required
 pattern="[A-Za-z0-9_\\-]{1,32}"></label> <button>Sign in</button></form>"""
 
 UPLOAD = """<p>Signed in as <b>{user}</b>. <a href="/logout">Sign out</a></p>
-<input type="file" id="file"> <progress id="bar" max="1" value="0"></progress>
+<input type="file" id="file" disabled> <progress id="bar" max="1" value="0"></progress>
 <p id="out"></p>
 <script type="module">
   import {{ upload }} from "{auth}/upload-auth.js";
@@ -45,6 +45,7 @@ UPLOAD = """<p>Signed in as <b>{user}</b>. <a href="/logout">Sign out</a></p>
       out.textContent = error.message;
     }}
   }});
+  document.getElementById("file").disabled = false;  // ready: the helper has loaded
 </script>"""
 
 

@@ -93,7 +93,30 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
     max_leaves=6,
 )
+url_bodies = st.fixed_dictionaries(
+    {
+        "path": st.one_of(
+            st.sampled_from(
+                [
+                    "/avatars/backend/cat.png",
+                    "/avatars/alice/cat.png",
+                    "/cat.png",
+                    "/avatars/backend/a b.png",
+                    "/avatars/backend/x.exe",
+                    "/avatars/backend/../cat.png",
+                ]
+            ),
+            texts,
+        ),
+    },
+    optional={
+        "expiresIn": st.integers(-5, 10**6),
+        "profile": st.sampled_from(PROFILES),
+        "extra": st.integers(),
+    },
+)
 bodies = st.one_of(
+    url_bodies.map(lambda b: json.dumps(b).encode()),
     file_bodies.map(lambda b: json.dumps(b).encode()),
     payload_bodies.map(lambda b: json.dumps(b).encode()),
     json_values.map(lambda b: json.dumps(b).encode()),
@@ -109,7 +132,7 @@ requests = st.one_of(
         st.none(),
     ),
     st.tuples(
-        st.just("/v2/token"),
+        st.sampled_from(["/v2/token", "/v1/signed-url"]),
         st.just("POST"),
         auths,
         st.just({}),
@@ -153,6 +176,8 @@ def _settings(public_key: str, private_key: str, upstream: Upstream) -> Settings
             "v1off": ProfileConfig(allow_v1=False),
         },
         rate_limit_v1="3/minute",
+        rate_limit_urls="3/minute",
+        url_endpoint="https://files.test/files",
         rate_limit_v2="4/minute",
         quota_v2="200mb/hour",
     )
@@ -305,5 +330,10 @@ def test_the_fast_path_serves_every_credential_route_of_the_app(
     assert (
         set(layer.routes)
         == marked
-        == {("GET", "/v1/auth"), ("GET", "/auth"), ("POST", "/v2/token")}
+        == {
+            ("GET", "/v1/auth"),
+            ("GET", "/auth"),
+            ("POST", "/v2/token"),
+            ("POST", "/v1/signed-url"),
+        }
     )

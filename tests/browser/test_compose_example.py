@@ -81,6 +81,7 @@ def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
     expect(page.locator("body")).to_contain_text("Signed in as alice")
     picture = tmp_path / "holiday.png"
     picture.write_bytes(png(8, 8))
+    expect(page.locator("#file")).to_be_enabled()  # the page's module has loaded
     page.set_input_files("#file", str(picture))
     expect(page.locator("#out")).to_contain_text("Uploaded:", timeout=15000)
     stored = list((stack.storage / "files" / "users" / "alice").iterdir())
