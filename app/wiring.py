@@ -7,7 +7,7 @@ cannot be read stops the process at start-up, with one line (``ConfigError``), a
 does.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Final
 
@@ -154,10 +154,18 @@ def profile(
 
 
 def policy(settings: Settings) -> Policy:
-    """The upload policy: the configured profiles, or the seed's upload API as ``default``."""
+    """The upload policy: the configured profiles, or the seed's upload API as ``default``
+    (and, in development mode, ``private``: the same types into each caller's own private
+    folder, for the demo's signed links)."""
     limits, ttl, dev = plan_limits(settings), settings.credential_ttl, settings.dev_mode
     profiles = {
         name: profile(name, config, limits, ttl, dev_mode=dev)
         for name, config in settings.profiles.items()
-    } or {"default": seed_profile(limits, ttl, allow_v1=dev)}
+    }
+    if not profiles:
+        profiles["default"] = seed_profile(limits, ttl, allow_v1=dev)
+        if dev:
+            profiles["private"] = replace(
+                profiles["default"], name="private", private=True, folder="/private/{caller}"
+            )
     return Policy(profiles, settings.default_profile)

@@ -170,3 +170,21 @@ export async function upload(file, options = {}) {
     }
   }
 }
+
+// A signed delivery URL for a stored file (a private one, typically): POST /v1/signed-url.
+// `path` is the upload's `filePath`; options: authUrl, headers, withCredentials, profile,
+// expiresIn (seconds; the profile's url_lifetime at most). Resolves to {url, expiresAt}.
+export async function signedUrl(path, options = {}) {
+  const authUrl = base(options.authUrl || location.origin);
+  const request = { path };
+  if (options.profile) request.profile = options.profile;
+  if (options.expiresIn) request.expiresIn = options.expiresIn;
+  return call(`${authUrl}/v1/signed-url`, {
+    method: "POST",
+    headers: { ...(options.headers || {}), "Content-Type": "application/json" },
+    credentials: options.withCredentials ? "include" : "same-origin",
+    cache: "no-store",
+    body: JSON.stringify(request),
+    signal: options.signal,
+  }, "The credential service");
+}

@@ -86,7 +86,12 @@ def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
             ) as upload_api,
             running(
                 ["dev"],
-                env=clean_env(**keys, **limits, UPLOAD_AUTH_STORAGE_DIR=str(root / "unused-b")),
+                env=clean_env(
+                    **keys,
+                    **limits,
+                    UPLOAD_AUTH_STORAGE_DIR=str(root / "unused-b"),
+                    UPLOAD_AUTH_URL_ENDPOINT=upload_api.url + "/files",  # signed links
+                ),
                 log=root / "service.log",
             ) as service,
         ):

@@ -2,6 +2,7 @@
 real), readable errors, cancellation, and the official SDK through its xhr hook."""
 
 import base64
+import json
 import re
 import time
 from pathlib import Path
@@ -47,6 +48,37 @@ def test_upload_succeeds_and_the_image_renders(
     if version == "v2":
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo-after-upload.png"), full_page=True)
+
+
+def test_a_private_upload_is_shown_through_its_signed_link(
+    page: Page, origins: Origins, tmp_path: Path
+) -> None:
+    """Tick "private": the file goes into the caller's private folder, the page asks the
+    credential service for a signed link and the image renders through it; the file's plain
+    URL is refused (401)."""
+    image = tmp_path / "secret.png"
+    image.write_bytes(png(40, 30))
+    page.goto(origins.demo_url())
+    page.check("#private")
+    page.set_input_files("#file", str(image))
+    expect(page.locator("#status.done")).to_contain_text("Uploaded secret", timeout=15000)
+    link = page.locator("#signed-link")
+    expect(link).to_contain_text("Signed link, valid until")
+    signed = link.get_attribute("href") or ""
+    assert "ik-t=" in signed
+    assert "ik-s=" in signed
+    rendered = page.wait_for_function(
+        "() => { const i = document.getElementById('uploaded');"
+        " return i && i.complete && i.naturalWidth; }",
+        timeout=10000,
+    )
+    assert rendered.json_value() == 40
+    result = json.loads(page.locator("#result").inner_text())
+    assert result["filePath"].startswith("/private/dev/")
+    plain = page.evaluate("async (url) => (await fetch(url)).status", result["url"])
+    assert plain == 401
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-private-signed-link.png"), full_page=True)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,12 @@ from tests.servers import Server, clean_env, running
 
 pytestmark = pytest.mark.e2e
 
-OPERATIONS = [("GET", "/v1/auth"), ("GET", "/auth"), ("POST", "/v2/token")]
+OPERATIONS = [
+    ("GET", "/v1/auth"),
+    ("GET", "/auth"),
+    ("POST", "/v1/signed-url"),
+    ("POST", "/v2/token"),
+]
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 SEED = 20261128
 #: What a run of this module sent, for the record (the issue note quotes it).
@@ -61,6 +66,8 @@ def deployment(
         UPLOAD_AUTH_EXPOSE_OPENAPI="true",
         UPLOAD_AUTH_RATE_LIMIT_V1="100000/minute",
         UPLOAD_AUTH_RATE_LIMIT_V2="100000/minute",
+        UPLOAD_AUTH_RATE_LIMIT_URLS="100000/minute",
+        UPLOAD_AUTH_URL_ENDPOINT="https://ik.imagekit.io/fuzz",
     )
     with running(["serve"], env=env, log=root / "server.log") as server:
         yield Deployment(server, {"Authorization": f"Bearer {key}"})

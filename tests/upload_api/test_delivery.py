@@ -51,8 +51,9 @@ def sdk_url(private_key: str, path: str, now: float, expires_in: int | None) -> 
 async def test_a_private_file_is_served_only_through_a_signed_url(
     upload_settings: Settings, clock: FakeClock, private_key: str, pair: KeyPair, name: str
 ) -> None:
-    """The SDK's signed URL (expiring, and not) serves the file; ours is the same bytes; no
-    signature, a tampered path, query or signature, and an expired URL are each a 401."""
+    """The SDK's signed URL (expiring, and not) serves the file, and ranges of it; ours is the
+    same bytes; no signature, a tampered path, query or signature, and an expired URL are each
+    a 401."""
     data = png()
     async with upload_client(upload_settings, clock) as http:
         body = await upload(http, private_key, name, data, folder="/me", isPrivateFile="true")
@@ -68,6 +69,9 @@ async def test_a_private_file_is_served_only_through_a_signed_url(
             assert served.status_code == 200
             assert served.content == data
             assert served.headers["cache-control"] == "private, max-age=60"
+            part = await http.get(url, headers={"Range": "bytes=8-15"})  # seeking, signed
+            assert part.status_code == 206
+            assert part.content == data[8:16]
         refusals = {
             "unsigned": body["url"],
             "another file": expiring.replace("/me/", "/you/"),
