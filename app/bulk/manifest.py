@@ -38,7 +38,10 @@ class Entry:
 
 
 class Manifest:
-    def __init__(self, path: Path) -> None:
+    """Uploaded files, one JSON line each, appended as they finish. Opened ``writable=False``
+    (a dry run) it only reads: no file or folder is created."""
+
+    def __init__(self, path: Path, *, writable: bool = True) -> None:
         self.path = path
         self.entries: dict[str, Entry] = {}
         if path.exists():
@@ -48,8 +51,10 @@ class Manifest:
                 except (ValueError, TypeError):
                     continue  # a line torn by a kill
                 self.entries[entry.key] = entry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._out: IO[str] = path.open("a", encoding="utf-8")
+        self._out: IO[str] | None = None
+        if writable:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._out = path.open("a", encoding="utf-8")
 
     def done(self, file: LocalFile) -> bool:
         """Whether this file, unchanged, was uploaded by an earlier run."""
@@ -71,6 +76,8 @@ class Manifest:
             str(result.get("url", "")),
         )
         self.entries[entry.key] = entry
+        if self._out is None:
+            raise RuntimeError("a read-only manifest records nothing")
         # Flushed to the OS at once: a killed process loses nothing. (fsync, which only guards
         # against the machine itself going down, is done once, at the end.)
         self._out.write(json.dumps(asdict(entry)) + "\n")
@@ -78,6 +85,8 @@ class Manifest:
         return entry
 
     def close(self) -> None:
+        if self._out is None:
+            return
         self._out.flush()
         os.fsync(self._out.fileno())
         self._out.close()

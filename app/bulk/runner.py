@@ -33,7 +33,7 @@ from rich.progress import (
 from app.bulk import transfer
 from app.bulk.manifest import Manifest, sha256_of
 from app.bulk.plan import LocalFile, walk
-from app.imagekit.rules import PlanLimits
+from app.imagekit.rules import PlanLimits, clean_name, format_size
 
 
 @dataclass(frozen=True)
@@ -105,10 +105,13 @@ class _Display:
         if self.bar is not None:
             self.bar.update(self.task, advance=count)
 
-    def file_done(self, message: str) -> None:
+    def file_done(self, message: str, *, failed: bool = False) -> None:
+        """A file finished; a failure's line is printed above the bar too."""
         self.files_done += 1
         if self.bar is not None:
             self.bar.update(self.task, files=f"{self.files_done}/{self.files_total}")
+            if failed:
+                self.bar.console.print(message)
         else:
             print(message, file=self.out, flush=True)
 
@@ -127,7 +130,7 @@ async def _run(options: Options, out: TextIO) -> Outcome:
     outcome = Outcome()
     files, refused = walk(options.paths, options.folder, options.limits, options.types)
     outcome.refused = [{"path": str(r.path), "reason": r.reason} for r in refused]
-    manifest = Manifest(options.manifest)
+    manifest = Manifest(options.manifest, writable=not options.dry_run)
     todo: list[LocalFile] = []
     for file in files:
         if manifest.done(file):
@@ -137,9 +140,22 @@ async def _run(options: Options, out: TextIO) -> Outcome:
     for item in outcome.refused:
         print(f"refused  {item['path']}: {item['reason']}", file=out, flush=True)
     if options.dry_run:
+        for path in outcome.skipped:
+            print(f"skip     {path} (uploaded by an earlier run)", file=out)
+        unique = isinstance(options.credentials, transfer.ClientV2)
         for file in todo:
-            print(f"would upload  {file.path} -> {file.key} ({file.size} bytes)", file=out)
-        manifest.close()
+            stored = f"{file.folder.rstrip('/')}/{clean_name(file.name)}"
+            suffix = " (the profile may add a unique suffix)" if unique else ""
+            print(
+                f"would upload  {file.path} -> {stored} ({format_size(file.size)}){suffix}",
+                file=out,
+            )
+        print(
+            f"dry run: {len(todo)} would upload ({format_size(sum(f.size for f in todo))}), "
+            f"{len(outcome.skipped)} skipped, {len(outcome.refused)} refused by the policy; "
+            "nothing was sent and nothing written",
+            file=out,
+        )
         return outcome
 
     display = _Display(options.progress, len(todo), sum(f.size for f in todo), out)
@@ -188,12 +204,12 @@ async def _run(options: Options, out: TextIO) -> Outcome:
                 return
             except transfer.Refusal as exc:
                 outcome.failed.append({"path": str(file.path), "error": str(exc)})
-                display.file_done(f"refused  {file.path}: {exc}")
+                display.file_done(f"refused  {file.path}: {exc}", failed=True)
             except (transfer.Transient, httpx.HTTPError, OSError, ValueError) as exc:
                 outcome.failed.append(
                     {"path": str(file.path), "error": f"{type(exc).__name__}: {exc}"}
                 )
-                display.file_done(f"failed   {file.path}: {exc}")
+                display.file_done(f"failed   {file.path}: {exc}", failed=True)
             else:
                 entry = manifest.record(file, digest, result)
                 outcome.uploaded.append(
@@ -212,6 +228,13 @@ async def _run(options: Options, out: TextIO) -> Outcome:
     limits = httpx.Limits(max_connections=options.concurrency)
     try:
         async with httpx.AsyncClient(timeout=options.timeout, limits=limits) as http:
+            if todo:
+                try:
+                    await transfer.preflight(http, options.credentials)
+                except transfer.Fatal as exc:
+                    outcome.stopped = str(exc)
+                    display.note(f"stopped before the first file: {exc}")
+                    return outcome
             workers = [asyncio.create_task(worker(http)) for _ in range(options.concurrency)]
             stopper = asyncio.create_task(stop.wait())
             done = asyncio.gather(*workers)
@@ -234,7 +257,7 @@ async def _run(options: Options, out: TextIO) -> Outcome:
 
 def summary(outcome: Outcome, seconds: float) -> str:
     return (
-        f"{len(outcome.uploaded)} uploaded, {len(outcome.skipped)} already done, "
+        f"{len(outcome.uploaded)} uploaded, {len(outcome.skipped)} skipped (uploaded before), "
         f"{len(outcome.refused)} refused by the policy, {len(outcome.failed)} failed, "
         f"{outcome.retries} retries; {outcome.bytes_uploaded} bytes in {seconds:.1f} s"
         + (" (interrupted: rerun to carry on)" if outcome.interrupted else "")

@@ -64,6 +64,18 @@ def unreachable(url: str, exc: httpx.TransportError) -> Fatal:
     )
 
 
+async def preflight(http: httpx.AsyncClient, credentials: "Credentials") -> None:
+    """Before the first file: every address answers, and the key or the caller is accepted,
+    or Fatal with one sentence (nothing is uploaded, no credential issued, no budget spent)."""
+    for method, url, options, fatal in credentials.probes():
+        try:
+            response = await http.request(method, url, **options)
+        except (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.TimeoutException) as exc:
+            raise unreachable(url, exc) from None
+        if response.status_code in fatal:
+            raise _fatal(response)
+
+
 class Transient(Exception):
     """Worth another try, after ``retry_after`` seconds if the server said so."""
 
@@ -79,10 +91,24 @@ class Prepared:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+#: A request, and the statuses of its answer that stop the run.
+Probe = tuple[str, str, dict[str, Any], frozenset[int]]
+_WRONG_ADDRESS: Final = frozenset({404})
+#: A multipart form with a name and no file: refused, after the key is checked (ImageKit's
+#: order), with "missing file" when the key is good.
+_NO_FILE: Final = {"fileName": (None, "upload-auth-preflight.txt")}
+_NOT_ACCEPTED: Final = frozenset({401, 403, 404})
+
+
 class Credentials(Protocol):
     """Where a file's credential and form fields come from."""
 
     async def prepare(self, http: httpx.AsyncClient, file: LocalFile) -> Prepared: ...
+
+    def probes(self) -> list[Probe]:
+        """Requests whose answers show the addresses and the key or caller work: a 401, 403
+        or 404 stops the run before it starts."""
+        ...
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -127,6 +153,10 @@ class ServerSide:
         fields = {"fileName": file.name, "folder": file.folder, **_IDEMPOTENT}
         return Prepared(self.url, fields, self.headers)
 
+    def probes(self) -> list[Probe]:
+        # the key is checked before the form: 403 for a wrong key, 400 (no file) for a good one
+        return [("POST", self.url, {"headers": self.headers, "files": _NO_FILE}, _NOT_ACCEPTED)]
+
 
 class ClientV1:
     """A v1 credential from the credential service for every attempt."""
@@ -151,6 +181,19 @@ class ClientV1:
             "token": cred["token"],
         }
         return Prepared(self.url, fields)
+
+    def probes(self) -> list[Probe]:
+        return _client_probes(self.url, self.auth_url.removesuffix("/v1/auth"), self.headers)
+
+
+def _client_probes(upload_url: str, auth_base: str, headers: dict[str, str]) -> list[Probe]:
+    """The upload API answers (any answer but 404), and the caller is accepted: an empty
+    ``POST /v2/token`` is 422 for a caller the service knows (nothing issued or charged), 401
+    for one it does not."""
+    return [
+        ("POST", upload_url, {"files": _NO_FILE}, _WRONG_ADDRESS),
+        ("POST", auth_base + "/v2/token", {"json": {}, "headers": headers}, _NOT_ACCEPTED),
+    ]
 
 
 class ClientV2:
@@ -177,6 +220,9 @@ class ClientV2:
             request["profile"] = self.profile
         grant = check(await http.post(self.auth_url, json=request, headers=self.headers))
         return Prepared(self.url, {**grant["fields"], "token": grant["token"]})
+
+    def probes(self) -> list[Probe]:
+        return _client_probes(self.url, self.auth_url.removesuffix("/v2/token"), self.headers)
 
 
 _CHUNK: Final = 1024 * 1024
@@ -272,8 +318,10 @@ async def upload(
             on_bytes(-sent)
             if attempt > retries:
                 raise
-            on_retry(f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(backoff(attempt, getattr(exc, "retry_after", None)))
+            wait = backoff(attempt, getattr(exc, "retry_after", None))
+            reason = str(exc) if isinstance(exc, Transient) else f"{type(exc).__name__}: {exc}"
+            on_retry(f"in {wait:.0f} s ({reason})")
+            await asyncio.sleep(wait)
         except BaseException:
             on_bytes(-sent)
             raise

@@ -24,6 +24,7 @@ MAX_FOLDER_LENGTH: Final = 1024
 MAX_FOLDER_DEPTH: Final = 50  # ImageKit's nesting limit
 MAX_FOLDER_NAME: Final = 255  # one folder's name: what a file system takes (NAME_MAX)
 MAX_TAGS_LENGTH: Final = 500  # all tags together, comma-joined
+MAX_STORED_NAME_BYTES: Final = 200  # a stored name, in UTF-8 (room for the unique suffix)
 _FOLDER_RE: Final = re.compile(r"^[A-Za-z0-9/_-]*$")
 #: An extension is repeated in a refusal only when it is this plain (never arbitrary input).
 _SHOWN_EXTENSION_RE: Final = re.compile(r"[a-z0-9]{1,16}")
@@ -154,3 +155,18 @@ def check_tags(joined: str) -> str:
     if "%" in joined or len(joined) > MAX_TAGS_LENGTH:
         raise BadTags(f"tags must not contain '%' and total at most {MAX_TAGS_LENGTH} characters")
     return joined
+
+
+def clean_name(name: str) -> str:
+    """The name a file is stored under, by ImageKit's rule: letters, marks, digits, '.', '-'
+    and '_' stay, anything else becomes '_'; leading dots too; at most 200 bytes."""
+    name = unicodedata.normalize("NFC", name)
+    cleaned = "".join(c if c in ".-_" or unicodedata.category(c)[0] in "LMN" else "_" for c in name)
+    cleaned = re.sub(r"^\.+", lambda m: "_" * len(m.group()), cleaned)
+    stem, dot, ext = cleaned.rpartition(".")
+    if not dot:
+        stem, ext = cleaned, ""
+    while len(cleaned.encode()) > MAX_STORED_NAME_BYTES and stem:
+        stem = stem[:-1]
+        cleaned = f"{stem}.{ext}" if dot else stem
+    return cleaned or "_"

@@ -19,13 +19,11 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
 import string
 import tempfile
 import time
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -62,20 +60,6 @@ class StoredFile:
 def new_id() -> str:
     """A 24-hex-digit id, shaped like ImageKit's file and version ids."""
     return secrets.token_hex(12)
-
-
-def clean_name(name: str) -> str:
-    """ImageKit's file-name rule: letters, marks, digits, '.', '-' stay; the rest becomes '_'."""
-    name = unicodedata.normalize("NFC", name)
-    cleaned = "".join(c if c in ".-_" or unicodedata.category(c)[0] in "LMN" else "_" for c in name)
-    cleaned = re.sub(r"^\.+", lambda m: "_" * len(m.group()), cleaned)
-    stem, dot, ext = cleaned.rpartition(".")
-    if not dot:
-        stem, ext = cleaned, ""
-    while len(cleaned.encode()) > _MAX_NAME_BYTES and stem:
-        stem = stem[:-1]
-        cleaned = f"{stem}.{ext}" if dot else stem
-    return cleaned or "_"
 
 
 def unique_name(name: str) -> str:

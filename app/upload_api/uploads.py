@@ -23,6 +23,7 @@ from app.imagekit.rules import (
     PlanLimits,
     RuleError,
     check_tags,
+    clean_name,
     format_size,
     is_within,
     normalise_folder,
@@ -35,7 +36,7 @@ from app.policy import UploadGrant
 from app.upload_api import checks, wire
 from app.upload_api.detect import detect, image_size
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
-from app.upload_api.storage import LocalStorage, NameTaken, StoredFile, clean_name
+from app.upload_api.storage import LocalStorage, NameTaken, StoredFile
 
 log = get_logger("upload_api")
 

@@ -2,6 +2,8 @@
 loopback, the uploader as its own process, killed halfway and resumed."""
 
 import json
+import os
+import re
 import signal
 import subprocess
 import time
@@ -12,6 +14,7 @@ import pytest
 
 from app.callers.api_keys import hash_api_key, new_api_key
 from tests.conftest import new_private_key, new_public_key
+from tests.samples import png
 from tests.servers import BIN, Server, clean_env, free_port, redis_server, running
 
 pytestmark = pytest.mark.e2e
@@ -243,7 +246,11 @@ def test_dry_run_and_usage_errors(tmp_path: Path, upload_api: Server) -> None:
         ["src", "--to", upload_api.url, "--dry-run"], env=key, cwd=tmp_path, timeout=60
     )
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.count("would upload") == 3
+    lines = dry.stdout.splitlines()
+    assert sum(line.startswith("would upload") for line in lines) == 3
+    assert lines[-1].startswith("dry run: 3 would upload")
+    assert lines[-1].endswith("nothing was sent and nothing written")
+    assert not (tmp_path / ".upload-auth").exists()  # no manifest, not even its folder
     assert "folder may be at most 50 levels deep" in dry.stdout + dry.stderr
     assert "Traceback" not in dry.stdout + dry.stderr
     assert stored(upload_api_storage(upload_api)) == {}
@@ -284,8 +291,9 @@ def test_a_fatal_answer_stops_the_run_with_one_sentence(
     tmp_path: Path, upload_api: Server, case: str
 ) -> None:
     """Connection refused, an address that is not http, a key the upload API does not know:
-    every file would get the same answer, so the run stops after the first, with one sentence
-    naming the host and what to check, instead of retrying each file."""
+    every file would get the same answer, so the run stops before the first (the addresses and
+    the key are checked first), with one sentence naming the host and what to check, instead
+    of retrying each file."""
     make_tree(tmp_path / "src", 30)
     to = {
         "nothing listens": f"http://127.0.0.1:{free_port()}",
@@ -300,9 +308,94 @@ def test_a_fatal_answer_stops_the_run_with_one_sentence(
         timeout=60,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    stopped = [line for line in result.stdout.splitlines() if line.startswith("stopped: ")]
+    stopped = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("stopped before the first file: ")
+    ]
     assert len(stopped) == 1, result.stdout
+    assert " 0 uploaded, 0 skipped" in " " + result.stdout.splitlines()[-1]
+    assert ", 0 failed," in result.stdout  # no file was tried
     assert ("--to" in stopped[0]) if case != "wrong key" else ("403" in stopped[0])
     assert "retry" not in result.stdout
     assert result.stdout.count("\n") < 12  # not a line per file
     assert time.monotonic() - started < 20
+
+
+def on_a_terminal(args: list[str], *, env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """``upload-auth upload ARGS`` with its output on a pseudo-terminal (so the progress bar
+    is drawn), to the end: the exit status and everything it printed."""
+    primary, secondary = os.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "upload-auth"), "upload", *args],
+        env={**env, "COLUMNS": "160", "TERM": "xterm"},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+    )
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the other side is closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+    return process.wait(timeout=60), output.decode(errors="replace")
+
+
+def test_a_files_failure_is_shown_above_the_progress_bar(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server
+) -> None:
+    """With the progress bar drawn, a file the upload API refuses still gets its own line,
+    with the reason (it used to show only as "1 failed")."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "good.png").write_bytes(png())
+    (source / "fake.png").write_bytes(b"this is text, not a PNG at all" * 4)
+    status, output = on_a_terminal(
+        ["src", "--to", upload_api.url, "--concurrency", "1"],
+        env=clean_env(IMAGEKIT_PRIVATE_KEY=keys["IMAGEKIT_PRIVATE_KEY"]),
+        cwd=tmp_path,
+    )
+    assert status == 1, output
+    assert "uploading" in output  # the bar was drawn
+    refused = [line for line in output.splitlines() if "fake.png" in line and "refused" in line]
+    assert refused, output
+    assert "400" in refused[0]
+    assert "1 uploaded" in output
+
+
+def test_a_rate_limit_is_waited_for_and_named(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server, redis_url: str
+) -> None:
+    """On 429 the uploader waits what Retry-After says and says which limit it hit; the run
+    then finishes."""
+    make_tree(tmp_path / "src", 4)
+    api_key = new_api_key()
+    service_env = clean_env(
+        **keys,
+        UPLOAD_AUTH_CALLERS=json.dumps(
+            {"api_keys": [{"name": "bulk", "hash": hash_api_key(api_key)}]}
+        ),
+        UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url,
+        UPLOAD_AUTH_RATE_LIMIT_V2="2/second",
+        UPLOAD_AUTH_REDIS_URL=redis_url,
+    )
+    (tmp_path / "token").write_text(api_key)
+    with running(["serve"], env=service_env, log=tmp_path / "service.log") as service:
+        args = ["src", "--to", upload_api.url, "--auth-url", service.url]
+        args += ["--caller-token-file", "token", "--concurrency", "1", "--no-progress"]
+        result = upload_run(
+            args,
+            env=clean_env(),
+            cwd=tmp_path,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    waits = [line for line in result.stdout.splitlines() if line.startswith("retry")]
+    assert waits, result.stdout
+    assert re.search(r"in [12] s \(429: at most 2 v2 credentials per 1 seconds\)", waits[0])

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from app.upload_api.storage import LocalStorage, NameTaken, clean_name, unique_name
+from app.imagekit.rules import clean_name
+from app.upload_api.storage import LocalStorage, NameTaken, unique_name
 
 
 def details(size: int = 3) -> dict[str, Any]:
