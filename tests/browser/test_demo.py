@@ -45,6 +45,10 @@ def test_upload_succeeds_and_the_image_renders(
         timeout=10000,
     )
     assert rendered.json_value() == 40
+    link = page.locator("#stored-link")  # a link to the stored file, to open it
+    assert link.get_attribute("href") == json.loads(result)["url"]
+    favicon = page.evaluate("() => document.querySelector('link[rel=icon]').href")
+    assert favicon.startswith("data:image/svg+xml")
     if version == "v2":
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo-after-upload.png"), full_page=True)
@@ -127,6 +131,7 @@ def test_cancel_mid_upload_leaves_nothing(page: Page, origins: Origins, tmp_path
     page.wait_for_function("() => document.getElementById('progress').value > 0.05", timeout=15000)
     page.click("#cancel")
     expect(page.locator("#status")).to_have_text("Upload cancelled.", timeout=5000)
+    assert page.evaluate("() => document.getElementById('progress').value") == 0  # reset
     deadline = time.monotonic() + 10
     while origins.in_flight() and time.monotonic() < deadline:
         time.sleep(0.1)
