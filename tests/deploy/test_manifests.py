@@ -3,8 +3,11 @@ Kubernetes' schemas and locked down as promised; the compose file is valid compo
 Dockerfile passes hadolint."""
 
 import copy
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +196,33 @@ def test_dockerfile_passes_hadolint() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_dev_keys_writes_keys_the_containers_user_can_read(tmp_path: Path) -> None:
+    """Compose mounts the key files as they are on the host and runs the containers as uid
+    10001: ``make-dev-keys`` leaves them readable by any user (0644) in a directory only its
+    owner can enter (0700). As root, a process of uid 10001 reads the file as the container
+    will (opened by its own path, as the mount exposes it)."""
+    shutil.copytree(ROOT / "deploy" / "compose", tmp_path / "compose")
+    subprocess.run([str(tmp_path / "compose" / "make-dev-keys")], check=True, capture_output=True)
+    secrets = tmp_path / "compose" / "secrets"
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    for name in ("imagekit_public_key", "imagekit_private_key"):
+        key = secrets / name
+        assert key.stat().st_mode & 0o777 == 0o644, name
+    if os.geteuid() == 0:  # a bind mount exposes the file itself, not its directory
+        exposed = Path(tempfile.mkdtemp())
+        try:
+            exposed.chmod(0o755)
+            os.link(secrets / "imagekit_private_key", exposed / "imagekit_private_key")
+            as_container = ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"]
+            read = subprocess.run(
+                [*as_container, "cat", str(exposed / "imagekit_private_key")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            shutil.rmtree(exposed)
+        assert read.returncode == 0, read.stderr
+        assert read.stdout.startswith("private_dev_")
