@@ -83,11 +83,14 @@ Size = Annotated[int | str | None, AfterValidator(_check_size)]
 class KeyPairConfig(BaseModel):
     """A ``[[keys]]`` entry of the config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     public_key: str = Field(pattern=_PUBLIC_KEY_PATTERN)
+    """The pair's public key."""
     private_key: SecretStr | None = None
+    """The pair's private key (secret), or:"""
     private_key_file: Path | None = None
+    """a file holding it."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "KeyPairConfig":
@@ -107,17 +110,25 @@ class KeyPairConfig(BaseModel):
 class ProfileConfig(BaseModel):
     """A ``[profiles.<name>]`` table of the config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     types: list[str] | None = Field(default=None, description="extensions; all allowed if unset")
     max_size: Size = None
+    """Largest non-video file (`"2mb"`), capped by the plan's limit."""
     max_video_size: Size = None
+    """Largest video file, capped by the plan's limit."""
     folder: str = "/"
+    """Where uploads go; `{caller}` is the authenticated caller's id."""
     use_unique_file_name: bool = True
+    """Add a random suffix to every stored name."""
     overwrite: bool = False
+    """Let an upload replace an existing file of the same name."""
     private: bool = False
+    """Store every upload as a private file (served only through signed URLs)."""
     tags: list[str] = Field(default_factory=list, max_length=30)
+    """Tags added to every upload; up to 30, without `,` or `%`."""
     ttl: int | None = Field(default=None, ge=10, le=MAX_TTL)
+    """Lifetime of this profile's credentials, seconds; capped by `credential_ttl`."""
     read_folder: str | None = Field(
         default=None,
         description="signed delivery URLs: the folder (template) callers may read; "
@@ -187,11 +198,12 @@ SecureEndpoint = Annotated[str, AfterValidator(_check_secure_endpoint)]
 class ApiKeyConfig(BaseModel):
     """An ``[[callers.api_keys]]`` entry: a back end allowed to ask for credentials."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     name: str = Field(pattern=_NAME_PATTERN, description="the caller id")
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="upload-auth new-api-key")
     profiles: list[str] | None = None
+    """The profiles this caller may use; unset: all."""
 
 
 #: Asymmetric only: no HS* (a public key must never serve as an HMAC secret), never none.
@@ -201,33 +213,45 @@ IdpAlgorithm = Literal["RS256", "ES256", "EdDSA"]
 class IdpConfig(BaseModel):
     """``[callers.idp]``: end-user JWTs from an OpenID Connect / OAuth identity provider."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     jwks_url: SecureEndpoint
+    """The provider's JWKS document; https (plain http only to localhost)."""
     issuer: str = Field(min_length=1)
+    """The `iss` the tokens must carry."""
     audience: str = Field(min_length=1)
+    """The `aud` the tokens must carry."""
     algorithms: list[IdpAlgorithm] = Field(
         default_factory=lambda: list(get_args(IdpAlgorithm)), min_length=1
     )
+    """Accepted signature algorithms; asymmetric only."""
     caller_claim: str = Field(default="sub", min_length=1)
+    """The claim naming the caller."""
     profiles: list[str] | None = None
+    """The profiles these callers may use; unset: all."""
     cache_seconds: int = Field(default=300, ge=10, le=86400)
+    """How long fetched keys are kept, seconds."""
     refetch_seconds: int = Field(default=30, ge=1, le=3600)
+    """Least time between fetches for an unknown `kid`, seconds."""
     timeout: float = Field(default=2.0, gt=0, le=10)
+    """JWKS fetch timeout, seconds."""
 
 
 class ForwardAuthConfig(BaseModel):
     """``[callers.forward]``: ask the app's own session check (cookie-session web apps)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     url: Endpoint
+    """The app's session check, asked with the request's Cookie and Authorization."""
     timeout: float = Field(default=2.0, gt=0, le=10)
+    """Session-check timeout, seconds."""
     caller_header: str | None = Field(
         default=None, description="response header naming the caller (default X-Caller-Id)"
     )
     caller_field: str | None = Field(default=None, description="or: a field of a JSON answer")
     profiles: list[str] | None = None
+    """The profiles these callers may use; unset: all."""
 
     @model_validator(mode="after")
     def _one_source(self) -> "ForwardAuthConfig":
@@ -246,11 +270,14 @@ class ForwardAuthConfig(BaseModel):
 class CallersConfig(BaseModel):
     """``[callers]``: every way a caller may prove who it is; the first that matches wins."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     api_keys: list[ApiKeyConfig] = Field(default_factory=list, max_length=1000)
+    """Back ends with an API key (`upload-auth new-api-key`); at most 1000."""
     idp: IdpConfig | None = None
+    """End users with a JWT from an OpenID Connect / OAuth identity provider."""
     forward: ForwardAuthConfig | None = None
+    """Users of a cookie-session web app, checked by asking the app."""
 
     @property
     def configured(self) -> bool:
@@ -294,6 +321,7 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
     # -- keys ---------------------------------------------------------------------------------
@@ -302,30 +330,47 @@ class Settings(BaseSettings):
         pattern=_PUBLIC_KEY_PATTERN,
         validation_alias=AliasChoices("IMAGEKIT_PUBLIC_KEY", "public_key"),
     )
+    """The key pair's public key (the official SDKs' own variable name); 1 to 128 printable
+    characters."""
     private_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("IMAGEKIT_PRIVATE_KEY", "private_key")
     )
+    """The key pair's private key: secret, at least 32 bytes, no whitespace."""
     public_key_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("IMAGEKIT_PUBLIC_KEY_FILE", "public_key_file")
     )
+    """Read the public key from this file (Docker and Kubernetes secrets); a trailing newline is
+    ignored."""
     private_key_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("IMAGEKIT_PRIVATE_KEY_FILE", "private_key_file")
     )
+    """Read the private key from this file; not both a value and a file."""
     keys: list[KeyPairConfig] = Field(default_factory=list, max_length=MAX_KEY_PAIRS)
+    """More key pairs (`[[keys]]` in the config file); at most five in all, unique."""
     signing_key: str | None = Field(default=None, description="public key of the signing pair")
 
     # -- where the config file is (read by the TOML source below) -----------------------------
     config_file: Path | None = None
+    """The TOML config file; it must exist."""
 
     # -- behaviour ----------------------------------------------------------------------------
     dev_mode: bool = False
+    """Development mode: a throwaway key pair if none is set, callers without credentials accepted
+    as `dev`, API docs on, any CORS origin. Never in production."""
     credential_ttl: int = Field(default=1800, ge=10, le=MAX_TTL)
+    """Lifetime of a credential, seconds: an hour less the 30 s clock leeway at most."""
     plan: Literal["free", "paid"] = "free"
+    """The account plan whose size limits apply: `free` 25 MB for every file; `paid` 25 MB, 300 MB
+    for video."""
     default_profile: str = "default"
+    """The profile used when a request names none; it must exist."""
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict, max_length=100)
+    """Named upload rules (`[profiles.NAME]`, below); none: the upload API's own rules as
+    `default`."""
     upload_api_url: str = Field(
         default=f"https://{IMAGEKIT_UPLOAD_HOST}", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
     )
+    """Where uploads go: the base of the v2 `uploadUrl` (`upload-auth dev`: itself)."""
     url_endpoint: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
@@ -342,12 +387,14 @@ class Settings(BaseSettings):
         default=None, description="override the plan's limit for video files"
     )
     storage_dir: Path = Path("data/uploads")
+    """Upload API: where files are stored."""
     public_url: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
         description="base of the url of stored files; default: the request's own base URL",
     )
     cors_origins: list[str] = Field(default_factory=list, max_length=100)
+    """Origins browsers may call from, `scheme://host[:port]`; `*` only without forward auth."""
     redis_url: SecretStr | None = Field(
         default=None,
         description="redis://... for the shared credential ledger (grants, used credentials) "
@@ -366,10 +413,12 @@ class Settings(BaseSettings):
 
     # -- who may ask, and how often ----------------------------------------------------------
     callers: CallersConfig = Field(default_factory=CallersConfig)
+    """Who may ask for credentials (`[callers]`, below); required outside development mode."""
     rate_limit_v1: Rate = Field(
         default="600/minute", description="per caller; limits notation; unset = no limit"
     )
     rate_limit_v2: Rate = "300/minute"
+    """v2 credentials per caller, in `limits` notation (`10/second`), or `off`."""
     rate_limit_urls: Rate = Field(default="600/minute", description="signed URLs, per caller")
     quota_v2: Quota = Field(default="10gb/hour", description="declared bytes per caller per period")
 
@@ -380,11 +429,17 @@ class Settings(BaseSettings):
         description="addresses/CIDRs whose X-Forwarded-For and -Proto are believed",
     )
     metrics_enabled: bool = True
+    """Serve Prometheus metrics at `/metrics`."""
     expose_openapi: bool = False
+    """Serve `/openapi.json` and `/docs` outside development mode."""
     access_log: bool = True
+    """Write one JSON access line per request."""
     log_format: Literal["json", "text"] = "json"
+    """`json` lines, or `text` for a terminal (`upload-auth dev` uses text)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The lowest level logged."""
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """Largest credential-request body, bytes."""
     max_header_bytes: int = Field(
         default=32 * 1024,
         ge=4 * 1024,
