@@ -58,7 +58,7 @@ CONFIGURATION = """configuration:
   Settings come from environment variables (UPLOAD_AUTH_<NAME>; the key pair from
   IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY, or IMAGEKIT_PUBLIC_KEY_FILE and
   IMAGEKIT_PRIVATE_KEY_FILE), then the TOML file named by UPLOAD_AUTH_CONFIG_FILE, then the
-  defaults. Every setting, its default and its bounds: the README, "Configuration".
+  defaults. Every setting, its default and its bounds: docs/configuration.md.
   A bad value stops the command with one line naming the setting (exit status 2)."""
 
 _COMMANDS = (

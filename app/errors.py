@@ -3,7 +3,7 @@
 Pure: no web framework imports, so policy and signing code can raise these and be tested without
 HTTP. ``app.handlers`` renders them as RFC 9457 ``application/problem+json``. The ``slug`` of each
 class is part of the API: clients match on ``type``, so a slug never changes once released. The
-README lists them all.
+docs/api.md lists them all.
 
 ``detail`` is written by us, never copied from the request: no submitted value, token, signature
 or key is ever put in a problem.

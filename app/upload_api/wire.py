@@ -11,7 +11,8 @@ from typing import Final
 #: Where the message is explained: this is upload-auth's self-hosted upload API, not ImageKit's
 #: (whose ``help`` names its support address). The ``message`` texts stay ImageKit's.
 HELP: Final = (
-    "This is upload-auth's self-hosted upload API: its README (Upload API) explains every message."
+    "This is upload-auth's self-hosted upload API: its docs/api.md (Upload API) explains every "
+    "message."
 )
 
 #: ImageKit's boolean form fields ("true" / "false" on the wire).

@@ -274,7 +274,7 @@ def test_refusals_say_what_to_do() -> None:
         grant(seed, name="tool.exe", mime="application/octet-stream")
     assert exe.value.detail is not None
     assert exe.value.detail.startswith("'.exe' is not an allowed upload type")
-    assert "README" in exe.value.detail
+    assert "docs/api.md" in exe.value.detail
     with pytest.raises(errors.TypeNotAllowed) as odd:
         grant(seed, name="x.<b>", mime="text/html")
     assert odd.value.detail is not None

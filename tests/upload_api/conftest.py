@@ -21,7 +21,8 @@ from tests.samples import png, v1_signature
 V1 = "/api/v1/files/upload"
 V2 = "/api/v2/files/upload"
 HELP = (
-    "This is upload-auth's self-hosted upload API: its README (Upload API) explains every message."
+    "This is upload-auth's self-hosted upload API: its docs/api.md (Upload API) explains every "
+    "message."
 )
 
 
