@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--to", required=True, help="the upload API: https://upload.imagekit.io or ours"
     )
-    parser.add_argument("--folder", default="/", help="remote folder to mirror the tree under")
+    parser.add_argument(
+        "--folder", default="/", help="remote folder to mirror the tree under (default /)"
+    )
     parser.add_argument(
         "--concurrency",
         type=int,
@@ -54,7 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bearer token for the service (default: $UPLOAD_AUTH_CALLER_TOKEN)",
     )
     checks = parser.add_argument_group("the policy, applied before sending")
-    checks.add_argument("--plan", choices=("free", "paid"), default="free")
+    checks.add_argument(
+        "--plan",
+        choices=("free", "paid"),
+        default="free",
+        help="the account plan's size limits (default free: 25 MB; paid: 300 MB for video)",
+    )
     checks.add_argument("--max-file-size", help="override the plan's limit, e.g. 40mb")
     checks.add_argument("--max-video-size", help="override the plan's video limit")
     checks.add_argument("--types", help="only these extensions, e.g. jpg,png")
@@ -65,7 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="resume manifest (default: .upload-auth/manifest-<hash>.jsonl)",
     )
     run_group.add_argument("--report", type=Path, help="write a JSON report here")
-    run_group.add_argument("--dry-run", action="store_true", help="list what would be sent")
+    run_group.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would be stored, and where; send and write nothing",
+    )
     run_group.add_argument(
         "--retries",
         type=int,

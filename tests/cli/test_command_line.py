@@ -123,3 +123,18 @@ def test_server_help_shows_defaults_and_where_configuration_comes_from(
     assert "(default: 127.0.0.1)" in text
     assert "UPLOAD_AUTH_CONFIG_FILE" in text
     assert "IMAGEKIT_PRIVATE_KEY" in text
+
+
+def test_upload_help_names_its_environment_and_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`upload-auth upload --help` says where the key and the caller token come from when no
+    option gives them, and the defaults a run takes."""
+    with pytest.raises(SystemExit):
+        cli.main(["upload", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$IMAGEKIT_PRIVATE_KEY" in text
+    assert "$UPLOAD_AUTH_CALLER_TOKEN" in text
+    for default in ("(default /)", "(default 8)", "(default v2)", "(default free", "(default 5)"):
+        assert default in text, default
+    assert "write nothing" in text
