@@ -1,22 +1,28 @@
 # syntax=docker/dockerfile:1
 # upload-auth: one image for every role (serve; later upload-api and dev), chosen by command.
 # Same Python minor version as the project (3.11) in both stages.
+# Base images by build argument (scripts/containers builds both from Debian's and PyPI's
+# packages where no image registry is reachable).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8
 
-FROM ghcr.io/astral-sh/uv:0.13.8 AS uv
+FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /bin/uv
+# UV_SYSTEM_CERTS: the system's certificate store, which also holds a corporate or proxy CA
+# where the base image carries it.
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
+    UV_SYSTEM_CERTS=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_NO_DEV=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
 # Dependencies first (cached while only the code changes), then the project itself.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=uv.lock,target=uv.lock \
-    --mount=type=bind,source=pyproject.toml,target=pyproject.toml \
+    --mount=type=bind,source=uv.lock,target=/src/uv.lock \
+    --mount=type=bind,source=pyproject.toml,target=/src/pyproject.toml \
     uv sync --locked --no-install-project
 COPY pyproject.toml uv.lock README.md ./
 COPY app ./app

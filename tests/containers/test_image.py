@@ -1,0 +1,289 @@
+"""The image itself, built by scripts/containers from the project's Dockerfile and run in
+Debian's podman: every role as uid 10001 on a read-only root filesystem with only /data
+writable, key files mounted as compose and Kubernetes mount them, SIGTERM draining a request
+in flight, and no key in the container's logs."""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.callers.api_keys import hash_api_key, new_api_key
+from tests.conftest import new_private_key, new_public_key
+from tests.samples import png
+from tests.servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _unavailable(reason: str) -> None:
+    """Containers cannot run here: in CI that fails the test (one sentence), else skips."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The project's image, built (or found in the cache) by scripts/containers."""
+    if os.geteuid() != 0:
+        _unavailable("the container tests run podman as root, as CI does")
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "containers")], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        last = (built.stderr.strip().splitlines() or ["no output"])[-1]
+        _unavailable(f"scripts/containers could not build the image: {last}")
+    return built.stdout.strip().splitlines()[-1]
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
+
+
+class Container:
+    def __init__(self, name: str, url: str) -> None:
+        self.name, self.url = name, url
+
+    def logs(self) -> str:
+        result = podman("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        """Seconds until /readyz answered 200."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} never became ready:\n{self.logs()}")
+
+
+LOCKED_DOWN = [
+    "--read-only",
+    "--user",
+    "10001:10001",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+]
+
+
+def run(
+    image: str, name: str, command: list[str], mounts: list[str], env: dict[str, str]
+) -> Container:
+    port = free_port()
+    podman("rm", "-f", name, check=False)
+    options = [f"--name={name}", "-d", *LOCKED_DOWN, "-p", f"127.0.0.1:{port}:8000"]
+    for mount in mounts:
+        options += ["-v", mount]
+    for key, value in env.items():
+        options += ["-e", f"{key}={value}"]
+    inside = ["--host", "0.0.0.0", "--port", "8000"]  # noqa: S104 - the container's own
+    podman("run", *options, image, *command, *inside)
+    return Container(name, f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """A key pair as compose writes it: files 0644 in a 0700 folder (make-dev-keys)."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    files = {
+        "public": secrets / "imagekit_public_key",
+        "private": secrets / "imagekit_private_key",
+    }
+    files["public"].write_text(new_public_key() + "\n")
+    files["private"].write_text(new_private_key() + "\n")
+    for path in files.values():
+        path.chmod(0o644)
+    return files
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """The one writable path, as a volume the container's user owns."""
+    path = tmp_path / "data"
+    path.mkdir()
+    os.chown(path, 10001, 10001)
+    return path
+
+
+@pytest.fixture
+def started() -> Iterator[list[str]]:
+    names: list[str] = []
+    yield names
+    for name in names:
+        podman("rm", "-f", name, check=False)
+
+
+COMPOSE_KEYS = {
+    "IMAGEKIT_PUBLIC_KEY_FILE": "/run/secrets/imagekit_public_key",
+    "IMAGEKIT_PRIVATE_KEY_FILE": "/run/secrets/imagekit_private_key",
+}
+
+
+def compose_mounts(keys: dict[str, Path], data: Path) -> list[str]:
+    """Compose's file secrets: each file bind-mounted read-only, owner and mode as on the host."""
+    return [
+        f"{keys['public']}:/run/secrets/imagekit_public_key:ro",
+        f"{keys['private']}:/run/secrets/imagekit_private_key:ro",
+        f"{data}:/data",
+    ]
+
+
+@pytest.mark.parametrize("role", ["serve", "upload-api", "dev"])
+def test_each_role_runs_locked_down_with_compose_secrets(
+    image: str,
+    keys: dict[str, Path],
+    data: Path,
+    started: list[str],
+    role: str,
+) -> None:
+    """Every role starts as uid 10001 on a read-only root filesystem, reads its keys from
+    compose's file secrets, answers /healthz and /readyz, can write /data and nothing else,
+    and never prints its private key."""
+    api_key = new_api_key()
+    env = dict(COMPOSE_KEYS)
+    if role == "serve":
+        env["UPLOAD_AUTH_CALLERS"] = json.dumps(
+            {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
+        )
+    name = f"upload-auth-test-{role}"
+    started.append(name)
+    container = run(image, name, [role], compose_mounts(keys, data), env)
+    container.wait_ready()
+    assert httpx.get(container.url + "/healthz").json() == {"status": "ok"}
+    assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+    assert podman("exec", name, "touch", "/data/probe").returncode == 0
+    refused = podman("exec", name, "touch", "/app/probe", check=False)
+    assert refused.returncode != 0
+    assert "Read-only file system" in refused.stderr
+    if role == "serve":
+        answer = httpx.get(
+            container.url + "/v1/auth", headers={"Authorization": f"Bearer {api_key}"}
+        )
+        assert answer.status_code in (200, 403)  # v1 is opt-in outside development mode
+        token = httpx.post(
+            container.url + "/v2/token",
+            json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        assert token.status_code == 200, token.text
+    private = keys["private"].read_text().strip()
+    logs = container.logs()
+    assert "ready" in logs
+    assert private not in logs
+    assert api_key not in logs
+
+
+def test_kubernetes_secret_volume_and_config_file(
+    image: str, keys: dict[str, Path], data: Path, started: list[str], tmp_path: Path
+) -> None:
+    """Keys as Kubernetes mounts a Secret (a directory of files) and the policy as a mounted
+    ConfigMap file, as deploy/kubernetes does: the service signs with them."""
+    secret = tmp_path / "secret-volume"
+    secret.mkdir()
+    (secret / "key-1.private").write_text(keys["private"].read_text())
+    (secret / "key-1.private").chmod(0o644)
+    public = keys["public"].read_text().strip()
+    config = tmp_path / "upload-auth.toml"
+    api_key = new_api_key()
+    config.write_text(
+        f"""
+[[keys]]
+public_key = "{public}"
+private_key_file = "/run/secrets/upload-auth/key-1.private"
+
+[[callers.api_keys]]
+name = "backend"
+hash = "{hash_api_key(api_key)}"
+"""
+    )
+    config.chmod(0o644)
+    name = "upload-auth-test-kube-mounts"
+    started.append(name)
+    container = run(
+        image,
+        name,
+        ["serve"],
+        [
+            f"{secret}:/run/secrets/upload-auth:ro",
+            f"{config}:/etc/upload-auth/upload-auth.toml:ro",
+            f"{data}:/data",
+        ],
+        {"UPLOAD_AUTH_CONFIG_FILE": "/etc/upload-auth/upload-auth.toml"},
+    )
+    container.wait_ready()
+    token = httpx.post(
+        container.url + "/v2/token",
+        json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    assert token.status_code == 200, token.text
+    header = json.loads(base64.urlsafe_b64decode(token.json()["token"].split(".")[0] + "=="))
+    assert header["kid"] == public
+
+
+def test_sigterm_drains_an_upload_in_flight(
+    image: str, keys: dict[str, Path], data: Path, started: list[str]
+) -> None:
+    """``podman stop`` (SIGTERM) while an upload's body is still arriving: the upload is
+    answered 200 and stored, then the container exits cleanly."""
+    name = "upload-auth-test-drain"
+    started.append(name)
+    container = run(image, name, ["upload-api"], compose_mounts(keys, data), dict(COMPOSE_KEYS))
+    container.wait_ready()
+    private = keys["private"].read_text().strip()
+    boundary = "drainboundary"
+    picture = png(16, 16)
+    fields = {"fileName": "drained.png", "useUniqueFileName": "false"}
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields.items()
+    )
+    body += (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="drained.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + picture
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    auth = base64.b64encode(f"{private}:".encode()).decode()
+    head = (
+        "POST /api/v1/files/upload HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Basic {auth}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    port = int(container.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body[:100])
+        time.sleep(0.5)  # the request is in flight
+        stopping = subprocess.Popen(["podman", "stop", "-t", "20", name])
+        time.sleep(1.0)  # SIGTERM has arrived; the server drains
+        sock.sendall(body[100:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert stopping.wait(timeout=30) == 0
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert (data / "uploads" / "files" / "drained.png").read_bytes() == picture
+    state = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
+    assert state == "0"
+    assert "Shutting down" in container.logs() or "shutdown" in container.logs().lower()
