@@ -1,14 +1,19 @@
-"""The docker-compose example without Docker: its example app, its upload-auth.toml, its
-make-dev-keys and the same roles on loopback ports; a user signs in and uploads in Chromium."""
+"""The docker-compose example, twice: its roles as processes on loopback ports (its example
+app, upload-auth.toml and make-dev-keys), and the compose file itself run by podman-compose
+with the images scripts/containers builds. Either way a user signs in and uploads in
+Chromium."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -17,19 +22,36 @@ from tests.servers import Server, clean_env, free_port, running, running_argv
 
 pytestmark = pytest.mark.e2e
 
-COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose"
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "deploy" / "compose"
+
+
+class Container:
+    """A compose service's container, as the tests look at a server: its URL and its output."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name = url, name
+
+    def output(self) -> str:
+        logs = subprocess.run(["podman", "logs", self.name], capture_output=True, text=True)
+        return logs.stdout + logs.stderr
 
 
 @dataclass
 class Stack:
-    app: Server
-    service: Server
-    upload_api: Server
+    app: Server | Container
+    service: Server | Container
+    upload_api: Server | Container
     storage: Path
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["processes", "containers"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    if request.param == "containers":
+        yield from in_containers(tmp_path_factory.mktemp("compose-containers"))
+        return
     root = tmp_path_factory.mktemp("compose")
     shutil.copytree(COMPOSE, root / "compose", ignore=shutil.ignore_patterns("secrets"))
     subprocess.run([str(root / "compose" / "make-dev-keys")], check=True, capture_output=True)
@@ -70,6 +92,62 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ) as app,
     ):
         yield Stack(app, service, upload_api, root / "data")
+
+
+def in_containers(root: Path) -> Iterator[Stack]:
+    """``podman-compose up`` of the compose file as written, with the images built from
+    packages (scripts/containers --env names them in the variables the file reads)."""
+    if os.geteuid() != 0:
+        message = "the container tests run podman as root, as CI does"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "containers"), "--env"], capture_output=True, text=True
+    )
+    if built.returncode != 0:
+        message = "scripts/containers could not build the images: " + built.stderr.strip()
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    images = dict(item.split("=", 1) for item in built.stdout.split())
+    shutil.copytree(COMPOSE, root / "compose", ignore=shutil.ignore_patterns("secrets"))
+    compose = root / "compose"
+    subprocess.run([str(compose / "make-dev-keys")], check=True, capture_output=True)
+    tool = [str(ROOT / ".tools" / "bin" / "podman-compose"), "-p", "uatest"]
+    env = {**os.environ, **images}
+    subprocess.run([*tool, "down", "-v"], cwd=compose, env=env, capture_output=True)
+    up = subprocess.run([*tool, "up", "-d"], cwd=compose, env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr[-2000:]
+    try:
+        for url in (
+            "http://localhost:8080/healthz",
+            "http://localhost:8000/readyz",
+            "http://localhost:8001/readyz",
+        ):
+            wait_for(url)
+        volume = subprocess.run(
+            ["podman", "volume", "inspect", "uatest_uploads", "--format", "{{.Mountpoint}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        yield Stack(
+            Container("http://localhost:8080", "uatest_app_1"),
+            Container("http://localhost:8000", "uatest_upload-auth_1"),
+            Container("http://localhost:8001", "uatest_upload-api_1"),
+            Path(volume) / "uploads",
+        )
+    finally:
+        subprocess.run([*tool, "down", "-v"], cwd=compose, env=env, capture_output=True)
+
+
+def wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered 200")
 
 
 def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
