@@ -26,13 +26,21 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-install-project
 COPY pyproject.toml uv.lock README.md ./
 COPY app ./app
+# --refresh-package: uv keys a local project's cached build on pyproject.toml alone; the
+# project is built afresh from the code copied above, every time.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-editable
+    uv sync --locked --no-editable --refresh-package upload-auth --reinstall-package upload-auth
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="upload-auth" \
       org.opencontainers.image.description="Short-lived upload credentials for ImageKit-compatible upload APIs"
-RUN groupadd --system --gid 10001 app \
+# shared-mime-info: the MIME database browsers on Linux read, from which upload-auth learns
+# which declared types to believe for each extension (app/imagekit/platforms.py).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends shared-mime-info \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app \
  && mkdir -p /data/uploads && chown -R 10001:10001 /data
 # No --chown: the code and its virtualenv stay root-owned, read-only to the app user.

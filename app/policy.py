@@ -24,6 +24,8 @@ _HASHED_SUFFIX_RE: Final = re.compile(r"_[0-9a-f]{16}$")
 _CALLER_PLACEHOLDER: Final = "{caller}"
 #: A refusal lists a profile's types when there are at most this many.
 MAX_LISTED_TYPES: Final = 20
+#: A type mismatch lists at most this many other accepted names of the type.
+MAX_LISTED_OTHER_TYPES: Final = 8
 #: ImageKit's rules, each broken rule as the problem the credential service answers with.
 _PROBLEMS: Final[Mapping[type[rules.RuleError], type[errors.Problem]]] = {
     rules.BadFileName: errors.InvalidFileName,
@@ -147,6 +149,19 @@ def _outside_profile(profile: "Profile") -> errors.TypeNotAllowed:
     return errors.TypeNotAllowed("this profile does not allow this file type (see its types)")
 
 
+def _mismatch(file_type: FileType) -> errors.TypeMismatch:
+    """The refusal of a declared type, naming the types that would be accepted (never the
+    one sent)."""
+    others = sorted(file_type.accepted() - {"", "application/octet-stream", file_type.mime})
+    listed = ", ".join(others[:MAX_LISTED_OTHER_TYPES])
+    return errors.TypeMismatch(
+        f"mimeType does not match the fileName's extension '.{file_type.extension}': declare "
+        f"{file_type.mime}"
+        + (f" (or {listed})" if listed else "")
+        + ", or no type (empty or application/octet-stream)"
+    )
+
+
 def _too_large(size: int, limit: int, file_type: FileType) -> errors.FileTooLarge:
     return errors.FileTooLarge(
         f"{format_size(size)} is over this profile's {format_size(limit)} limit "
@@ -246,7 +261,7 @@ class Policy:
         if file_type.extension not in profile.types:
             raise _outside_profile(profile)
         if not file_type.accepts(request.mime_type):
-            raise errors.TypeMismatch("mimeType does not match the fileName's extension")
+            raise _mismatch(file_type)
         limit = profile.max_size_for(file_type)
         if request.file_size > limit:
             raise _too_large(request.file_size, limit, file_type)

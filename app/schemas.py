@@ -56,7 +56,11 @@ class FileTokenRequest(Body):
 
     fileName: str = Field(min_length=1, max_length=1024, examples=["cat.png"])
     fileSize: int = Field(ge=1, le=2**53, examples=[48213])
-    mimeType: str = Field(min_length=1, max_length=255, examples=["image/png"])
+    mimeType: str = Field(
+        max_length=255,
+        examples=["image/png"],
+        description="as the browser reports it (File.type); empty when it knows none",
+    )
     profile: ProfileName | None = Field(default=None, examples=["default"])
     folder: str | None = Field(
         default=None, max_length=1024, description="a folder within the profile's folder"

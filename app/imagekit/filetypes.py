@@ -1,15 +1,21 @@
 """The file types the upload API accepts, from its documentation (``shared/seeds/``).
 
 Each allowed extension maps to one canonical MIME type (what credentials pin in ``checks`` and
-what the upload API reports) plus the other names browsers and phones are known to send for it.
-``text`` marks formats recognised by extension rather than magic bytes, as ImageKit does.
-Pure data and lookups; no I/O.
+what the upload API reports). A declared type is accepted for an extension when it is the
+canonical one, one of the names listed here (phones and old browsers), a type an installed
+platform database gives the extension (``platforms``: shared-mime-info, which Chromium on Linux
+reads, and Python's ``mimetypes``), or no type at all (empty, or ``application/octet-stream``):
+whatever was declared, a credential pins the canonical type. ``text`` marks formats recognised
+by extension rather than magic bytes, as ImageKit does.
 """
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from types import MappingProxyType
 from typing import Final
+
+from app.imagekit import platforms
 
 
 class Kind(StrEnum):
@@ -32,9 +38,22 @@ class FileType:
     aliases: frozenset[str] = field(default_factory=frozenset)
 
     def accepts(self, mime: str) -> bool:
-        """Whether a declared MIME type names this file type."""
-        mime = mime.strip().lower()
-        return mime == self.mime or mime in self.aliases
+        """Whether a declared MIME type may name this file type (parameters ignored)."""
+        mime = mime.partition(";")[0].strip().lower()
+        return mime == self.mime or mime in self.aliases or mime in self.accepted()
+
+    def accepted(self) -> frozenset[str]:
+        """Every type a client may declare for this file type (besides the canonical one)."""
+        return _accepted(self.extension, self.aliases)
+
+
+#: A file that no platform database knows comes with no type at all.
+UNTYPED: Final = frozenset({"", "application/octet-stream"})
+
+
+@cache
+def _accepted(extension: str, aliases: frozenset[str]) -> frozenset[str]:
+    return aliases | UNTYPED | platforms.types_for(extension)
 
 
 def _t(ext: str, mime: str, kind: Kind, *aliases: str, text: bool = False) -> FileType:
