@@ -4,7 +4,8 @@ The ``file`` part goes straight to a temporary file on the storage volume (so th
 atomic), never into memory; the moment it passes the size cap the upload is refused and the
 temporary file removed, without reading the rest of the body. The cap is decided from the file's
 first bytes: video signatures get the video limit, everything else the general one. ``file`` may
-also arrive as a text field holding base64 (plain or a data URI), decoded as it streams. Every
+also arrive as a text field holding base64 (plain or a data URI), decoded as it streams, or as
+bytes in a part without a filename (the first bytes tell which). Every
 other part is a small text field, each and all together bounded.
 """
 
@@ -89,6 +90,20 @@ class _Base64Stream:
             raise wire.invalid_parameter("file") from None
 
 
+#: How many bytes of a part without a filename decide whether it is text or the file itself.
+_SNIFF_BYTES: Final = 64
+_BASE64_TEXT: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n\t "
+)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Base64 (or a ``data:`` URI, or a URL, which is refused later) rather than raw bytes."""
+    if head.startswith((b"data:", b"http://", b"https://")):
+        return True
+    return bool(head) and all(byte in _BASE64_TEXT for byte in head)
+
+
 class _FileSink:
     """The file part on its way to disk: holds back the first bytes until the cap is known."""
 
@@ -99,12 +114,30 @@ class _FileSink:
         self.cap_for_head = cap_for_head
         self.cap: int | None = None
         self.pending = bytearray()
-        self.decoder = _Base64Stream() if text else None
+        self.decoder: _Base64Stream | None = None
+        #: A part without a filename may still be the file's bytes (imagekitio 4.x sends them
+        #: so): its first bytes decide (``_SNIFF_BYTES``), text only if they are base64, a
+        #: ``data:`` URI or a URL.
+        self.undecided: bytearray | None = bytearray() if text else None
 
     def write(self, chunk: bytes) -> None:
+        if self.undecided is not None:
+            self.undecided += chunk
+            if len(self.undecided) < _SNIFF_BYTES:
+                return
+            chunk = self._decide_kind()
         if self.decoder is not None:
             chunk = self.decoder.feed(chunk)
         self._write(chunk)
+
+    def _decide_kind(self) -> bytes:
+        """Whether the part without a filename is text (base64, data URI, URL) or bytes;
+        returns what was held back."""
+        held = bytes(self.undecided or b"")
+        self.undecided = None
+        if _looks_like_text(held[:_SNIFF_BYTES]):
+            self.decoder = _Base64Stream()
+        return held
 
     def _write(self, chunk: bytes) -> None:
         self.file.size += len(chunk)
@@ -128,6 +161,11 @@ class _FileSink:
         self.pending.clear()
 
     def finish(self) -> UploadedFile:
+        if self.undecided is not None:  # a part shorter than the sniff: decide on what came
+            chunk = self._decide_kind()
+            if self.decoder is not None:
+                chunk = self.decoder.feed(chunk)
+            self._write(chunk)
         if self.decoder is not None:
             self._write(self.decoder.finish())
         self._decide(final=True)
@@ -178,7 +216,8 @@ class _FormReader:
         if self.name == "file":
             if self.sink is not None:
                 raise wire.invalid_parameter("file")
-            # Without a filename the part is text: base64, a data URI (or a URL: refused).
+            # Without a filename the part is text (base64, a data URI; a URL is refused) or,
+            # when its first bytes are not, the file's bytes.
             self.sink = _FileSink(self.tmp_dir, self.cap_for_head, b"filename" not in options)
             self.in_file = True
         elif self.name in self.form.fields:

@@ -387,6 +387,33 @@ async def test_base64_file_and_data_uri(uploads: httpx.AsyncClient, private_key:
     assert "remote" in url.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "data",
+    [png(7, 3), png(1, 1)[:60] + bytes(range(256)) * 40, b"\x00\x01", b"GIF89a\x01"],
+    ids=["png", "png, long", "two bytes", "short"],
+)
+async def test_bytes_without_a_filename_are_the_file(
+    uploads: httpx.AsyncClient, private_key: str, data: bytes
+) -> None:
+    """A file part without a filename holding the file's bytes, as imagekitio 4.x sends
+    ``bytes``, is stored as sent (it used to be decoded as base64 and refused)."""
+    name = "raw.png" if data.startswith(b"\x89PNG") else "raw.bin.txt"
+    if data.startswith(b"GIF"):
+        name = "raw.gif"
+    response = await uploads.post(
+        V1,
+        data={"fileName": name, "useUniqueFileName": "false"},
+        files={"file": (None, data)},
+        headers=basic(private_key),
+    )
+    if name.endswith(".png"):
+        assert response.status_code == 200, response.text
+        assert (await uploads.get("/files/" + response.json()["name"])).content == data
+    else:  # stored or refused for its content, never as undecodable base64
+        assert "base64" not in response.text
+        assert response.status_code != 500
+
+
 async def test_not_multipart(uploads: httpx.AsyncClient, private_key: str) -> None:
     """A JSON or truncated body is a 400 in ImageKit's shape, not a 500."""
     response = await uploads.post(V1, json={"fileName": "a.png"}, headers=basic(private_key))
