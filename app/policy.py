@@ -16,7 +16,7 @@ from typing import Final
 
 from app import errors
 from app.imagekit import rules
-from app.imagekit.filetypes import ALLOWED, FileType, Kind
+from app.imagekit.filetypes import ALLOWED, UNTYPED, FileType, Kind
 from app.imagekit.rules import PlanLimits, format_size, is_within, normalise_folder
 
 _FOLDER_SEGMENT_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -152,7 +152,7 @@ def _outside_profile(profile: "Profile") -> errors.TypeNotAllowed:
 def _mismatch(file_type: FileType) -> errors.TypeMismatch:
     """The refusal of a declared type, naming the types that would be accepted (never the
     one sent)."""
-    others = sorted(file_type.accepted() - {"", "application/octet-stream", file_type.mime})
+    others = sorted(file_type.accepted() - UNTYPED - {file_type.mime})
     listed = ", ".join(others[:MAX_LISTED_OTHER_TYPES])
     return errors.TypeMismatch(
         f"mimeType does not match the fileName's extension '.{file_type.extension}': declare "

@@ -6,15 +6,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
 import httpx
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -107,17 +108,50 @@ def running_argv(
             process.wait()
 
 
-def require_program(name: str) -> str:
-    """The path of a system program the test needs; in CI its absence fails, never skips."""
+def unavailable(reason: str) -> NoReturn:
+    """Something a test needs cannot be had here: in CI that fails the test (one sentence),
+    elsewhere it skips."""
     import pytest
 
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def require_program(name: str) -> str:
+    """The path of a system program the test needs; in CI its absence fails, never skips."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (./scripts/setup --test installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (./scripts/setup --test installs it)")
     return path
+
+
+def wait_until_ok(url: str, *, timeout: float = 60.0, why: Callable[[], str] = str) -> float:
+    """Poll ``url`` until it answers 200; the seconds it took. AssertionError after
+    ``timeout``, with ``why()`` (a log, say) in the message."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} never answered 200 in {timeout:.0f} s\n{why()}")
+
+
+def container_images() -> dict[str, str]:
+    """The images scripts/containers builds (or finds cached), by the names the compose file
+    reads: PYTHON_IMAGE, UV_IMAGE, REDIS_IMAGE, UPLOAD_AUTH_IMAGE. Root only, as CI."""
+    if os.geteuid() != 0:
+        unavailable("the container tests run podman as root, as CI does")
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "containers"), "--env"], capture_output=True, text=True
+    )
+    if built.returncode != 0:
+        last = (built.stderr.strip().splitlines() or ["no output"])[-1]
+        unavailable(f"scripts/containers could not build the images: {last}")
+    return dict(item.split("=", 1) for item in built.stdout.split())
 
 
 class Redis:

@@ -8,7 +8,6 @@ production mode, with callers authenticated by API key or by a real session-chec
 """
 
 import asyncio
-import hashlib
 import json
 import re
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.callers.api_keys import hash_api_key
 from app.config import (
     ApiKeyConfig,
     CallersConfig,
@@ -163,7 +163,7 @@ def _settings(public_key: str, private_key: str, upstream: Upstream) -> Settings
             api_keys=[
                 ApiKeyConfig(
                     name="backend",
-                    hash="sha256:" + hashlib.sha256(KEY.encode()).hexdigest(),
+                    hash=hash_api_key(KEY),
                     profiles=["default", "avatar", "v1off"],
                 )
             ],

@@ -8,17 +8,23 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.samples import png
-from tests.servers import Server, clean_env, free_port, running, running_argv
+from tests.servers import (
+    Server,
+    clean_env,
+    container_images,
+    free_port,
+    running,
+    running_argv,
+    wait_until_ok,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -97,16 +103,7 @@ def stack(
 def in_containers(root: Path) -> Iterator[Stack]:
     """``podman-compose up`` of the compose file as written, with the images built from
     packages (scripts/containers --env names them in the variables the file reads)."""
-    if os.geteuid() != 0:
-        message = "the container tests run podman as root, as CI does"
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "containers"), "--env"], capture_output=True, text=True
-    )
-    if built.returncode != 0:
-        message = "scripts/containers could not build the images: " + built.stderr.strip()
-        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    images = dict(item.split("=", 1) for item in built.stdout.split())
+    images = container_images()
     shutil.copytree(COMPOSE, root / "compose", ignore=shutil.ignore_patterns("secrets"))
     compose = root / "compose"
     subprocess.run([str(compose / "make-dev-keys")], check=True, capture_output=True)
@@ -121,7 +118,7 @@ def in_containers(root: Path) -> Iterator[Stack]:
             "http://localhost:8000/readyz",
             "http://localhost:8001/readyz",
         ):
-            wait_for(url)
+            wait_until_ok(url)
         volume = subprocess.run(
             ["podman", "volume", "inspect", "uatest_uploads", "--format", "{{.Mountpoint}}"],
             capture_output=True,
@@ -136,18 +133,6 @@ def in_containers(root: Path) -> Iterator[Stack]:
         )
     finally:
         subprocess.run([*tool, "down", "-v"], cwd=compose, env=env, capture_output=True)
-
-
-def wait_for(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never answered 200")
 
 
 def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:

@@ -18,32 +18,15 @@ import pytest
 from app.callers.api_keys import hash_api_key, new_api_key
 from tests.conftest import new_private_key, new_public_key
 from tests.samples import png
-from tests.servers import free_port
+from tests.servers import container_images, free_port, wait_until_ok
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _unavailable(reason: str) -> None:
-    """Containers cannot run here: in CI that fails the test (one sentence), else skips."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def image() -> str:
     """The project's image, built (or found in the cache) by scripts/containers."""
-    if os.geteuid() != 0:
-        _unavailable("the container tests run podman as root, as CI does")
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "containers")], capture_output=True, text=True, check=False
-    )
-    if built.returncode != 0:
-        last = (built.stderr.strip().splitlines() or ["no output"])[-1]
-        _unavailable(f"scripts/containers could not build the image: {last}")
-    return built.stdout.strip().splitlines()[-1]
+    return container_images()["UPLOAD_AUTH_IMAGE"]
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -58,17 +41,9 @@ class Container:
         result = podman("logs", self.name, check=False)
         return result.stdout + result.stderr
 
-    def wait_ready(self, timeout: float = 30) -> float:
+    def wait_ready(self) -> float:
         """Seconds until /readyz answered 200."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name} never became ready:\n{self.logs()}")
+        return wait_until_ok(self.url + "/readyz", why=self.logs)
 
 
 LOCKED_DOWN = [

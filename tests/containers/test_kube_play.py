@@ -13,10 +13,8 @@ podman network, as they would by Service name in a cluster.
 import base64
 import copy
 import json
-import os
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +26,12 @@ from app.callers.api_keys import hash_api_key, new_api_key
 from tests.conftest import new_private_key, new_public_key
 from tests.deploy.test_manifests import KUBE, render
 from tests.samples import png
+from tests.servers import container_images, wait_until_ok
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 NETWORK = "upload-auth-kube-test"
 PLAYED = {"ConfigMap", "Deployment", "StatefulSet", "PersistentVolumeClaim"}
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def images() -> dict[str, str]:
-    if os.geteuid() != 0:
-        _unavailable("the container tests run podman as root, as CI does")
-    built = subprocess.run(
-        [str(ROOT / "scripts" / "containers"), "--env"], capture_output=True, text=True
-    )
-    if built.returncode != 0:
-        _unavailable("scripts/containers could not build the images: " + built.stderr.strip())
-    return dict(item.split("=", 1) for item in built.stdout.split())
 
 
 def adapted(
@@ -115,22 +96,17 @@ def address(container: str) -> str:
     return str(networks[NETWORK]["IPAddress"])
 
 
-def wait_ready(url: str, container: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    logs = podman("logs", container, check=False)
-    raise AssertionError(f"{container} never became ready:\n{logs.stdout}{logs.stderr}")
+def logs(container: str) -> Callable[[], str]:
+    def read() -> str:
+        found = podman("logs", container, check=False)
+        return found.stdout + found.stderr
+
+    return read
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    names = images()
+    names = container_images()
     root = tmp_path_factory.mktemp("kube")
     public, private, api_key = new_public_key(), new_private_key(), new_api_key()
     resources = render(KUBE / "base")
@@ -164,8 +140,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             "service": f"http://{address('upload-auth-pod-0-upload-auth')}:8000",
             "upload_api": f"http://{address('upload-api-pod-0-upload-api')}:8001",
         }
-        wait_ready(urls["service"], "upload-auth-pod-0-upload-auth")
-        wait_ready(urls["upload_api"], "upload-api-pod-0-upload-api")
+        wait_until_ok(urls["service"] + "/readyz", why=logs("upload-auth-pod-0-upload-auth"))
+        wait_until_ok(urls["upload_api"] + "/readyz", why=logs("upload-api-pod-0-upload-api"))
         yield {**urls, "api_key": api_key, "public": public, "private": private}
     finally:
         podman(*down, check=False)
