@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -405,6 +406,24 @@ class Settings(BaseSettings):
         description="upload API: most bytes of uploads not yet authenticated (their credential "
         "comes with the form) in flight in one process; over it, 503 with Retry-After",
     )
+    media_workers: int = Field(default=2, ge=0, le=64)
+    """Upload API: processes that read images, video and audio for ImageKit's metadata
+    (dimensions, EXIF, duration, codecs) and make thumbnails; `0`: none (those fields are
+    left out)."""
+    media_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Upload API: seconds a media worker may spend on one file; over it, the worker is
+    replaced and the upload goes on without the file's metadata."""
+    media_memory: Size = Field(
+        default="1gb",
+        description="upload API: address space of each media worker (from 256mb); a file that "
+        "needs more is stored without its metadata",
+    )
+    fetch_allow_networks: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
+    """Upload API: private networks (CIDRs) that `file` given as a URL may be fetched from; by
+    default only public addresses are (never loopback, private, link-local or cloud
+    metadata)."""
+    fetch_timeout: float = Field(default=30.0, gt=0, le=600)
+    """Upload API: seconds to fetch `file` given as a URL, redirects included."""
     accept_unbound_v1: bool = Field(
         default=False,
         description="upload API: accept v1 signatures that upload-auth did not issue (no grant "
@@ -534,6 +553,14 @@ class Settings(BaseSettings):
         size = parse_size(value) if value is not None else 0
         if not 32 * 1024 * 1024 <= size <= 64 * 1024**3:
             raise ValueError("must be from 32mb to 64gb")
+        return value
+
+    @field_validator("media_memory")
+    @classmethod
+    def _media_memory_bound(cls, value: int | str | None) -> int | str | None:
+        size = parse_size(value) if value is not None else 0
+        if not 256 * 1024 * 1024 <= size <= 64 * 1024**3:
+            raise ValueError("must be from 256mb to 64gb")
         return value
 
     @property

@@ -5,7 +5,10 @@ to disk (the stack's floor), a 1 GB body against the 25 MB limit, and small uplo
 
 MB/s and the server's peak RSS growth (VmHWM after minus VmRSS before) for each; medians of
 interleaved rounds. End to end: a v2 credential from `upload-auth serve` (API key) and a 10 KB
-upload to `upload-auth upload-api`, 16 at a time, for 10 seconds.
+upload to `upload-auth upload-api`, 16 at a time, for 10 seconds. Metadata: the median time of
+one upload (server-side, one at a time) of real files (a 12-megapixel camera JPEG with EXIF, a
+small PNG, a 5-second MP4) with the media workers on and off, side by side: the difference is
+what reading the file costs an upload.
 """
 
 import argparse
@@ -41,7 +44,7 @@ ENV = {
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{PRIVATE}:".encode()).decode()}
 
 
-def upload_api(work: Path, max_size: str = "200mb") -> Running:
+def upload_api(work: Path, max_size: str = "200mb", media_workers: int = 2) -> Running:
     port = free_port()
     return start(
         [str(BIN / "upload-auth"), "upload-api", "--port", str(port)],
@@ -50,9 +53,45 @@ def upload_api(work: Path, max_size: str = "200mb") -> Running:
             **ENV,
             "UPLOAD_AUTH_STORAGE_DIR": str(work / "store"),
             "UPLOAD_AUTH_MAX_FILE_SIZE": max_size,
+            "UPLOAD_AUTH_MEDIA_WORKERS": str(media_workers),
         },
         ready="/readyz",
     )
+
+
+def metadata_cost(work: Path, uploads: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds per upload of each real file, media workers on and off."""
+    from tests import media_files
+
+    files = {
+        "12 MP camera JPEG": ("camera.jpg", media_files.camera_jpeg(4000, 3000)),
+        "small PNG": ("icon.png", media_files.image("png", 64, 64)),
+        "5 s MP4 (H.264 + AAC)": ("clip.mp4", media_files.mp4(5, 640, 360)),
+    }
+    found: dict[str, dict[str, list[float]]] = {label: {"on": [], "off": []} for label in files}
+    servers = {"on": upload_api(work, media_workers=2), "off": upload_api(work, media_workers=0)}
+    try:
+        with httpx.Client(timeout=60) as http:
+            for round_ in range(uploads):
+                for label, (name, data) in files.items():
+                    for mode in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
+                        started = time.perf_counter()
+                        response = http.post(
+                            servers[mode].url + "/api/v1/files/upload",
+                            data={"fileName": name},
+                            files={"file": (name, data)},
+                            headers=BASIC,
+                        )
+                        assert response.status_code == 200, response.text
+                        if round_ > 0:  # the first round starts the workers
+                            found[label][mode].append((time.perf_counter() - started) * 1000)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return {
+        label: {mode: statistics.median(times) for mode, times in modes.items()}
+        for label, modes in found.items()
+    }
 
 
 def raw_floor(work: Path) -> Running:
@@ -128,6 +167,7 @@ async def end_to_end(seconds: float, service: Running, uploads: Running) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--metadata-uploads", type=int, default=41)
     args = parser.parse_args()
     results: dict[str, list[tuple[float, float]]] = {"floor": [], "upload-api": [], "oversize": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,6 +213,7 @@ def main() -> None:
         finally:
             service.stop()
             uploads.stop()
+        metadata = metadata_cost(work, args.metadata_uploads)
     print(
         f"{time.strftime('%Y-%m-%d')} · {os.cpu_count()} CPUs · medians of {args.rounds} "
         "interleaved rounds"
@@ -196,10 +237,25 @@ def main() -> None:
     ratio = rows["floor"]["seconds"] / rows["upload-api"]["seconds"]
     print(f"upload API: {ratio:.2f}x the floor's MB/s")
     print(f"end to end (v2 credential + 10 KB upload, 16 clients): {per_second:,.0f} uploads/s")
+    print("| one upload, median ms | media workers on | off | metadata costs |")
+    print("|---|---:|---:|---:|")
+    for label, times in metadata.items():
+        print(
+            f"| {label} | {times['on']:.1f} | {times['off']:.1f} | "
+            f"{times['on'] - times['off']:.1f} |"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "uploads.json").write_text(
-        json.dumps({"rows": rows, "ratio": ratio, "end_to_end_per_s": per_second}, indent=2)
+        json.dumps(
+            {
+                "rows": rows,
+                "ratio": ratio,
+                "end_to_end_per_s": per_second,
+                "metadata_ms": metadata,
+            },
+            indent=2,
+        )
     )
 
 

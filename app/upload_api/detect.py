@@ -1,5 +1,6 @@
 """What a file really is: magic bytes for binary formats, the extension for text ones, as
-ImageKit does; and the pixel size of common images. Pure (``image_size`` reads a file).
+ImageKit does. Pure. (What is inside a file, its size in pixels or its duration, is the media
+workers' business: ``app.upload_api.media``.)
 
 A file whose bytes say another allowed type is stored as what its bytes say (JPEG bytes named
 ``.png`` are a JPEG). A file whose extension names a binary format its bytes do not match (HTML
@@ -8,8 +9,7 @@ named ``.png``) is refused: it would otherwise be served as something it is not.
 
 import struct
 from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 from app.imagekit.filetypes import ALLOWED, FileType
 
@@ -143,55 +143,3 @@ def detect(head: bytes, extension: str | None) -> FileType | None:
     if declared is None:
         return None
     return declared if declared.extension in _UNSNIFFABLE else None
-
-
-def _jpeg_size(stream: BinaryIO) -> tuple[int, int] | None:
-    stream.seek(2)
-    while True:
-        marker = stream.read(2)
-        if len(marker) < 2 or marker[0] != 0xFF:
-            return None
-        kind = marker[1]
-        if kind in (0xD8, 0x01) or 0xD0 <= kind <= 0xD7:
-            continue
-        length_bytes = stream.read(2)
-        if len(length_bytes) < 2:
-            return None
-        length = struct.unpack(">H", length_bytes)[0]
-        if kind in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            data = stream.read(5)
-            if len(data) < 5:
-                return None
-            height, width = struct.unpack(">HH", data[1:5])
-            return width, height
-        stream.seek(length - 2, 1)
-
-
-def image_size(path: Path, file_type: FileType) -> tuple[int, int] | None:
-    """Width and height in pixels for PNG, JPEG, GIF, WebP and BMP; None otherwise."""
-    with path.open("rb") as stream:
-        head = stream.read(64)
-        ext = file_type.extension
-        if ext == "png" and len(head) >= 24:
-            return struct.unpack(">II", head[16:24])
-        if ext == "gif" and len(head) >= 10:
-            return struct.unpack("<HH", head[6:10])
-        if ext == "bmp" and len(head) >= 26:
-            width, height = struct.unpack("<ii", head[18:26])
-            return width, abs(height)
-        if ext == "webp" and len(head) >= 30:
-            chunk = head[12:16]
-            if chunk == b"VP8 ":
-                w, h = struct.unpack("<HH", head[26:30])
-                return w & 0x3FFF, h & 0x3FFF
-            if chunk == b"VP8L":
-                bits = int.from_bytes(head[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8X":
-                return (
-                    int.from_bytes(head[24:27], "little") + 1,
-                    int.from_bytes(head[27:30], "little") + 1,
-                )
-        if ext in ("jpg", "jpeg"):
-            return _jpeg_size(stream)
-    return None

@@ -5,8 +5,9 @@ atomic), never into memory; the moment it passes the size cap the upload is refu
 temporary file removed, without reading the rest of the body. The cap is decided from the file's
 first bytes: video signatures get the video limit, everything else the general one. ``file`` may
 also arrive as a text field holding base64 (plain or a data URI), decoded as it streams, or as
-bytes in a part without a filename (the first bytes tell which). Every
-other part is a small text field, each and all together bounded.
+bytes in a part without a filename (the first bytes tell which), or as a URL (kept, and fetched
+by ``app.upload_api.fetch`` once the upload is authenticated). Every other part is a small text
+field, each and all together bounded.
 """
 
 import base64
@@ -28,6 +29,8 @@ from app.upload_api.detect import HEAD_BYTES
 MAX_FIELD_BYTES: Final = 64 * 1024
 MAX_FIELDS_BYTES: Final = 256 * 1024
 MAX_FIELDS: Final = 64
+#: Longest URL accepted as ``file``.
+MAX_URL_BYTES: Final = 8192
 #: Multipart framing and text fields on top of the file itself, for the Content-Length check.
 ENVELOPE_BYTES: Final = MAX_FIELDS_BYTES + 64 * 1024
 
@@ -39,6 +42,8 @@ class UploadedFile:
     path: Path
     size: int = 0
     head: bytes = b""
+    #: The file is at this URL (``file`` was a URL): fetched once the upload is authenticated.
+    url: str | None = None
 
 
 @dataclass
@@ -49,22 +54,30 @@ class UploadForm:
 
 class _Base64Stream:
     """Decodes base64 text arriving in arbitrary chunks (whitespace ignored; a ``data:`` URI
-    prefix skipped). A URL instead of data is refused: this API does not fetch remote files."""
+    prefix skipped). A URL instead of data is kept as ``url`` (at most ``MAX_URL_BYTES``), to be
+    fetched once the upload is authenticated."""
 
     _PREFIXES: Final = (b"data:", b"http://", b"https://")
 
     def __init__(self) -> None:
         self.carry = b""
         self.started = False
+        self.url: bytearray | None = None
 
     def feed(self, text: bytes) -> bytes:
+        if self.url is not None:
+            self.url += b"".join(text.split())
+            if len(self.url) > MAX_URL_BYTES:
+                raise wire.invalid_parameter("file")
+            return b""
         data = self.carry + b"".join(text.split())
         if not self.started:
             if any(p.startswith(data) for p in self._PREFIXES) and len(data) < 8:
                 self.carry = data
                 return b""
             if data.startswith((b"http://", b"https://")):
-                raise wire.remote_file_unsupported()
+                self.url, self.carry = bytearray(), b""
+                return self.feed(data)
             if data.startswith(b"data:"):
                 comma = data.find(b",")
                 if comma < 0:
@@ -82,7 +95,7 @@ class _Base64Stream:
             raise wire.invalid_parameter("file") from None
 
     def finish(self) -> bytes:
-        if not self.carry:
+        if self.url is not None or not self.carry:
             return b""
         try:
             return base64.b64decode(self.carry + b"=" * (-len(self.carry) % 4), validate=True)
@@ -98,13 +111,13 @@ _BASE64_TEXT: Final = frozenset(
 
 
 def _looks_like_text(head: bytes) -> bool:
-    """Base64 (or a ``data:`` URI, or a URL, which is refused later) rather than raw bytes."""
+    """Base64 (or a ``data:`` URI, or a URL) rather than raw bytes."""
     if head.startswith((b"data:", b"http://", b"https://")):
         return True
     return bool(head) and all(byte in _BASE64_TEXT for byte in head)
 
 
-class _FileSink:
+class FileSink:
     """The file part on its way to disk: holds back the first bytes until the cap is known."""
 
     def __init__(self, tmp_dir: Path, cap_for_head: Callable[[bytes], int], text: bool) -> None:
@@ -168,6 +181,11 @@ class _FileSink:
             self._write(chunk)
         if self.decoder is not None:
             self._write(self.decoder.finish())
+            if self.decoder.url is not None:
+                try:
+                    self.file.url = self.decoder.url.decode("ascii")
+                except UnicodeDecodeError:
+                    raise wire.invalid_parameter("file") from None
         self._decide(final=True)
         self.out.close()
         return self.file
@@ -189,7 +207,7 @@ class _FormReader:
         self.name: str | None = None
         self.buffer = bytearray()
         self.fields_bytes = 0
-        self.sink: _FileSink | None = None
+        self.sink: FileSink | None = None
         self.in_file = False
 
     # -- python-multipart callbacks ---------------------------------------------------------
@@ -216,9 +234,9 @@ class _FormReader:
         if self.name == "file":
             if self.sink is not None:
                 raise wire.invalid_parameter("file")
-            # Without a filename the part is text (base64, a data URI; a URL is refused) or,
+            # Without a filename the part is text (base64, a data URI, a URL) or,
             # when its first bytes are not, the file's bytes.
-            self.sink = _FileSink(self.tmp_dir, self.cap_for_head, b"filename" not in options)
+            self.sink = FileSink(self.tmp_dir, self.cap_for_head, b"filename" not in options)
             self.in_file = True
         elif self.name in self.form.fields:
             raise wire.invalid_parameter(self.name if self.name.isidentifier() else "form")

@@ -18,14 +18,17 @@ from app.clock import Clock, system_clock, unix_now
 from app.config import Settings, load_settings
 from app.handlers import NO_STORE, no_store
 from app.imagekit.filetypes import ALLOWED
+from app.imagekit.rules import parse_size
 from app.keysource import KeySource
 from app.ledger import Ledger, LedgerUnavailable, MemoryLedger
 from app.logs import configure_logging, get_logger
 from app.middleware import Fronted, RequestContext, cors
 from app.schemas import Health
 from app.upload_api import wire
-from app.upload_api.storage import LocalStorage, is_active_content
-from app.upload_api.uploads import InFlight, UploadContext, upload
+from app.upload_api.fetch import RemoteFiles
+from app.upload_api.storage import LocalStorage, StoredFile, is_active_content, new_id
+from app.upload_api.uploads import THUMBNAIL_SEGMENT, InFlight, UploadContext, upload
+from app.upload_api.workers import MediaWorkers
 from app.wiring import assemble, plan_limits
 
 log = get_logger("upload_api")
@@ -160,7 +163,10 @@ async def serve_file(request: Request, file_path: str) -> Response:
     a URL signed in ImageKit's scheme (``ik-t``, ``ik-s``): 401 when unsigned, tampered with or
     expired. Ranges (video seeking), ``ETag``/``Last-Modified`` and conditional requests."""
     context = _context(request)
-    stored = context.storage.lookup("/" + file_path)
+    thumbnail = file_path.startswith(THUMBNAIL_SEGMENT + "/")
+    if thumbnail:
+        file_path = file_path.removeprefix(THUMBNAIL_SEGMENT)
+    stored = context.storage.lookup("/" + file_path.removeprefix("/"))
     if stored is None:
         raise errors.NotFound()
     headers = dict(FILE_HEADERS)
@@ -176,15 +182,38 @@ async def serve_file(request: Request, file_path: str) -> Response:
         if verdict is not delivery.Verdict.VALID:
             raise _URL_REFUSALS[verdict]()
         headers["Cache-Control"] = "private, max-age=60"
-    file_type = ALLOWED.get(stored.extension)
-    if file_type is None or is_active_content(file_type):
-        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.name)}"
-    headers["ETag"] = f'"{stored.version_id}"'
-    path = context.storage.content(stored)
+    if thumbnail:
+        path, media_type = await _thumbnail(context, stored)
+        headers["ETag"] = f'"{stored.version_id}-thumbnail"'
+    else:
+        file_type = ALLOWED.get(stored.extension)
+        if file_type is None or is_active_content(file_type):
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.name)}"
+        headers["ETag"] = f'"{stored.version_id}"'
+        path, media_type = context.storage.content(stored), stored.mime
     if _not_modified(request, headers["ETag"], path):
         kept = ("ETag", "Cache-Control")
         return Response(status_code=304, headers={k: headers[k] for k in kept})
-    return FileResponse(path, media_type=stored.mime, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+async def _thumbnail(context: UploadContext, stored: StoredFile) -> tuple[Path, str]:
+    """The stored file's thumbnail (WebP), made by a media worker on the first request and
+    kept per version; 404 for a file of which none can be made."""
+    file_type = ALLOWED.get(stored.extension)
+    if file_type is None or not (stored.media or {}).get("thumbnail"):
+        raise errors.NotFound()
+    storage = context.storage
+    kept = storage.thumbnail_path(stored)
+    if not kept.exists():
+        made = storage.work / f"thumbnail-{new_id()}.webp"
+        try:
+            if not await context.media.thumbnail(storage.content(stored), made, file_type.kind):
+                raise errors.NotFound()
+            storage.keep_thumbnail(made, kept)
+        finally:
+            made.unlink(missing_ok=True)
+    return kept, "image/webp"
 
 
 _URL_REFUSALS: Final = {
@@ -287,6 +316,12 @@ def create_upload_app(
             accept_unbound_v1=settings.accept_unbound_v1 or settings.dev_mode,
             credential_ttl=settings.credential_ttl,
             in_flight=InFlight(settings.in_flight_limit),
+            media=MediaWorkers(
+                settings.media_workers,
+                timeout=settings.media_timeout,
+                memory=parse_size(settings.media_memory or 0),
+            ),
+            remote=RemoteFiles(settings.fetch_allow_networks, timeout=settings.fetch_timeout),
         )
         storage.claim()
         swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)
@@ -303,6 +338,8 @@ def create_upload_app(
             async with source.watching():
                 yield {"settings": settings, "upload": context}
         finally:
+            context.media.close()
+            await context.remote.close()
             storage.release()
             if ledger is None:
                 await used.close()

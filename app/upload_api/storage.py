@@ -1,10 +1,11 @@
 """Files on a local directory: written whole or not at all.
 
 Layout under the root: ``files/<folder>/<name>`` holds the bytes, ``meta/<sha256 of the path>.json``
-what the upload API knows about them (id, type, version, tags...), ``tmp/`` the uploads in
-flight. Uploads stream into ``tmp/`` (same filesystem), then one rename publishes them: a reader
-sees the old file or the new one, never a half-written one. Without overwrite, the rename is a
-hard link that fails if the name exists, so two racing uploads cannot replace each other.
+what the upload API knows about them (id, type, version, tags...), ``thumbnails/`` their
+thumbnails (made on first request, for the current version), ``tmp/`` the uploads in flight.
+Uploads stream into ``tmp/`` (same filesystem), then one rename publishes them: a reader sees
+the old file or the new one, never a half-written one. Without overwrite, the rename is a hard
+link that fails if the name exists, so two racing uploads cannot replace each other.
 
 Each process writes its uploads in flight into a folder of its own, ``tmp/proc-<id>/``, and
 holds an exclusive lock (``flock``) on the folder's ``.lock`` for as long as it runs. The kernel
@@ -54,6 +55,8 @@ class StoredFile:
     description: str | None = None
     is_private_file: bool = False
     is_published: bool = True
+    #: What the media workers read in the file (``media.Probe``); None for files not read.
+    media: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,7 +100,8 @@ class LocalStorage:
         self.files = root / "files"
         self.meta = root / "meta"
         self.tmp = root / "tmp"
-        for directory in (self.files, self.meta, self.tmp):
+        self.thumbnails = root / "thumbnails"
+        for directory in (self.files, self.meta, self.tmp, self.thumbnails):
             directory.mkdir(parents=True, exist_ok=True)
         #: Where this process's uploads in flight go: ``tmp/`` until ``claim`` gives it a
         #: folder of its own.
@@ -154,6 +158,20 @@ class LocalStorage:
 
     def content(self, stored: StoredFile) -> Path:
         return self._content_path(stored.file_path)
+
+    def thumbnail_path(self, stored: StoredFile) -> Path:
+        """Where the thumbnail of this version of the file is kept (made on first request)."""
+        digest = hashlib.sha256(stored.file_path.encode()).hexdigest()
+        return self.thumbnails / f"{digest}-{stored.version_id}.webp"
+
+    def keep_thumbnail(self, made: Path, kept: Path) -> None:
+        """Publish a thumbnail made in the temporary area (one rename: never half-written); the
+        file's earlier versions' thumbnails go."""
+        os.replace(made, kept)
+        digest = kept.name.partition("-")[0]
+        for earlier in self.thumbnails.glob(digest + "-*"):
+            if earlier != kept:
+                earlier.unlink(missing_ok=True)
 
     def _write_meta(self, stored: StoredFile) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.tmp, suffix=".json")

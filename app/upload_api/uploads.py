@@ -34,9 +34,12 @@ from app.ledger import Burn, Ledger, LedgerUnavailable, credential_key
 from app.logs import get_logger
 from app.policy import UploadGrant
 from app.upload_api import checks, wire
-from app.upload_api.detect import detect, image_size
+from app.upload_api.detect import detect
+from app.upload_api.fetch import RemoteFiles
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
+from app.upload_api.media import Probe
 from app.upload_api.storage import LocalStorage, NameTaken, StoredFile
+from app.upload_api.workers import MediaWorkers
 
 log = get_logger("upload_api")
 
@@ -52,7 +55,10 @@ _RESPONSE_FIELDS: Final = frozenset(
         "selectedFieldsSchema",
     }
 )
-_VIDEO_FAMILIES: Final = frozenset({"mp4", "mov", "webm", "ts"})
+#: The probe's fields that go into the response as they are (ImageKit's names).
+_MEDIA_FIELDS: Final = ("duration", "bitRate", "videoCodec", "audioCodec")
+#: ImageKit's named transformation for the media library's thumbnails.
+THUMBNAIL_SEGMENT: Final = "tr:n-ik_ml_thumbnail"
 
 
 class InFlight:
@@ -108,6 +114,10 @@ class UploadContext:
     credential_ttl: int = 1800
     #: Unauthenticated bytes in flight in this process.
     in_flight: InFlight = field(default_factory=lambda: InFlight(1024**3))
+    #: Where files are read for their metadata (none: metadata left out).
+    media: MediaWorkers = field(default_factory=lambda: MediaWorkers(0, timeout=1, memory=0))
+    #: Fetches ``file`` given as a URL (public addresses only, unless allowed).
+    remote: RemoteFiles = field(default_factory=RemoteFiles)
 
 
 def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
@@ -404,6 +414,7 @@ def response_body(
     """ImageKit's upload response for a stored file."""
     url = base_url + "/files" + quote(stored.file_path)
     image = file_type.kind is Kind.IMAGE
+    found: Probe = stored.media or {}  # type: ignore[assignment]
     body: dict[str, Any] = {
         "fileId": stored.file_id,
         "name": stored.name,
@@ -414,10 +425,13 @@ def response_body(
         "fileType": "image" if image else "non-image",
         "AITags": None,
     }
-    if image:
-        body["thumbnailUrl"] = url
+    if found.get("thumbnail"):
+        body["thumbnailUrl"] = f"{base_url}/files/{THUMBNAIL_SEGMENT}{quote(stored.file_path)}"
     if stored.width is not None and stored.height is not None:
         body["width"], body["height"] = stored.width, stored.height
+    for name in _MEDIA_FIELDS:
+        if name in found:
+            body[name] = found[name]
     if stored.description is not None:
         body["description"] = stored.description
     wanted = options.response_fields
@@ -432,7 +446,13 @@ def response_body(
     if "customMetadata" in wanted:
         body["customMetadata"] = stored.custom_metadata or {}
     if "embeddedMetadata" in wanted:
-        body["embeddedMetadata"] = {}
+        body["embeddedMetadata"] = found.get("embeddedMetadata", {})
+    if "metadata" in wanted:
+        body["metadata"] = {
+            "format": file_type.extension,
+            **found.get("metadata", {}),
+            "size": stored.size,
+        }
     return body
 
 
@@ -481,6 +501,12 @@ async def upload(
         if grant is not None:
             fields = within_grant(fields, grant)
         options = parse_options(fields)
+        if form.file.url is not None:
+            fetched = await ctx.remote.fetch(
+                form.file.url, ctx.storage.work, cap_for_head(ctx.limits)
+            )
+            form.file.path.unlink(missing_ok=True)
+            form.file = fetched
         if form.file.size == 0:
             raise wire.invalid_parameter("file")
         file_type = file_type_of(form.file, options.file_name)
@@ -488,14 +514,15 @@ async def upload(
             raise wire.file_too_large()
         if grant is not None:
             check_grant(grant, options.file_name, file_type, form.file.size)
-        dimensions = image_size(form.file.path, file_type)
+        found = await ctx.media.probe(form.file.path, file_type)
         if "checks" in fields:
             values: dict[str, checks.Value] = {
                 "file.size": form.file.size,
                 "file.mime": file_type.mime,
             }
-            if dimensions:
-                values["mediaMetadata.width"], values["mediaMetadata.height"] = dimensions
+            for name in ("width", "height", *_MEDIA_FIELDS):
+                if name in found:
+                    values[f"mediaMetadata.{name}"] = found[name]
             run_checks(fields["checks"], fields, values)
         try:
             stored = ctx.storage.commit(
@@ -508,8 +535,9 @@ async def upload(
                     "size": form.file.size,
                     "mime": file_type.mime,
                     "extension": file_type.extension,
-                    "width": dimensions[0] if dimensions else None,
-                    "height": dimensions[1] if dimensions else None,
+                    "width": found.get("width"),
+                    "height": found.get("height"),
+                    "media": dict(found) or None,
                     "tags": options.tags,
                     "custom_coordinates": options.custom_coordinates,
                     "custom_metadata": options.custom_metadata,

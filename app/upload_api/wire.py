@@ -211,12 +211,22 @@ def content_mismatch() -> UploadError:
     )
 
 
-def remote_file_unsupported() -> UploadError:
+def remote_fetch_failed(why: str) -> UploadError:
     return _error(
         400,
-        "Your request contains invalid file parameter. This upload API does not "
-        "fetch remote URLs; send the file's bytes.",
-        "remote-file",
+        f"Your request contains invalid file parameter. The file could not be fetched from its "
+        f"URL: {why}.",
+        "remote-fetch",
+    )
+
+
+def remote_address_refused() -> UploadError:
+    return _error(
+        400,
+        "Your request contains invalid file parameter. The file's URL points to an address "
+        "that is not public; this upload API fetches only from the public internet and the "
+        "networks its operator allows.",
+        "remote-address",
     )
 
 

@@ -1,12 +1,9 @@
 """What a file really is: magic bytes for binary types, extension for text types."""
 
-import struct
-from pathlib import Path
-
 import pytest
 
 from app.imagekit.filetypes import ALLOWED
-from app.upload_api.detect import detect, image_size
+from app.upload_api.detect import detect
 from tests.samples import jpeg, png
 
 
@@ -61,19 +58,3 @@ def test_bytes_win_over_the_name() -> None:
 def test_refuses_what_it_cannot_vouch_for(head: bytes, extension: str | None) -> None:
     """HTML named .png, binary named .txt, executables, unknown zips: no allowed type."""
     assert detect(head, extension) is None
-
-
-@pytest.mark.parametrize(
-    ("data", "ext", "size"),
-    [
-        (png(7, 3), "png", (7, 3)),
-        (jpeg(640, 480), "jpg", (640, 480)),
-        (b"GIF89a" + struct.pack("<HH", 12, 9) + b"\x00" * 10, "gif", (12, 9)),
-        (b"BM" + b"\x00" * 12 + struct.pack("<Iii", 40, 33, -21) + b"\x00" * 30, "bmp", (33, 21)),
-    ],
-)
-def test_image_size(tmp_path: Path, data: bytes, ext: str, size: tuple[int, int]) -> None:
-    """Pixel sizes are read from PNG, JPEG, GIF and BMP headers."""
-    path = tmp_path / f"image.{ext}"
-    path.write_bytes(data)
-    assert image_size(path, ALLOWED[ext]) == size

@@ -1,0 +1,140 @@
+"""``file`` given as a URL: fetched, as ImageKit fetches it, without becoming a way into the
+networks the upload API can reach (SSRF).
+
+- Only ``http`` and ``https``. The host name is resolved here, every address it resolves to
+  must be public (global unicast: not private, loopback, link-local, shared, reserved,
+  multicast; IPv4-mapped IPv6 judged as its IPv4 address), and the connection goes to the
+  address that was checked (the name is not resolved again, so a DNS answer cannot change in
+  between). TLS is still verified against the host name.
+- Redirects are followed by hand, at most ``MAX_REDIRECTS``, and each new address is checked
+  the same way.
+- The body is written to disk as it arrives and refused the moment it passes the size limit; the
+  whole fetch has one deadline.
+- An allow-list of networks (``fetch_allow_networks``) opens chosen private networks: an
+  internal media server, or loopback for tests.
+
+Only an authenticated upload fetches (the credential is checked first). Proxies from the
+environment are not used.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from app.upload_api import wire
+from app.upload_api.form import MAX_URL_BYTES, FileSink, UploadedFile
+
+MAX_REDIRECTS: Final = 5
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def is_public(address: IPAddress) -> bool:
+    """A global unicast address: never private, loopback, link-local (cloud metadata at
+    169.254.169.254), shared (100.64/10), reserved, unspecified or multicast."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+class RemoteFiles:
+    def __init__(self, allow: Sequence[IPNetwork] = (), *, timeout: float = 30.0) -> None:
+        self.allow = tuple(allow)
+        self.timeout = timeout
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,  # no proxy from the environment: we connect where we checked
+            timeout=httpx.Timeout(timeout),
+            headers={"Accept-Encoding": "identity", "User-Agent": "upload-auth fetch"},
+        )
+
+    def allowed(self, address: IPAddress) -> bool:
+        return is_public(address) or any(address in network for network in self.allow)
+
+    async def fetch(
+        self, url: str, tmp_dir: Path, cap_for_head: Callable[[bytes], int]
+    ) -> UploadedFile:
+        """The file at ``url``, on disk in ``tmp_dir`` (the caller removes it), or
+        ``wire.UploadError``: a refused address, a failed fetch, or a file over the limit."""
+        sink = FileSink(tmp_dir, cap_for_head, text=False)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._follow(url, sink)
+            return sink.finish()
+        except TimeoutError:
+            sink.discard()
+            raise wire.remote_fetch_failed("it did not answer in time") from None
+        except BaseException:
+            sink.discard()
+            raise
+
+    async def _follow(self, url: str, sink: FileSink) -> None:
+        for _ in range(MAX_REDIRECTS + 1):
+            request = await self._pinned_request(url)
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError:
+                raise wire.remote_fetch_failed("it could not be reached") from None
+            try:
+                if response.is_redirect and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    raise wire.remote_fetch_failed(f"it answered {response.status_code}")
+                try:
+                    async for chunk in response.aiter_raw():
+                        sink.write(chunk)
+                except httpx.HTTPError:
+                    raise wire.remote_fetch_failed("the transfer broke off") from None
+                return
+            finally:
+                await response.aclose()
+        raise wire.remote_fetch_failed("it redirected too many times")
+
+    async def _pinned_request(self, url: str) -> httpx.Request:
+        """A GET for ``url`` sent to the checked address of its host."""
+        if len(url) > MAX_URL_BYTES:
+            raise wire.invalid_parameter("file")
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise wire.invalid_parameter("file") from None
+        host = parts.hostname
+        if parts.scheme not in ("http", "https") or not host:
+            raise wire.invalid_parameter("file")
+        address = await self._checked_address(host, port)
+        literal = f"[{address}]" if address.version == 6 else str(address)
+        target = parts._replace(netloc=f"{literal}:{port}", fragment="").geturl()
+        default_port = port == (443 if parts.scheme == "https" else 80)
+        host_header = host if default_port else f"{host}:{port}"
+        if ":" in host and not host.startswith("["):
+            host_header = f"[{host}]" if default_port else f"[{host}]:{port}"
+        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+        return self._client.build_request(
+            "GET", target, headers={"Host": host_header}, extensions=extensions
+        )
+
+    async def _checked_address(self, host: str, port: int) -> IPAddress:
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except (socket.gaierror, UnicodeError, OSError):
+            raise wire.remote_fetch_failed("its host name does not resolve") from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+        if not addresses:
+            raise wire.remote_fetch_failed("its host name does not resolve")
+        if not all(self.allowed(address) for address in addresses):
+            raise wire.remote_address_refused()
+        return addresses[0]
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,215 @@
+"""What the media libraries read in real files (made at test time by real encoders), and the
+workers that run them: bounded in time and memory, and never the reason an upload fails."""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app.imagekit.filetypes import ALLOWED
+from app.upload_api import media
+from app.upload_api.workers import MediaWorkers
+from tests import media_files as mf
+
+pytestmark = pytest.mark.anyio
+
+#: name, bytes, and what the response must say about the file.
+REAL_FILES: list[tuple[str, bytes, dict[str, object]]] = [
+    ("camera.jpg", mf.camera_jpeg(640, 480), {"width": 640, "height": 480}),
+    ("scan.tiff", mf.image("tiff", 90, 60), {"width": 90, "height": 60}),
+    ("phone.heic", mf.image("heic", 72, 54, camera=True), {"width": 72, "height": 54}),
+    ("layers.psd", mf.psd(40, 30), {"width": 40, "height": 30}),
+    ("logo.svg", mf.svg("120", "80"), {"width": 120, "height": 80}),
+    ("print.eps", mf.eps(150, 90), {"width": 150, "height": 90}),
+    ("anim.gif", mf.image("gif", 33, 21), {"width": 33, "height": 21}),
+    ("photo.webp", mf.image("webp", 50, 20), {"width": 50, "height": 20}),
+    ("old.bmp", mf.image("bmp", 17, 9), {"width": 17, "height": 9}),
+    ("icon.png", mf.image("png", 31, 7), {"width": 31, "height": 7}),
+    (
+        "clip.mp4",
+        mf.mp4(seconds=2, width=320, height=240),
+        {"width": 320, "height": 240, "duration": 2, "videoCodec": "h264", "audioCodec": "aac"},
+    ),
+    ("song.mp3", mf.mp3(seconds=3), {"duration": 3, "audioCodec": "mp3"}),
+    ("report.pdf", mf.pdf(), {}),
+]
+
+
+def _probe(tmp_path: Path, name: str, data: bytes) -> media.Probe:
+    file_type = ALLOWED[name.rpartition(".")[2]]
+    path = mf.write(tmp_path, name, data)
+    return media.probe(str(path), file_type.extension, file_type.kind.value)
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), REAL_FILES, ids=[f[0] for f in REAL_FILES])
+def test_real_files_are_read_by_their_libraries(
+    tmp_path: Path, name: str, data: bytes, expected: dict[str, object]
+) -> None:
+    found = _probe(tmp_path, name, data)
+    assert {k: found.get(k) for k in expected} == expected
+    if "bitRate" in found:
+        assert found["bitRate"] > 0
+    if expected:
+        assert found["metadata"]["format"] == name.rpartition(".")[2]
+    for key in ("width", "height", "duration"):  # nothing claimed that was not in the file
+        if key not in expected:
+            assert key not in found
+
+
+def test_a_camera_jpeg_gives_exif_iptc_and_xmp(tmp_path: Path) -> None:
+    found = _probe(tmp_path, "camera.jpg", mf.camera_jpeg())
+    exif = found["metadata"]["exif"]
+    assert exif["image"]["Make"] == mf.CAMERA["Make"]
+    assert exif["image"]["Orientation"] == 6
+    assert exif["image"]["ModifyDate"] == mf.CAMERA["Taken"]
+    assert exif["exif"]["DateTimeOriginal"] == mf.CAMERA["Taken"]
+    assert exif["exif"]["CreateDate"] == mf.CAMERA["Taken"]
+    assert exif["exif"]["ISO"] == 400
+    assert exif["exif"]["ExposureTime"] == pytest.approx(1 / 250)
+    assert exif["exif"]["ExifVersion"] == "0232"
+    assert exif["gps"]["GPSVersionID"] == [2, 2, 0, 0]
+    assert exif["gps"]["GPSLatitude"] == pytest.approx([48, 51, 29.76])
+    assert isinstance(exif["image"]["ExifOffset"], int)
+    assert found["metadata"]["quality"] == 90
+    assert found["metadata"]["density"] == 300
+    embedded = found["embeddedMetadata"]
+    assert embedded["Model"] == mf.CAMERA["Model"]
+    assert embedded["GPSLatitudeRef"] == "N"
+    assert embedded["Keywords"] == mf.KEYWORDS  # IPTC
+    assert embedded["By-line"] == "Grace Hopper"
+    assert embedded["Creator"] == [mf.XMP_CREATOR]  # XMP
+    assert embedded["Rating"] == "4"
+    assert "ExifOffset" not in embedded  # pointers into the file are not metadata
+
+
+def test_a_phone_heic_gives_its_exif(tmp_path: Path) -> None:
+    found = _probe(tmp_path, "phone.heic", mf.image("heic", camera=True))
+    assert found["embeddedMetadata"]["Make"] == mf.CAMERA["Make"]
+    assert found["metadata"]["exif"]["exif"]["FNumber"] == pytest.approx(2.8)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "view_box", "size"),
+    [
+        ("2in", "1in", None, (192, 96)),
+        ("10cm", None, "0 0 100 50", (378, 189)),
+        (None, None, "0,0,640,480", (640, 480)),
+        ("100%", "100%", "0 0 30 20", (30, 20)),
+        (None, "40", "0 0 30 20", (60, 40)),
+    ],
+)
+def test_svg_sizes_follow_css_units_and_the_view_box(
+    tmp_path: Path, width: str | None, height: str | None, view_box: str | None, size: object
+) -> None:
+    attributes = " ".join(
+        f'{k}="{v}"' for k, v in (("width", width), ("height", height), ("viewBox", view_box)) if v
+    )
+    data = f'<svg xmlns="http://www.w3.org/2000/svg" {attributes}/>'.encode()
+    found = _probe(tmp_path, "a.svg", data)
+    assert (found["width"], found["height"]) == size
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("cut.jpg", mf.camera_jpeg()[:300]),
+        ("noise.png", b"\x89PNG\r\n\x1a\n" + os.urandom(2000)),
+        ("cut.mp4", mf.mp4()[:200]),
+        ("noise.mp3", b"ID3" + os.urandom(3000)),
+        ("nosize.svg", b'<svg xmlns="http://www.w3.org/2000/svg"/>'),
+        (
+            "bomb.svg",
+            b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
+            b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]><svg width="&b;" height="1"/>',
+        ),
+        ("noise.heic", b"\x00\x00\x00\x18ftypheic" + os.urandom(500)),
+    ],
+)
+def test_what_a_library_cannot_read_gives_nothing_and_no_exception(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    found = _probe(tmp_path, name, data)
+    assert "duration" not in found
+    assert not found.get("width") or name == "cut.jpg"  # a cut JPEG's header is still read
+
+
+def test_thumbnails_fit_in_the_box_upright_and_keep_transparency(tmp_path: Path) -> None:
+    from PIL import Image
+
+    source = mf.write(tmp_path, "camera.jpg", mf.camera_jpeg(640, 480))
+    target = tmp_path / "thumbnail.webp"
+    assert media.thumbnail(str(source), str(target), "image")
+    with Image.open(target) as made:
+        assert made.format == "WEBP"
+        assert made.size == (150, 200)  # EXIF orientation 6: the camera was held upright
+    transparent = mf.write(tmp_path, "icon.png", mf.image("png", 400, 100))
+    assert media.thumbnail(str(transparent), str(target), "image")
+    with Image.open(target) as made:
+        assert made.size == (200, 50)
+        assert made.mode == "RGBA"
+    video = mf.write(tmp_path, "clip.mp4", mf.mp4(1, 320, 240))
+    assert media.thumbnail(str(video), str(target), "video")
+    with Image.open(target) as made:
+        assert made.size == (200, 150)
+    assert not media.thumbnail(str(mf.write(tmp_path, "a.eps", mf.eps())), str(target), "image")
+
+
+# -- the workers --------------------------------------------------------------------------------
+
+
+async def test_a_task_over_its_time_is_stopped_and_the_worker_replaced() -> None:
+    workers = MediaWorkers(1, timeout=0.5, memory=1024**3)
+    try:
+        assert await workers.run(len, "warm") == 4
+        started = time.monotonic()
+        assert await workers.run(time.sleep, 30) is None  # type: ignore[func-returns-value]
+        assert time.monotonic() - started < 10
+        assert await workers.run(len, "again") == 5
+    finally:
+        workers.close()
+
+
+async def test_a_task_over_its_memory_fails_alone() -> None:
+    workers = MediaWorkers(1, timeout=20, memory=512 * 1024**2)
+    try:
+        assert await workers.run(bytearray, 1024**3) is None
+        assert await workers.run(len, "still here") == 10
+    finally:
+        workers.close()
+
+
+async def test_a_worker_that_dies_is_replaced() -> None:
+    workers = MediaWorkers(1, timeout=20, memory=1024**3)
+    try:
+        assert await workers.run(os._exit, 3) is None  # type: ignore[func-returns-value]
+        assert await workers.run(len, "next") == 4
+    finally:
+        workers.close()
+
+
+async def test_the_event_loop_runs_while_a_worker_reads() -> None:
+    workers = MediaWorkers(1, timeout=20, memory=1024**3)
+    try:
+        await workers.run(len, "warm")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await workers.run(time.sleep, 0.5)
+        ticker.cancel()
+        assert ticks >= 20
+    finally:
+        workers.close()
+
+
+async def test_no_workers_means_no_metadata(tmp_path: Path) -> None:
+    workers = MediaWorkers(0, timeout=1, memory=1024**3)
+    path = mf.write(tmp_path, "a.png", mf.image("png"))
+    assert await workers.probe(path, ALLOWED["png"]) == {}
