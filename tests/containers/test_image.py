@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -298,3 +299,46 @@ def test_sigterm_drains_a_credential_request_in_flight(
     answer = stopped_mid_request(container, name, head + body, split=len(head) + 10)
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert b'"token"' in answer
+
+
+def test_the_media_workers_run_in_the_locked_down_container(
+    image: str, keys: dict[str, Path], data: Path, started: list[str]
+) -> None:
+    """The media libraries (Pillow, pillow-heif, PyAV) load in the image, their worker
+    processes start as uid 10001 on the read-only root, and the answer carries what they read;
+    a thumbnail is made and served."""
+    from tests import media_files
+
+    name = "upload-auth-test-media"
+    started.append(name)
+    container = run(image, name, ["upload-api"], compose_mounts(keys, data), dict(COMPOSE_KEYS))
+    container.wait_ready()
+    private = keys["private"].read_text().strip()
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{private}:".encode()).decode()}
+    files = {
+        "camera.jpg": media_files.camera_jpeg(320, 240),
+        "phone.heic": media_files.image("heic", 64, 48, camera=True),
+        "clip.mp4": media_files.mp4(2, 160, 120),
+    }
+    answers = {}
+    for file_name, content in files.items():
+        response = httpx.post(
+            container.url + "/api/v1/files/upload",
+            data={"fileName": file_name, "useUniqueFileName": "false"}
+            | {"responseFields": "embeddedMetadata"},
+            files={"file": (file_name, content)},
+            headers=auth,
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        answers[file_name] = response.json()
+    assert (answers["camera.jpg"]["width"], answers["camera.jpg"]["height"]) == (320, 240)
+    assert answers["camera.jpg"]["embeddedMetadata"]["Make"] == media_files.CAMERA["Make"]
+    assert answers["phone.heic"]["embeddedMetadata"]["Model"] == media_files.CAMERA["Model"]
+    assert answers["clip.mp4"]["duration"] == 2
+    assert answers["clip.mp4"]["videoCodec"] == "h264"
+    thumbnail_path = urlsplit(answers["camera.jpg"]["thumbnailUrl"]).path
+    thumbnail = httpx.get(container.url + thumbnail_path)
+    assert thumbnail.status_code == 200, thumbnail.text
+    assert thumbnail.headers["content-type"] == "image/webp"
+    assert "media worker task failed" not in container.logs()
