@@ -430,6 +430,24 @@ class Settings(BaseSettings):
         "recorded), as ImageKit does; unsafe, always on in development mode",
     )
 
+    # -- upload events --------------------------------------------------------------------------
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s#]*)?$")
+    """Upload API: where ImageKit's webhook events (`file.created`, `file-version.created`) are
+    POSTed, signed with `webhook_secret`; unset: no events."""
+    webhook_secret: SecretStr | None = None
+    """The webhook signing secret (as in ImageKit's dashboard); required with `webhook_url`."""
+    webhook_secret_file: Path | None = None
+    """Read the webhook secret from this file; not both a value and a file."""
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds a webhook receiver has to answer one delivery."""
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    """Deliveries tried before an event is kept as a dead letter."""
+    webhook_retry_base: float = Field(default=5.0, ge=0.01, le=3600)
+    """Seconds before the second attempt; each later wait doubles (at most an hour)."""
+    receipt_retention: int = Field(default=86400, ge=60, le=7 * 24 * 3600)
+    """Seconds a credential's receipt (who it was issued to, which file it stored) is kept
+    after the upload, for `POST /v1/receipts`."""
+
     # -- who may ask, and how often ----------------------------------------------------------
     callers: CallersConfig = Field(default_factory=CallersConfig)
     """Who may ask for credentials (`[callers]`, below); required outside development mode."""
@@ -518,6 +536,16 @@ class Settings(BaseSettings):
         unknown = self.callers.profile_names() - profiles
         if unknown:
             raise ValueError(f"callers: no such profile: {', '.join(sorted(unknown))}")
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError(
+                "UPLOAD_AUTH_WEBHOOK_SECRET and UPLOAD_AUTH_WEBHOOK_SECRET_FILE: set one, not both"
+            )
+        has_secret = self.webhook_secret is not None or self.webhook_secret_file is not None
+        if self.webhook_url is not None and not has_secret:
+            raise ValueError(
+                "UPLOAD_AUTH_WEBHOOK_URL: events are always signed; set UPLOAD_AUTH_WEBHOOK_SECRET "
+                "(or _FILE)"
+            )
         if self.callers.forward is not None and "*" in self.cors_origins:
             raise ValueError(
                 "UPLOAD_AUTH_CORS_ORIGINS: '*' cannot be used with cookie sessions "

@@ -157,6 +157,14 @@ class UrlEndpointMissing(Problem):
     status, slug, title = 503, "url-endpoint-missing", "Signed URLs are not configured"
 
 
+class ReceiptsUnavailable(Problem):
+    status, slug, title = 503, "receipts-unavailable", "Receipts are not kept here"
+
+
+class ReceiptUnknown(Problem):
+    status, slug, title = 404, "receipt-unknown", "No such credential is remembered"
+
+
 class NotReady(Problem):
     status, slug, title = 503, "not-ready", "The service is not ready"
 

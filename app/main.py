@@ -24,7 +24,7 @@ from app.logs import configure_logging, get_logger
 from app.metrics import Metrics
 from app.middleware import BodyLimit, Fronted, RequestContext, cors
 from app.ratelimit import RateLimiter, Throttle
-from app.routes import health, metrics, urls, v1, v2, web
+from app.routes import health, metrics, receipts, urls, v1, v2, web
 from app.service import CredentialService
 from app.wiring import assemble
 
@@ -186,7 +186,8 @@ def create_app(
         if context is not None:
             refused(context, problem)
 
-    routers = [health.router, v1.router, v2.router, urls.router, web.helper_router()]
+    routers = [health.router, v1.router, v2.router, urls.router, receipts.router]
+    routers.append(web.helper_router())
     if settings.metrics_enabled:
         routers.append(metrics.router)
     if settings.dev_mode:

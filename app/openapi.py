@@ -11,6 +11,7 @@ _DESCRIPTIONS = {
     400: "Malformed request body",
     401: "No recognised caller credentials",
     403: "The caller may not do this",
+    404: "Nothing is known by that name",
     413: "Request body too large",
     415: "Request body is not JSON",
     422: "The request or the policy refuses it",

@@ -127,6 +127,43 @@ class SignedUrl(TypedDict):
     ]
 
 
+class ReceiptRequest(Body):
+    """Which credential: a v2 token, or a v1 token (with its public key when not the
+    signing one)."""
+
+    token: str = Field(min_length=1, max_length=4096, description="the credential's token")
+    publicKey: str | None = Field(
+        default=None, min_length=1, max_length=MAX_PUBLIC_KEY_LENGTH, description="v1 only"
+    )
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ReceiptFile(TypedDict):
+    """The file a credential stored, as the upload API answered."""
+
+    fileId: str
+    versionId: str
+    name: str
+    filePath: str
+    size: int
+    url: str
+
+
+@with_config(ConfigDict(extra="forbid"))
+class ReceiptAnswer(TypedDict):
+    """Who a credential was issued to, and whether (and for which file) it was used."""
+
+    credential: Annotated[str, Field(description="v1, v2")]
+    caller: str | None
+    profile: str | None
+    requestId: Annotated[str | None, Field(description="the credential request's request id")]
+    issuedAt: Annotated[str | None, Field(description="ISO 8601")]
+    used: bool
+    usedAt: Annotated[str | None, Field(description="ISO 8601, when the upload was stored")]
+    file: ReceiptFile | None
+    eventId: Annotated[str | None, Field(description="the upload's webhook event id")]
+
+
 class Health(Body):
     status: str
     checks: dict[str, str] | None = None

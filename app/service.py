@@ -5,7 +5,9 @@ serves the same routes without FastAPI's per-request dependency machinery) authe
 throttle, ask the policy, sign and audit through this class, and answer with what it returns.
 """
 
+import contextlib
 from dataclasses import dataclass, replace
+from typing import cast
 
 from app import credentials, delivery, errors, schemas
 from app.audit import Audit, AuditContext
@@ -16,6 +18,7 @@ from app.ledger import Ledger, LedgerUnavailable, credential_key
 from app.logs import request_id_var
 from app.policy import FileRequest, Policy
 from app.ratelimit import Throttle
+from app.receipts import Credential, Issued, Receipt
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,11 @@ class CredentialService:
             pair, ttl, charge = found, min(body.expire, grant.ttl), grant.max_size
         if (charging := self.throttle.bytes("v2", caller.limit_key, charge)) is not None:
             await charging
-        now = unix_now(self.clock)
+        clock = self.clock()
+        now = int(clock)
         token = credentials.issue_v2(pair, grant.fields, now=now, ttl=ttl)
+        if self.ledger is not None:
+            await self._record_issued(self.ledger, token, caller.id, name, int(clock * 1000), ttl)
         self.audit.issued(context, expires_at=now + ttl)
         return {
             "token": token,
@@ -124,6 +130,53 @@ class CredentialService:
             "fields": dict(grant.fields),
             "serverTime": now,
         }
+
+    async def _record_issued(
+        self, ledger: Ledger, token: str, caller: str, profile: str, issued_ms: int, ttl: int
+    ) -> None:
+        """Who a v2 credential was issued to, for its receipt. Not a condition of issuing: v2
+        credentials are issued while Redis is down (the upload API waits for it anyway), and
+        such a credential's receipt then names nobody."""
+        issued = Issued("v2", caller, profile, request_id_var.get(), issued_ms)
+        with contextlib.suppress(LedgerUnavailable):  # the ledger logs the outage itself
+            await ledger.record(credential_key("v2", token), issued.to_json(), ttl + LEEWAY_SECONDS)
+
+    async def receipt(self, caller: Caller, body: schemas.ReceiptRequest) -> schemas.ReceiptAnswer:
+        """Whether, and for which file, a credential this service issued was used: for the
+        caller it was issued to, or for any server-side caller (an API key: a back end)."""
+        if self.ledger is None:
+            raise errors.ReceiptsUnavailable(
+                "receipts are kept only when the upload API is upload-auth's own (this one "
+                "uploads to ImageKit, which does not report uses back)"
+            )
+        if body.token.count(".") == 2:
+            key = credential_key("v2", body.token)
+        else:
+            public_key = body.publicKey or self.keys.ring.signing.public_key
+            key = credential_key("v1", public_key, body.token)
+        try:
+            grant, used = await self.ledger.lookup(key)
+        except LedgerUnavailable:
+            raise errors.LedgerUnavailable("receipts cannot be read now; retry shortly") from None
+        version: Credential = "v2" if key.startswith("v2:") else "v1"
+        receipt = None
+        if used is not None:
+            with contextlib.suppress(ValueError):
+                receipt = Receipt.from_json(used)
+        issued = receipt.issued if receipt is not None else None
+        if issued is None and grant is not None:
+            issued = Issued.from_record(version, grant)
+        if issued is None:
+            raise errors.ReceiptUnknown(
+                "no credential with this token is remembered: not issued here, or older than "
+                "the receipt retention"
+            )
+        if caller.method != "api_key" and issued.caller != caller.id:
+            raise errors.Forbidden("this credential was issued to another caller")
+        if receipt is None:
+            unused = {"used": False, "usedAt": None, "file": None, "eventId": None}
+            return cast(schemas.ReceiptAnswer, issued.answer() | unused)
+        return cast(schemas.ReceiptAnswer, receipt.answer() | {"used": True})
 
     async def signed_url(
         self, caller: Caller, context: AuditContext, body: schemas.SignedUrlRequest

@@ -169,3 +169,20 @@ def policy(settings: Settings) -> Policy:
                 profiles["default"], name="private", private=True, folder="/private/{caller}"
             )
     return Policy(profiles, settings.default_profile)
+
+
+def webhook_secret(settings: Settings) -> bytes | None:
+    """The webhook secret's bytes (from the setting or its file); ConfigError if the file
+    cannot be read; None when no webhook is configured."""
+    if settings.webhook_url is None:
+        return None
+    if settings.webhook_secret is not None:
+        return settings.webhook_secret.get_secret_value().encode()
+    if settings.webhook_secret_file is None:  # pragma: no cover - the settings refuse this
+        raise ConfigError("UPLOAD_AUTH_WEBHOOK_SECRET is required with UPLOAD_AUTH_WEBHOOK_URL")
+    try:
+        return read_secret_file(
+            settings.webhook_secret_file, "UPLOAD_AUTH_WEBHOOK_SECRET_FILE"
+        ).encode()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -93,8 +93,8 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                     self._send(200, upstream.jwks)
                 return
             session = self.headers.get("Cookie", "").removeprefix("session=")
-            if session == "alice":
-                self._send(200, {"ok": True}, {"X-Caller-Id": "alice"})
+            if session in ("alice", "bob"):
+                self._send(200, {"ok": True}, {"X-Caller-Id": session})
             elif session == "bob-json":
                 self._send(200, {"id": "bob"})
             elif session == "slow":

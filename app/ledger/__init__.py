@@ -1,13 +1,18 @@
 """The credential ledger, shared by the credential service and the upload API.
 
-It holds three things, each under a hashed key, so it never holds a usable credential:
+It holds four things, each under a hashed key, so it never holds a usable credential:
 
 - **grants**: what each v1 credential permits (profile, folder, types, sizes, flags, caller),
   written by the credential service when it signs, read by the upload API when the credential
-  is used. A v1 signature covers only ``token + expire``; the grant is what binds the rest.
+  is used; for a v2 credential, only who it was issued to (its receipt's first half). A v1
+  signature covers only ``token + expire``; the grant is what binds the rest.
 - **used credentials**: every credential is burned the first time it is seen with a valid
   signature, even if the upload then fails (ImageKit's rule), and remembered until it could no
   longer be accepted anyway: its own expiry plus the clock leeway.
+- **receipts**: which file each credential was used for, with who it was issued to (caller,
+  profile, request id), written by the upload API after it stored the file and kept for the
+  receipt retention (a day by default), so a back end can ask whether and how a credential
+  it handed out was used.
 - **the epoch**: since when the ledger remembers, in Unix milliseconds. A ledger that lost its
   data (Redis restarted without persistence, a process restarted with its memory) cannot tell
   a used credential from a fresh one, so every credential issued before the epoch is refused:
@@ -30,6 +35,7 @@ from app.clock import Clock
 KEY_PREFIX: Final = "upload-auth:"
 USED_PREFIX: Final = KEY_PREFIX + "used:"
 GRANT_PREFIX: Final = KEY_PREFIX + "grant:"
+RECEIPT_PREFIX: Final = KEY_PREFIX + "receipt:"
 #: The epoch has no expiry: with ``maxmemory-policy`` ``noeviction`` or ``volatile-*`` (which
 #: evict only keys that expire) it stays for as long as the data it vouches for.
 EPOCH_KEY: Final = KEY_PREFIX + "epoch"
@@ -83,6 +89,15 @@ class Ledger(Protocol):
         forgot its data)."""
         ...
 
+    async def note_use(self, key: str, receipt: bytes, ttl: int) -> None:
+        """Remember, for ``ttl`` seconds, what the credential ``key`` was used for."""
+        ...
+
+    async def lookup(self, key: str) -> tuple[bytes | None, bytes | None]:
+        """The credential's grant (as recorded at issue, while it lasts) and its receipt (once
+        it was used, for the receipt retention)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -126,6 +141,7 @@ class MemoryLedger:
         self.epoch_ms = int(clock() * 1000)
         self.used = _Expiring()
         self.grants = _Expiring()
+        self.receipts = _Expiring()
 
     async def start(self, now_ms: int) -> None:  # noqa: ARG002 - the epoch began at creation
         return None
@@ -146,6 +162,17 @@ class MemoryLedger:
 
     async def ping(self, now_ms: int | None = None) -> bool:  # noqa: ARG002 - never forgets
         return True
+
+    async def note_use(self, key: str, receipt: bytes, ttl: int) -> None:
+        now = int(self.clock())
+        self.receipts.purge(now)
+        self.receipts.put(key, receipt, now + remember_for(ttl))
+
+    async def lookup(self, key: str) -> tuple[bytes | None, bytes | None]:
+        now = int(self.clock())
+        self.grants.purge(now)
+        self.receipts.purge(now)
+        return self.grants.get(key), self.receipts.get(key)
 
     async def close(self) -> None:
         return None

@@ -15,6 +15,7 @@ from app.ledger import (
     EPOCH_KEY,
     FORGOTTEN_MARGIN_MS,
     GRANT_PREFIX,
+    RECEIPT_PREFIX,
     USED_PREFIX,
     Burn,
     LedgerUnavailable,
@@ -52,6 +53,10 @@ _FORGOTTEN: Final = (
     "the credential ledger had lost its data (Redis restarted without persistence, or "
     "flushed): credentials issued before the new epoch are refused, and clients fetch new ones"
 )
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
 
 
 class RedisLedger:
@@ -129,6 +134,21 @@ class RedisLedger:
             return False
         self._answered()
         return True
+
+    async def note_use(self, key: str, receipt: bytes, ttl: int) -> None:
+        try:
+            await self.redis.set(RECEIPT_PREFIX + key, receipt, ex=remember_for(ttl))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+
+    async def lookup(self, key: str) -> tuple[bytes | None, bytes | None]:
+        try:
+            grant, receipt = await self.redis.mget([GRANT_PREFIX + key, RECEIPT_PREFIX + key])
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+        return _bytes(grant), _bytes(receipt)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
 
@@ -29,7 +30,9 @@ from app.upload_api.fetch import RemoteFiles
 from app.upload_api.storage import LocalStorage, StoredFile, is_active_content, new_id
 from app.upload_api.uploads import THUMBNAIL_SEGMENT, InFlight, UploadContext, upload
 from app.upload_api.workers import MediaWorkers
-from app.wiring import assemble, plan_limits
+from app.webhooks.outbox import Outbox, RedisOutbox, SqliteOutbox
+from app.webhooks.sender import WebhookMetrics, WebhookSender
+from app.wiring import assemble, plan_limits, webhook_secret
 
 log = get_logger("upload_api")
 
@@ -50,6 +53,31 @@ STALE_UPLOAD_SECONDS: Final = 3600
 class State(TypedDict):
     settings: Settings
     upload: UploadContext
+    registry: CollectorRegistry
+
+
+def _webhooks(
+    settings: Settings, secret: bytes | None, clock: Clock, metrics: WebhookMetrics
+) -> WebhookSender | None:
+    """The webhook sender the settings ask for, over Redis (shared by the replicas) or SQLite
+    on the storage volume; None without ``webhook_url``."""
+    if settings.webhook_url is None or secret is None:
+        return None
+    outbox: Outbox
+    if settings.redis_url is not None:
+        outbox = RedisOutbox(settings.redis_url.get_secret_value())
+    else:
+        outbox = SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3")
+    return WebhookSender(
+        outbox,
+        settings.webhook_url,
+        secret,
+        clock=clock,
+        metrics=metrics,
+        timeout=settings.webhook_timeout,
+        max_attempts=settings.webhook_max_attempts,
+        retry_base=settings.webhook_retry_base,
+    )
 
 
 def own_ledger(settings: Settings, clock: Clock) -> Ledger:
@@ -243,6 +271,16 @@ def _not_modified(request: Request, etag: str, path: Path) -> bool:
         return False
 
 
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """The upload API's counters (webhook deliveries), in Prometheus' text format; public like
+    the probes (restrict it at the network edge). 404 when metrics are off."""
+    if not cast(Settings, request.state.settings).metrics_enabled:
+        raise errors.NotFound()
+    registry = cast(CollectorRegistry, request.state.registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
 @router.get(
     "/healthz",
     include_in_schema=False,
@@ -299,6 +337,9 @@ def create_upload_app(
         settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
     )
     storage = LocalStorage(settings.storage_dir)
+    secret = webhook_secret(settings)
+    registry = CollectorRegistry(auto_describe=True)
+    webhook_metrics = WebhookMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
@@ -322,6 +363,8 @@ def create_upload_app(
                 memory=parse_size(settings.media_memory or 0),
             ),
             remote=RemoteFiles(settings.fetch_allow_networks, timeout=settings.fetch_timeout),
+            events=_webhooks(settings, secret, clock, webhook_metrics),
+            receipt_retention=settings.receipt_retention,
         )
         storage.claim()
         swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)
@@ -334,11 +377,19 @@ def create_upload_app(
                 "public_keys": [pair.public_key for pair in ring],
             },
         )
+        sending = None
+        if context.events is not None:
+            sending = asyncio.create_task(context.events.run(), name="webhook sender")
         try:
             async with source.watching():
-                yield {"settings": settings, "upload": context}
+                yield {"settings": settings, "upload": context, "registry": registry}
         finally:
-            context.media.close()
+            if sending is not None and context.events is not None:
+                sending.cancel()
+                await asyncio.wait([sending], timeout=5)
+                await context.events.close()
+                await context.events.outbox.close()
+            await context.media.close()
             await context.remote.close()
             storage.release()
             if ledger is None:

@@ -11,8 +11,9 @@ import contextlib
 import errno
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 from urllib.parse import quote
 
@@ -33,6 +34,7 @@ from app.keysource import KeySource
 from app.ledger import Burn, Ledger, LedgerUnavailable, credential_key
 from app.logs import get_logger
 from app.policy import UploadGrant
+from app.receipts import Issued, Receipt
 from app.upload_api import checks, wire
 from app.upload_api.detect import detect
 from app.upload_api.fetch import RemoteFiles
@@ -40,6 +42,8 @@ from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, bounda
 from app.upload_api.media import Probe
 from app.upload_api.storage import LocalStorage, NameTaken, StoredFile
 from app.upload_api.workers import MediaWorkers
+from app.webhooks.events import file_event
+from app.webhooks.sender import WebhookSender
 
 log = get_logger("upload_api")
 
@@ -118,6 +122,23 @@ class UploadContext:
     media: MediaWorkers = field(default_factory=lambda: MediaWorkers(0, timeout=1, memory=0))
     #: Fetches ``file`` given as a URL (public addresses only, unless allowed).
     remote: RemoteFiles = field(default_factory=RemoteFiles)
+    #: Where upload events go (None: no webhook configured).
+    events: WebhookSender | None = None
+    #: Seconds a credential's receipt is kept after its upload.
+    receipt_retention: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """How an upload was authenticated: who the credential was issued to, its ledger key (None
+    for the private key itself), and a v1 credential's grant."""
+
+    issued: Issued
+    key: str | None = None
+    grant: UploadGrant | None = None
+
+
+PRIVATE_KEY: Final = Authenticated(Issued("private-key"))
 
 
 def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
@@ -177,15 +198,15 @@ def _by_private_key(keys: KeyRing, private_key: str) -> KeyPair:
 
 async def authenticate_v1(
     ctx: UploadContext, basic: str | None, fields: Mapping[str, str]
-) -> UploadGrant | None:
-    """Basic auth with the private key (None: the account owner, unrestricted), or publicKey +
-    signature + expire + token (the grant recorded for the token, or None where unbound v1
-    credentials are accepted)."""
+) -> Authenticated:
+    """Basic auth with the private key (no grant: the account owner, unrestricted), or
+    publicKey + signature + expire + token (the grant recorded for the token, or none where
+    unbound v1 credentials are accepted)."""
     if basic is not None and "signature" in fields:
         raise wire.both_auth_v1()
     if basic is not None:
         _by_private_key(ctx.keys.ring, basic)
-        return None
+        return PRIVATE_KEY
     if "signature" not in fields:
         raise wire.no_auth()
     for name in ("publicKey", "token"):
@@ -204,7 +225,8 @@ async def authenticate_v1(
     now = unix_now(ctx.clock)
     if not now - LEEWAY_SECONDS < expire:  # it can never pass again: nothing to remember
         raise wire.invalid_expire()
-    burn = await _burn(ctx, credential_key("v1", pair.public_key, token), expire, token)
+    key = credential_key("v1", pair.public_key, token)
+    burn = await _burn(ctx, key, expire, token)
     grant = None
     if burn.grant is not None:
         try:
@@ -217,17 +239,22 @@ async def authenticate_v1(
         raise wire.invalid_expire()
     if grant is None and not ctx.accept_unbound_v1:
         raise wire.unbound_v1()
-    return grant
+    if grant is None:
+        return Authenticated(Issued("v1"), key)
+    issued = Issued("v1", grant.caller, grant.profile, grant.request_id, grant.issued_ms or None)
+    return Authenticated(issued, key, grant)
 
 
-async def authenticate_v2(ctx: UploadContext, basic: str | None, fields: Mapping[str, str]) -> None:
+async def authenticate_v2(
+    ctx: UploadContext, basic: str | None, fields: Mapping[str, str]
+) -> Authenticated:
     """Basic auth with the private key, or a JWT whose payload equals the form fields."""
     token = fields.get("token")
     if basic is not None and token is not None:
         raise wire.both_auth_v2()
     if basic is not None:
         _by_private_key(ctx.keys.ring, basic)
-        return
+        return PRIVATE_KEY
     if not token:
         raise wire.missing_parameter("token")
     now = unix_now(ctx.clock)
@@ -237,11 +264,13 @@ async def authenticate_v2(ctx: UploadContext, basic: str | None, fields: Mapping
         raise wire.expired_token() from None
     except credentials.InvalidToken:
         raise wire.invalid_token() from None
-    burn = await _burn(ctx, credential_key("v2", token), verified.exp, token)
+    key = credential_key("v2", token)
+    burn = await _burn(ctx, key, verified.exp, token)
     _not_before_epoch(burn, _end_of_second(verified.iat), token)
     sent = {name: value for name, value in fields.items() if name != "token"}
     if sent != verified.fields:
         raise wire.invalid_payload()
+    return Authenticated(Issued.from_record("v2", burn.grant), key)
 
 
 @dataclass(frozen=True)
@@ -491,11 +520,11 @@ async def upload(
         raise
     try:
         fields = form.fields
-        grant = None
         if version == 1:
-            grant = await authenticate_v1(ctx, basic, fields)
+            authenticated = await authenticate_v1(ctx, basic, fields)
         else:
-            await authenticate_v2(ctx, basic, fields)
+            authenticated = await authenticate_v2(ctx, basic, fields)
+        grant = authenticated.grant
         if form.file is None:
             raise wire.missing_parameter("file")
         if grant is not None:
@@ -551,8 +580,51 @@ async def upload(
         except OSError as exc:
             log.error("storage failed", extra={"errno": errno.errorcode.get(exc.errno or 0)})
             raise wire.storage_failed() from None
+        await _report(ctx, authenticated, stored, options, file_type, base_url)
         return response_body(stored, options, file_type, base_url)
     finally:
         if form.file is not None:
             with contextlib.suppress(FileNotFoundError):
                 form.file.path.unlink()
+
+
+async def _report(
+    ctx: UploadContext,
+    authenticated: Authenticated,
+    stored: StoredFile,
+    options: Options,
+    file_type: FileType,
+    base_url: str,
+) -> None:
+    """After the file is stored: its webhook event into the outbox (delivered in the
+    background), and the credential's receipt into the ledger. Neither fails the upload."""
+    if ctx.events is None and authenticated.key is None:
+        return
+    now_ms = int(ctx.clock() * 1000)
+    event_id = str(uuid.uuid4()) if ctx.events is not None else None
+    if ctx.events is not None and event_id is not None:
+        everything = replace(options, response_fields=_RESPONSE_FIELDS)
+        answer = response_body(stored, everything, file_type, base_url)
+        body = file_event(
+            event_id,
+            answer,
+            mime=stored.mime,
+            new_version=stored.version > 1,
+            issued=authenticated.issued,
+            now_ms=now_ms,
+        )
+        await ctx.events.enqueue(event_id, body)
+    if authenticated.key is not None:
+        file = {
+            "fileId": stored.file_id,
+            "versionId": stored.version_id,
+            "name": stored.name,
+            "filePath": stored.file_path,
+            "size": stored.size,
+            "url": base_url + "/files" + quote(stored.file_path),
+        }
+        receipt = Receipt(authenticated.issued, now_ms, file, event_id)
+        try:
+            await ctx.ledger.note_use(authenticated.key, receipt.to_json(), ctx.receipt_retention)
+        except LedgerUnavailable:
+            log.warning("a receipt could not be recorded", extra={"file_id": stored.file_id})

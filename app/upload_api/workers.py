@@ -70,12 +70,13 @@ class MediaWorkers:
         try:
             future = self._started().schedule(function, args=args, timeout=self.timeout)
         except RuntimeError:  # the pool itself failed (its manager thread): a new one
-            self.close()
+            await self.close()
             future = self._started().schedule(function, args=args, timeout=self.timeout)
         try:
             # The answer waits ``timeout`` at most, queueing included; pebble's own timeout (or
             # the cancel below) stops a task still running.
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await asyncio.wrap_future(future)
         except (FutureTimeout, TimeoutError):
             future.cancel()  # type: ignore[no-untyped-call]
             reason = "timeout"
@@ -83,7 +84,7 @@ class MediaWorkers:
             reason = "memory"
         except ProcessExpired as exc:
             reason = f"worker died ({exc.exitcode})"
-        except Exception as exc:
+        except Exception as exc:  # a library's failure must not fail the upload
             reason = type(exc).__name__
         except asyncio.CancelledError:
             future.cancel()  # type: ignore[no-untyped-call]  # the client went away
@@ -106,8 +107,9 @@ class MediaWorkers:
         """Write ``source``'s thumbnail to ``target`` (``media.thumbnail``); whether it did."""
         return bool(await self.run(media.thumbnail, str(source), str(target), kind.value))
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.stop()  # type: ignore[no-untyped-call]
-            self._pool.join(timeout=5)
-            self._pool = None
+    async def close(self) -> None:
+        """Stop the workers (off the event loop: joining them may take a moment)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()  # type: ignore[no-untyped-call]
+            await asyncio.to_thread(pool.join, 5)

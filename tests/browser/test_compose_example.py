@@ -1,17 +1,19 @@
 """The docker-compose example, twice: its roles as processes on loopback ports (its example
 app, upload-auth.toml and make-dev-keys), and the compose file itself run by podman-compose
 with the images scripts/containers builds. Either way a user signs in and uploads in
-Chromium."""
+Chromium, and the app shows the upload, learnt from upload-auth's webhook."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -21,6 +23,7 @@ from tests.servers import (
     clean_env,
     container_images,
     free_port,
+    redis_server,
     running,
     running_argv,
     wait_until_ok,
@@ -76,25 +79,37 @@ def stack(
         "UPLOAD_AUTH_CONFIG_FILE": str(root / "upload-auth.toml"),
     }
     with (
+        # compose's Redis: the ledger both roles share (single use, and who each credential
+        # was issued to, which the upload's event names)
+        redis_server(root / "redis.log") as redis_url,
         running(
             ["upload-api"],
             env=clean_env(
                 **keys,
+                UPLOAD_AUTH_REDIS_URL=redis_url,
                 UPLOAD_AUTH_STORAGE_DIR=str(root / "data"),
                 UPLOAD_AUTH_PUBLIC_URL=urls["upload"],
+                UPLOAD_AUTH_WEBHOOK_URL=urls["app"] + "/webhooks/imagekit",
+                UPLOAD_AUTH_WEBHOOK_SECRET_FILE=str(secrets / "webhook_secret"),
             ),
             log=root / "upload-api.log",
         ) as upload_api,
         running(
             ["serve"],
-            env=clean_env(**keys, UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url),
+            env=clean_env(
+                **keys, UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url, UPLOAD_AUTH_REDIS_URL=redis_url
+            ),
             log=root / "service.log",
         ) as service,
         running_argv(
             [sys.executable, str(root / "compose" / "example_app.py")],
             port=ports["app"],
             log=root / "app.log",
-            env=clean_env(PORT=str(ports["app"]), UPLOAD_AUTH_PUBLIC_URL=service.url),
+            env=clean_env(
+                PORT=str(ports["app"]),
+                UPLOAD_AUTH_PUBLIC_URL=service.url,
+                WEBHOOK_SECRET_FILE=str(secrets / "webhook_secret"),
+            ),
         ) as app,
     ):
         yield Stack(app, service, upload_api, root / "data")
@@ -110,6 +125,11 @@ def in_containers(root: Path) -> Iterator[Stack]:
     tool = [str(ROOT / ".tools" / "bin" / "podman-compose"), "-p", "uatest"]
     env = {**os.environ, **images}
     subprocess.run([*tool, "down", "-v"], cwd=compose, env=env, capture_output=True)
+    # The example app's image holds its code: built afresh (layers cached) so it is never stale.
+    built = subprocess.run(
+        [*tool, "build", "app"], cwd=compose, env=env, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     up = subprocess.run([*tool, "up", "-d"], cwd=compose, env=env, capture_output=True, text=True)
     assert up.returncode == 0, up.stderr[-2000:]
     try:
@@ -147,6 +167,10 @@ def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
     expect(page.locator("#file")).to_be_enabled()  # the page's module has loaded
     page.set_input_files("#file", str(picture))
     expect(page.locator("#out")).to_contain_text("Uploaded:", timeout=15000)
+    # the app learns of the upload from upload-auth's webhook, verified by the official SDK,
+    # and credits it to the caller the event's receipt names
+    expect(page.locator("#uploads li")).to_have_count(1, timeout=15000)
+    expect(page.locator("#uploads")).to_contain_text("holiday")
     stored = list((stack.storage / "files" / "users" / "alice").iterdir())
     assert len(stored) == 1
     assert stored[0].read_bytes() == png(8, 8)
@@ -157,6 +181,23 @@ def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
     ]
     assert audit[-1]["caller"] == "alice"
     assert audit[-1]["method"] == "forward"
+    # another user sees none of alice's uploads; a forged event is refused by the SDK
+    page.goto(stack.app.url + "/logout")
+    page.fill("input[name=user]", "bob")
+    page.click("text=Sign in")
+    expect(page.locator("body")).to_contain_text("Signed in as bob")
+    page.wait_for_timeout(1500)  # a refresh of the list has happened
+    expect(page.locator("#uploads li")).to_have_count(0)
+    forged = httpx.post(
+        stack.app.url + "/webhooks/imagekit",
+        content=b'{"type":"file.created","id":"x","data":{},"receipt":{"caller":"bob"}}',
+        headers={
+            "webhook-id": "x",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": "v1,AAAA",
+        },
+    )
+    assert forged.status_code == 401
 
 
 def test_signed_out_is_refused(page: Page, stack: Stack, tmp_path: Path) -> None:

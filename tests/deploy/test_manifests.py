@@ -187,10 +187,13 @@ def test_compose_config_is_a_valid_upload_auth_config() -> None:
     assert settings.callers.forward is not None
 
 
-def test_dockerfile_passes_hadolint() -> None:
-    """hadolint finds nothing to say about the Dockerfile."""
+@pytest.mark.parametrize(
+    "dockerfile", ["Dockerfile", "deploy/compose/example-app.Dockerfile"], ids=lambda p: p
+)
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
+    """hadolint finds nothing to say about the image's Dockerfile or the example app's."""
     result = subprocess.run(
-        [str(BIN / "hadolint"), str(ROOT / "Dockerfile")],
+        [str(BIN / "hadolint"), str(ROOT / dockerfile)],
         capture_output=True,
         text=True,
         check=False,

@@ -168,7 +168,7 @@ async def test_a_task_over_its_time_is_stopped_and_the_worker_replaced() -> None
         assert time.monotonic() - started < 10
         assert await workers.run(len, "again") == 5
     finally:
-        workers.close()
+        await workers.close()
 
 
 async def test_a_task_over_its_memory_fails_alone() -> None:
@@ -177,7 +177,7 @@ async def test_a_task_over_its_memory_fails_alone() -> None:
         assert await workers.run(bytearray, 1024**3) is None
         assert await workers.run(len, "still here") == 10
     finally:
-        workers.close()
+        await workers.close()
 
 
 async def test_a_worker_that_dies_is_replaced() -> None:
@@ -186,7 +186,7 @@ async def test_a_worker_that_dies_is_replaced() -> None:
         assert await workers.run(os._exit, 3) is None  # type: ignore[func-returns-value]
         assert await workers.run(len, "next") == 4
     finally:
-        workers.close()
+        await workers.close()
 
 
 async def test_the_event_loop_runs_while_a_worker_reads() -> None:
@@ -206,7 +206,7 @@ async def test_the_event_loop_runs_while_a_worker_reads() -> None:
         ticker.cancel()
         assert ticks >= 20
     finally:
-        workers.close()
+        await workers.close()
 
 
 async def test_no_workers_means_no_metadata(tmp_path: Path) -> None:

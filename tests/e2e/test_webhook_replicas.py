@@ -1,0 +1,86 @@
+"""Two upload API replicas (real processes) sharing one real Redis and one storage volume, as
+compose and Kubernetes run them: their events wait in Redis while the receiver is down, survive
+both replicas' restart, and each upload is delivered as one event, whichever replica sends it."""
+
+import base64
+import secrets
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import new_private_key, new_public_key
+from tests.servers import clean_env, free_port, redis_server, running
+from tests.webhooks.conftest import python_unwrap
+from tests.webhooks.receiver import Receiver, receiving
+
+pytestmark = pytest.mark.e2e
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(100)
+
+
+def test_replicas_share_one_queue_and_lose_nothing_across_a_restart(tmp_path: Path) -> None:
+    public, private = new_public_key(), new_private_key()
+    secret = "whsec_" + secrets.token_urlsafe(24)
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/hook"
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{private}:".encode()).decode()}
+    with redis_server(tmp_path / "redis.log", persistence=True) as redis_url:
+        env = clean_env(
+            IMAGEKIT_PUBLIC_KEY=public,
+            IMAGEKIT_PRIVATE_KEY=private,
+            UPLOAD_AUTH_REDIS_URL=redis_url,
+            UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "uploads"),
+            UPLOAD_AUTH_WEBHOOK_URL=hook,
+            UPLOAD_AUTH_WEBHOOK_SECRET=secret,
+            UPLOAD_AUTH_WEBHOOK_RETRY_BASE="0.2",
+            UPLOAD_AUTH_WEBHOOK_TIMEOUT="2",
+            UPLOAD_AUTH_MEDIA_WORKERS="0",
+        )
+
+        def replicas(stack: ExitStack, round_: str) -> list[str]:
+            return [
+                stack.enter_context(
+                    running(["upload-api"], env=env, log=tmp_path / f"{round_}-{n}.log")
+                ).url
+                for n in range(2)
+            ]
+
+        answers = []
+        with ExitStack() as stack:  # the receiver is down all along
+            urls = replicas(stack, "first")
+            for n in range(12):
+                response = httpx.post(
+                    urls[n % 2] + "/api/v1/files/upload",
+                    data={"fileName": f"f{n}.png", "useUniqueFileName": "false"},
+                    files={"file": (f"f{n}.png", PNG)},
+                    headers=auth,
+                )
+                assert response.status_code == 200, response.text
+                answers.append(response.json())
+            for n in range(4):  # overwrites: one event per new version
+                response = httpx.post(
+                    urls[(n + 1) % 2] + "/api/v1/files/upload",
+                    data={"fileName": f"f{n}.png", "useUniqueFileName": "false"},
+                    files={"file": (f"f{n}.png", PNG + b"v2")},
+                    headers=auth,
+                )
+                assert response.status_code == 200, response.text
+                answers.append(response.json())
+            time.sleep(1)  # a few failed attempts against nothing
+        # both replicas stopped; the receiver comes up, then the replicas again
+        with receiving(port, Receiver(hook)) as receiver, ExitStack() as stack:
+            replicas(stack, "second")
+            delivered = receiver.wait_for(len(answers), timeout=30)
+            time.sleep(1)  # room for a duplicate, if there were one
+    events: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for delivery in delivered:
+        event = python_unwrap(delivery, secret)
+        assert event.data.version_info is not None
+        events[(event.data.file_id or "", event.data.version_info.id or "")].add(event.id)
+    expected = {(a["fileId"], a["versionInfo"]["id"]) for a in answers}
+    assert set(events) == expected  # every upload delivered...
+    assert all(len(ids) == 1 for ids in events.values())  # ...as exactly one event
