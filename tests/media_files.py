@@ -116,6 +116,55 @@ def psd(width: int = 40, height: int = 30) -> bytes:
     return header + sections + struct.pack(">H", 0) + pixels[: 3 * width * height]
 
 
+def dng(preview: tuple[int, int] = (16, 12), full: tuple[int, int] = (4000, 3000)) -> bytes:
+    """A camera raw laid out as DNG (and ARW) lay it out: a small preview in the first TIFF
+    directory, the full sensor image in a sub-directory (tag SubIFDs). Written by hand: no
+    library here writes raw files; only the layout matters to the reader."""
+
+    def directory(entries: list[tuple[int, int, int]]) -> bytes:
+        out = struct.pack("<H", len(entries))
+        for tag, kind, value in sorted(entries):
+            # a SHORT value is left-justified in the entry's 4 bytes
+            packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+            out += struct.pack("<HHI", tag, kind, 1) + packed
+        return out + struct.pack("<I", 0)
+
+    short, long_ = 3, 4
+    width, height = preview
+    pixels = width * height
+    first_at = 8
+    first_size = 2 + 10 * 12 + 4
+    sub_at = first_at + first_size
+    sub_size = 2 + 7 * 12 + 4
+    data_at = sub_at + sub_size
+    first = directory(
+        [
+            (256, short, width),
+            (257, short, height),
+            (258, short, 8),
+            (259, short, 1),
+            (262, short, 1),
+            (273, long_, data_at),
+            (277, short, 1),
+            (278, short, height),
+            (279, long_, pixels),
+            (330, long_, sub_at),
+        ]
+    )
+    sub = directory(
+        [
+            (254, long_, 0),
+            (256, long_, full[0]),
+            (257, long_, full[1]),
+            (258, short, 16),
+            (259, short, 1),
+            (262, short, 32803),
+            (277, short, 1),
+        ]
+    )
+    return b"II*\x00" + struct.pack("<I", first_at) + first + sub + bytes(pixels)
+
+
 def svg(width: str = "120", height: str = "80", view_box: str | None = None) -> bytes:
     box = f' viewBox="{view_box}"' if view_box else ""
     return (

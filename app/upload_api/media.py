@@ -85,7 +85,10 @@ def _image(path: str, extension: str) -> Probe:
             "hasTransparency": _has_transparency(image),
         }
         exif = _exif_groups(image)
-        density = _density(image.info.get("dpi")) or _exif_density(exif.get("image", {}))
+        dpi = image.info.get("dpi")
+        if image.format == "TIFF" and _X_RESOLUTION not in image.tag_v2:
+            dpi = None  # Pillow's stand-in (1, 1) for a TIFF that states no resolution
+        density = _density(dpi) or _exif_density(exif.get("image", {}))
         if density is not None:
             metadata["density"] = density
         quality = _jpeg_quality(image)
@@ -109,6 +112,7 @@ _FORMATS: Final = {"jpeg": "jpg", "tif": "tiff", "heif": "heic", "eps3": "eps", 
 
 #: TIFF tag of the sub-image directories (camera raw: the full image is often a sub-image).
 _SUB_IFDS: Final = 0x014A
+_X_RESOLUTION: Final = 0x011A
 
 
 def _largest_size(image: Any) -> tuple[int, int]:

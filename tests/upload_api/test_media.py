@@ -21,6 +21,8 @@ REAL_FILES: list[tuple[str, bytes, dict[str, object]]] = [
     ("scan.tiff", mf.image("tiff", 90, 60), {"width": 90, "height": 60}),
     ("phone.heic", mf.image("heic", 72, 54, camera=True), {"width": 72, "height": 54}),
     ("layers.psd", mf.psd(40, 30), {"width": 40, "height": 30}),
+    ("raw.dng", mf.dng((16, 12), (4000, 3000)), {"width": 4000, "height": 3000}),
+    ("sony.arw", mf.dng((20, 15), (6000, 4000)), {"width": 6000, "height": 4000}),
     ("logo.svg", mf.svg("120", "80"), {"width": 120, "height": 80}),
     ("print.eps", mf.eps(150, 90), {"width": 150, "height": 90}),
     ("anim.gif", mf.image("gif", 33, 21), {"width": 33, "height": 21}),
