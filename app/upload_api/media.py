@@ -54,11 +54,13 @@ def probe(path: str, extension: str, kind: str) -> Probe:
 # -- images ------------------------------------------------------------------------------------
 
 
-def _open_image(path: str) -> Any:
+def _open_image(path: str, *, decode: bool) -> Any:
+    """The image, opened lazily (its header read). Pillow's decompression-bomb guard applies
+    only where the pixels will be decoded: reading a huge image's size is safe and wanted."""
     from PIL import Image
 
     _register_heif()
-    Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_DECODED_PIXELS if decode else None
     return Image.open(path)
 
 
@@ -72,7 +74,7 @@ def _image(path: str, extension: str) -> Probe:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = _open_image(path)
+        image = _open_image(path, decode=False)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return {}
     with image:
@@ -102,7 +104,8 @@ def _image(path: str, extension: str) -> Probe:
             "height": height,
             "metadata": metadata,
             "embeddedMetadata": embedded,
-            "thumbnail": image.format not in _NOT_DECODABLE,
+            "thumbnail": image.format not in _NOT_DECODABLE
+            and width * height <= MAX_DECODED_PIXELS,
         }
 
 
@@ -524,7 +527,7 @@ def thumbnail(source: str, target: str, kind: str) -> bool:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        picture = _first_frame(source) if kind == "video" else _open_image(source)
+        picture = _first_frame(source) if kind == "video" else _open_image(source, decode=True)
         if picture is None:
             return False
         with picture:

@@ -3,7 +3,9 @@ workers that run them: bounded in time and memory, and never the reason an uploa
 
 import asyncio
 import os
+import struct
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,25 @@ def test_what_a_library_cannot_read_gives_nothing_and_no_exception(
     found = _probe(tmp_path, name, data)
     assert "duration" not in found
     assert not found.get("width") or name == "cut.jpg"  # a cut JPEG's header is still read
+
+
+def test_a_huge_image_gives_its_size_and_is_never_decoded(tmp_path: Path) -> None:
+    """A PNG whose header says 40,000 by 30,000 (1.2 gigapixels; a decompression bomb if
+    decoded): its size is read from the header, no thumbnail is offered or made."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", 40_000, 30_000, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(bytes(1_000_000))  # the first rows; a bomb compresses this well
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels)
+    bomb += chunk(b"IEND", b"")
+    found = _probe(tmp_path, "bomb.png", bomb)
+    assert (found["width"], found["height"]) == (40_000, 30_000)
+    assert found["thumbnail"] is False
+    target = tmp_path / "thumbnail.webp"
+    assert not media.thumbnail(str(tmp_path / "bomb.png"), str(target), "image")
 
 
 def test_thumbnails_fit_in_the_box_upright_and_keep_transparency(tmp_path: Path) -> None:
