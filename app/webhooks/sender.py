@@ -103,6 +103,12 @@ class WebhookSender:
             return
         self.wake.set()
 
+    async def _release(self, event: Pending) -> None:
+        """Give a claimed event back, due now (shutting down before or during its delivery):
+        the next process, or another replica, sends it at once instead of after the lease. A
+        delivered event is gone already: nothing to give back."""
+        await self.outbox.retry(event.event_id, event.attempts, self._now_ms(), "interrupted")
+
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: doubling from ``retry_base``, capped."""
         wait: float = min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
@@ -110,12 +116,27 @@ class WebhookSender:
 
     async def deliver_due(self) -> int:
         """Deliver what is due now (one batch); how many events were tried."""
-        claimed = await self.outbox.claim(self._now_ms(), self.lease_ms, BATCH)
+        claiming = asyncio.ensure_future(self.outbox.claim(self._now_ms(), self.lease_ms, BATCH))
+        try:
+            claimed = await asyncio.shield(claiming)
+        except asyncio.CancelledError:  # shutting down: what the claim took is given back
+            with contextlib.suppress(Exception):
+                for event in await claiming:
+                    await self._release(event)
+            raise
         if claimed:
             await asyncio.gather(*(self._attempt(event) for event in claimed))
         return len(claimed)
 
     async def _attempt(self, event: Pending) -> None:
+        try:
+            await self._deliver(event)
+        except asyncio.CancelledError:  # shutting down, whatever the step: the event goes back
+            with contextlib.suppress(Exception):
+                await self._release(event)
+            raise
+
+    async def _deliver(self, event: Pending) -> None:
         headers = signature_headers(self.secret, event.event_id, event.body, self.clock())
         try:
             response = await self._client.post(self.url, content=event.body, headers=headers)

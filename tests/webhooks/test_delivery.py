@@ -143,6 +143,22 @@ async def test_a_restart_between_upload_and_delivery_loses_nothing(
     assert ids == {a["fileId"] for a in answers}
 
 
+async def test_an_event_in_flight_at_shutdown_is_sent_at_once_after_it(
+    hook_settings: Callable[..., Settings], private_key: str
+) -> None:
+    """Stopping the upload API while a delivery is in flight gives the event back: the next
+    start sends it at once, not when the stopped sender's lease (timeout + 30 s) ends."""
+    with receiving() as receiver:
+        receiver.slow_seconds, receiver.slow_times = 4, 1
+        settings = hook_settings(receiver.url, webhook_timeout=10)
+        async with upload_api(settings) as http:
+            await store(http, private_key, "a.png", PICTURE)
+            await asyncio.sleep(0.5)  # the delivery is waiting for the slow receiver
+        async with upload_api(settings):
+            (delivered,) = await asyncio.to_thread(receiver.wait_for, 1, 2.5)
+    assert delivered.headers["x-test-answer"] == "200"
+
+
 async def test_the_last_attempt_leaves_a_dead_letter(
     hook_settings: Callable[..., Settings], private_key: str
 ) -> None:
