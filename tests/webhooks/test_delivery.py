@@ -58,6 +58,25 @@ async def test_events_are_imagekits_and_both_sdks_verify_them(
     assert created.body.count(b'"receipt":{"credential":"private-key","caller":null') == 1
 
 
+async def test_the_webhook_secret_is_never_sent_or_logged(
+    hook_settings: Callable[..., Settings],
+    private_key: str,
+    webhook_secret: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with receiving() as receiver:
+        receiver.failures = 1
+        async with upload_api(hook_settings(receiver.url)) as http:
+            await store(http, private_key, "a.png", PICTURE)
+            await settle(receiver, 1)
+            metrics = (await http.get("/metrics")).text
+    output = capsys.readouterr()
+    sent = [d.body + repr(d.headers).encode() for d in receiver.deliveries]
+    assert "webhook delivery failed" in output.out + output.err  # the logs were captured
+    for place in (output.out, output.err, metrics, *(s.decode() for s in sent)):
+        assert webhook_secret not in place
+
+
 async def test_a_forged_or_altered_event_fails_both_verifiers(
     hook_settings: Callable[..., Settings], private_key: str, webhook_secret: str
 ) -> None:
