@@ -12,6 +12,7 @@ from typing import cast
 from app import credentials, delivery, errors, schemas
 from app.audit import Audit, AuditContext
 from app.callers import Authenticator, Caller, RequestInfo, authenticate
+from app.callers.api_keys import ApiKeyAuthenticator
 from app.clock import LEEWAY_SECONDS, Clock, unix_now
 from app.keysource import KeySource
 from app.ledger import Ledger, LedgerUnavailable, credential_key
@@ -149,7 +150,8 @@ class CredentialService:
                 "receipts are kept only when the upload API is upload-auth's own (this one "
                 "uploads to ImageKit, which does not report uses back)"
             )
-        if body.token.count(".") == 2:
+        version: Credential = "v2" if body.token.count(".") == 2 else "v1"  # a JWT, or a UUID
+        if version == "v2":
             key = credential_key("v2", body.token)
         else:
             public_key = body.publicKey or self.keys.ring.signing.public_key
@@ -158,7 +160,6 @@ class CredentialService:
             grant, used = await self.ledger.lookup(key)
         except LedgerUnavailable:
             raise errors.LedgerUnavailable("receipts cannot be read now; retry shortly") from None
-        version: Credential = "v2" if key.startswith("v2:") else "v1"
         receipt = None
         if used is not None:
             with contextlib.suppress(ValueError):
@@ -171,7 +172,7 @@ class CredentialService:
                 "no credential with this token is remembered: not issued here, or older than "
                 "the receipt retention"
             )
-        if caller.method != "api_key" and issued.caller != caller.id:
+        if caller.method != ApiKeyAuthenticator.name and issued.caller != caller.id:
             raise errors.Forbidden("this credential was issued to another caller")
         if receipt is None:
             unused = {"used": False, "usedAt": None, "file": None, "eventId": None}

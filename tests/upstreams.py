@@ -2,7 +2,6 @@
 endpoint and an app's session check. Threads of the test process, on free ports."""
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from tests.servers import serving
 
 
 @dataclass
@@ -113,14 +114,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def upstream_server() -> Iterator[Upstream]:
     """Serve JWKS at /jwks.json and a session check everywhere else, on a free port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    upstream = Upstream(f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = _handler(upstream)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    upstream = Upstream("")
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream))) as url:
+        upstream.url = url
         yield upstream
-    finally:
-        server.shutdown()
-        server.server_close()

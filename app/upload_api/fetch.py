@@ -104,7 +104,8 @@ class RemoteFiles:
             raise wire.invalid_parameter("file")
         try:
             parts = urlsplit(url)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
+            default_port = 443 if parts.scheme == "https" else 80
+            port = parts.port or default_port
         except ValueError:
             raise wire.invalid_parameter("file") from None
         host = parts.hostname
@@ -113,10 +114,8 @@ class RemoteFiles:
         address = await self._checked_address(host, port)
         literal = f"[{address}]" if address.version == 6 else str(address)
         target = parts._replace(netloc=f"{literal}:{port}", fragment="").geturl()
-        default_port = port == (443 if parts.scheme == "https" else 80)
-        host_header = host if default_port else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" if default_port else f"[{host}]:{port}"
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        host_header = name if port == default_port else f"{name}:{port}"
         extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
         return self._client.build_request(
             "GET", target, headers={"Host": host_header}, extensions=extensions

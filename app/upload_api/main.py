@@ -377,18 +377,14 @@ def create_upload_app(
                 "public_keys": [pair.public_key for pair in ring],
             },
         )
-        sending = None
         if context.events is not None:
-            sending = asyncio.create_task(context.events.run(), name="webhook sender")
+            context.events.start()
         try:
             async with source.watching():
                 yield {"settings": settings, "upload": context, "registry": registry}
         finally:
-            if sending is not None and context.events is not None:
-                sending.cancel()
-                await asyncio.wait([sending], timeout=5)
-                await context.events.close()
-                await context.events.outbox.close()
+            if context.events is not None:
+                await context.events.stop()
             await context.media.close()
             await context.remote.close()
             storage.release()

@@ -9,6 +9,7 @@ bounded in both. Every function returns plain JSON-able data; a file a library c
 gives what could be read (possibly nothing), never an exception the upload would fail on.
 """
 
+import functools
 import math
 import re
 import struct
@@ -64,7 +65,9 @@ def _open_image(path: str, *, decode: bool) -> Any:
     return Image.open(path)
 
 
+@functools.cache
 def _register_heif() -> None:
+    """Teach Pillow HEIC/HEIF, once per process."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()
@@ -82,7 +85,7 @@ def _image(path: str, extension: str) -> Probe:
         metadata: dict[str, Any] = {
             "height": height,
             "width": width,
-            "format": _FORMATS.get(extension, extension),
+            "format": format_name(extension),
             "hasColorProfile": bool(image.info.get("icc_profile")),
             "hasTransparency": _has_transparency(image),
         }
@@ -112,6 +115,12 @@ def _image(path: str, extension: str) -> Probe:
 #: Formats whose pixels Pillow cannot decode here (EPS needs Ghostscript).
 _NOT_DECODABLE: Final = frozenset({"EPS"})
 _FORMATS: Final = {"jpeg": "jpg", "tif": "tiff", "heif": "heic", "eps3": "eps", "ept": "eps"}
+
+
+def format_name(extension: str) -> str:
+    """``metadata.format`` for a file of this (canonical) extension: ImageKit's names."""
+    return _FORMATS.get(extension, extension)
+
 
 #: TIFF tag of the sub-image directories (camera raw: the full image is often a sub-image).
 _SUB_IFDS: Final = 0x014A
@@ -503,7 +512,7 @@ def _media(path: str, extension: str, *, video: bool) -> Probe:
             for key, value in container.metadata.items()
             if isinstance(value, str) and value.strip()
         }
-    metadata: dict[str, Any] = {"format": extension}
+    metadata: dict[str, Any] = {"format": format_name(extension)}
     metadata.update(found)
     return {
         **found,

@@ -437,11 +437,18 @@ def run_checks(expression: str, fields: Mapping[str, str], values: dict[str, che
         raise wire.checks_failed()
 
 
+def file_url(base_url: str, file_path: str, transformation: str | None = None) -> str:
+    """Where the upload API serves a stored file (``transformation``: a named one of it, as
+    ImageKit puts it in the path: ``/files/tr:n-.../<path>``)."""
+    prefix = f"/files/{transformation}" if transformation else "/files"
+    return base_url + prefix + quote(file_path)
+
+
 def response_body(
     stored: StoredFile, options: Options, file_type: FileType, base_url: str
 ) -> dict[str, Any]:
     """ImageKit's upload response for a stored file."""
-    url = base_url + "/files" + quote(stored.file_path)
+    url = file_url(base_url, stored.file_path)
     image = file_type.kind is Kind.IMAGE
     found: Probe = stored.media or {}  # type: ignore[assignment]
     body: dict[str, Any] = {
@@ -455,7 +462,7 @@ def response_body(
         "AITags": None,
     }
     if found.get("thumbnail"):
-        body["thumbnailUrl"] = f"{base_url}/files/{THUMBNAIL_SEGMENT}{quote(stored.file_path)}"
+        body["thumbnailUrl"] = file_url(base_url, stored.file_path, THUMBNAIL_SEGMENT)
     if stored.width is not None and stored.height is not None:
         body["width"], body["height"] = stored.width, stored.height
     for name in _MEDIA_FIELDS:
@@ -601,8 +608,9 @@ async def _report(
     if ctx.events is None and authenticated.key is None:
         return
     now_ms = int(ctx.clock() * 1000)
-    event_id = str(uuid.uuid4()) if ctx.events is not None else None
-    if ctx.events is not None and event_id is not None:
+    event_id = None
+    if ctx.events is not None:
+        event_id = str(uuid.uuid4())
         everything = replace(options, response_fields=_RESPONSE_FIELDS)
         answer = response_body(stored, everything, file_type, base_url)
         body = file_event(
@@ -621,7 +629,7 @@ async def _report(
             "name": stored.name,
             "filePath": stored.file_path,
             "size": stored.size,
-            "url": base_url + "/files" + quote(stored.file_path),
+            "url": file_url(base_url, stored.file_path),
         }
         receipt = Receipt(authenticated.issued, now_ms, file, event_id)
         try:

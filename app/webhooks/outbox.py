@@ -71,14 +71,14 @@ class SqliteOutbox:
         self.path = path
         self._lock = asyncio.Lock()
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # kept in the database file itself
             db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # per connection
             yield db
         finally:
             db.close()

@@ -86,6 +86,7 @@ class WebhookSender:
         # A claimed event is another sender's to retry only once this one surely gave up.
         self.lease_ms = int((timeout + 30) * 1000)
         self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._task: asyncio.Task[None] | None = None
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -185,5 +186,16 @@ class WebhookSender:
                 async with asyncio.timeout(self.poll_seconds):
                     await self.wake.wait()
 
-    async def close(self) -> None:
+    def start(self) -> None:
+        """Deliver in the background (``run``) until ``stop``."""
+        self._task = asyncio.create_task(self.run(), name="webhook sender")
+
+    async def stop(self) -> None:
+        """Stop delivering (what was claimed goes back to the outbox, due at once), then close
+        the HTTP client and the outbox."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+            self._task = None
         await self._client.aclose()
+        await self.outbox.close()

@@ -5,6 +5,7 @@ import base64
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -91,6 +92,33 @@ def v2_fields(
 def basic(private_key: str, password: str = "do_not_set") -> dict[str, str]:
     raw = base64.b64encode(f"{private_key}:{password}".encode()).decode()
     return {"Authorization": f"Basic {raw}"}
+
+
+async def owner_upload(
+    http: httpx.AsyncClient,
+    private_key: str,
+    name: str,
+    data: bytes,
+    *,
+    endpoint: str = V1,
+    **fields: str,
+) -> httpx.Response:
+    """A server-side upload (Basic auth with the private key), stored under its own name."""
+    return await http.post(
+        endpoint,
+        data={"fileName": name, "useUniqueFileName": "false", **fields},
+        files={"file": (name, data, "application/octet-stream")},
+        headers=basic(private_key),
+    )
+
+
+async def owner_stored(
+    http: httpx.AsyncClient, private_key: str, name: str, data: bytes, **fields: str
+) -> dict[str, Any]:
+    """``owner_upload`` through v1, which must succeed; ImageKit's answer."""
+    response = await owner_upload(http, private_key, name, data, **fields)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
 
 
 def file_part(

@@ -18,24 +18,11 @@ from app.delivery import signed_url
 from app.keys import KeyPair
 from tests.conftest import FakeClock
 from tests.samples import png
-from tests.upload_api.conftest import V1, basic, upload_client
+from tests.upload_api.conftest import V1, basic, owner_stored, upload_client
 
 pytestmark = pytest.mark.anyio
 
 ENDPOINT = "http://files.test/files"
-
-
-async def upload(
-    http: httpx.AsyncClient, private_key: str, name: str, data: bytes, **fields: str
-) -> dict[str, Any]:
-    response = await http.post(
-        V1,
-        data={"fileName": name, "useUniqueFileName": "false", **fields},
-        files={"file": (name, data, "application/octet-stream")},
-        headers=basic(private_key),
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def sdk_url(private_key: str, path: str, now: float, expires_in: int | None) -> str:
@@ -56,8 +43,8 @@ async def test_a_private_file_is_served_only_through_a_signed_url(
     a 401."""
     data = png()
     async with upload_client(upload_settings, clock) as http:
-        body = await upload(http, private_key, name, data, folder="/me", isPrivateFile="true")
-        await upload(http, private_key, name, data, folder="/you", isPrivateFile="true")
+        body = await owner_stored(http, private_key, name, data, folder="/me", isPrivateFile="true")
+        await owner_stored(http, private_key, name, data, folder="/you", isPrivateFile="true")
         path = body["filePath"]
         assert (await http.get(body["url"])).status_code == 401
         expiring = sdk_url(private_key, path, clock(), 600)
@@ -92,7 +79,7 @@ async def test_a_private_file_is_served_only_through_a_signed_url(
 
 
 async def test_public_files_need_no_signature(uploads: httpx.AsyncClient, private_key: str) -> None:
-    body = await upload(uploads, private_key, "open.png", png())
+    body = await owner_stored(uploads, private_key, "open.png", png())
     assert (await uploads.get(body["url"])).status_code == 200
     assert (await uploads.get(body["url"] + "?ik-s=nonsense")).status_code == 200
 
@@ -104,7 +91,7 @@ async def test_ranges_etag_and_conditional_requests(
     back, and a request naming them gets 304 without the body; an overwrite changes the
     ETag."""
     data = bytes(range(256)) * 64
-    body = await upload(uploads, private_key, "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + data)
+    body = await owner_stored(uploads, private_key, "clip.mp4", b"\x00\x00\x00\x18ftypmp42" + data)
     url = body["url"]
     whole = await uploads.get(url)
     content = whole.content
@@ -157,7 +144,7 @@ async def test_the_node_sdk_signs_the_same_urls_and_they_are_served(
     data = png()
     async with upload_client(upload_settings, clock) as http:
         stored = [
-            (await upload(http, private_key, n, data, folder="/me", isPrivateFile="true"))
+            (await owner_stored(http, private_key, n, data, folder="/me", isPrivateFile="true"))
             for n in ("cat.png", "café au lait.png", "a(1)+b.png")
         ]
         requests = [(s["filePath"], e) for s in stored for e in (600, None)]

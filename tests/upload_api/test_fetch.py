@@ -4,7 +4,6 @@ private ranges, link-local cloud metadata, redirects into them, too many redirec
 the limit, a server too slow."""
 
 import ipaddress
-import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +17,7 @@ from app.config import Settings
 from app.upload_api.fetch import is_public
 from tests import media_files as mf
 from tests.conftest import FakeClock
+from tests.servers import serving
 from tests.upload_api.conftest import V1, V2, basic, upload_client, v1_fields
 
 pytestmark = pytest.mark.anyio
@@ -73,21 +73,13 @@ class FileHost:
                 self.wfile.write(body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> "FileHost":
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
 def host() -> Iterator[FileHost]:
-    with FileHost() as running:
+    running = FileHost()
+    with serving(running.server):
         yield running
 
 

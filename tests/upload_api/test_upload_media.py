@@ -22,7 +22,7 @@ from app.config import Settings
 from tests import media_files as mf
 from tests.conftest import FakeClock
 from tests.servers import unavailable
-from tests.upload_api.conftest import V1, V2, basic, upload_client
+from tests.upload_api.conftest import V1, V2, basic, owner_upload, upload_client
 from tests.upload_api.test_media import REAL_FILES
 
 pytestmark = pytest.mark.anyio
@@ -34,12 +34,7 @@ ASKED = "metadata,embeddedMetadata,tags,isPrivateFile,isPublished,customMetadata
 async def store(
     http: httpx.AsyncClient, private_key: str, name: str, data: bytes, **fields: str
 ) -> httpx.Response:
-    return await http.post(
-        V2,
-        data={"fileName": name, "useUniqueFileName": "false", **fields},
-        files={"file": (name, data, "application/octet-stream")},
-        headers=basic(private_key),
-    )
+    return await owner_upload(http, private_key, name, data, endpoint=V2, **fields)
 
 
 @pytest.fixture

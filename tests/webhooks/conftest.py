@@ -19,7 +19,6 @@ from app.config import Settings
 from app.upload_api.main import create_upload_app
 from tests.conftest import asgi_client
 from tests.servers import unavailable
-from tests.upload_api.conftest import V1, basic
 from tests.webhooks.receiver import Delivery
 
 NODE_VERIFY = Path(__file__).with_name("node_verify.js")
@@ -54,19 +53,6 @@ def hook_settings(
 def upload_api(settings: Settings) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     """The upload API in-process on the real clock, lifespan (and so the sender) included."""
     return asgi_client(create_upload_app(settings), "http://upload.test")
-
-
-async def store(
-    http: httpx.AsyncClient, private_key: str, name: str, data: bytes, **fields: str
-) -> dict[str, Any]:
-    response = await http.post(
-        V1,
-        data={"fileName": name, "useUniqueFileName": "false", **fields},
-        files={"file": (name, data, "application/octet-stream")},
-        headers=basic(private_key),
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def python_unwrap(delivery: Delivery, secret: str) -> Any:

@@ -1,13 +1,14 @@
 """A webhook receiver on loopback, as an app's back end runs one: records every delivery (raw
 body and headers), and can fail, be slow, or not be there yet."""
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.servers import serving
 
 
 @dataclass
@@ -67,13 +68,7 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 def receiving(port: int = 0, receiver: Receiver | None = None) -> Iterator[Receiver]:
     """A receiver on 127.0.0.1:``port`` (0: a free one)."""
     server = ThreadingHTTPServer(("127.0.0.1", port), BaseHTTPRequestHandler)
-    server.daemon_threads = True
     receiver = receiver or Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook")
     server.RequestHandlerClass = _handler(receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()

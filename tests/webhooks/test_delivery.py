@@ -15,7 +15,8 @@ from app.config import Settings
 from app.webhooks.outbox import SqliteOutbox
 from tests import media_files as mf
 from tests.servers import free_port
-from tests.webhooks.conftest import node_verify, python_unwrap, store, upload_api
+from tests.upload_api.conftest import owner_stored
+from tests.webhooks.conftest import node_verify, python_unwrap, upload_api
 from tests.webhooks.receiver import Delivery, Receiver, receiving
 
 pytestmark = pytest.mark.anyio
@@ -32,8 +33,8 @@ async def test_events_are_imagekits_and_both_sdks_verify_them(
 ) -> None:
     with receiving() as receiver:
         async with upload_api(hook_settings(receiver.url)) as http:
-            first = await store(http, private_key, "a.png", PICTURE, tags="x,y")
-            second = await store(http, private_key, "a.png", mf.image("png", 30, 10))
+            first = await owner_stored(http, private_key, "a.png", PICTURE, tags="x,y")
+            second = await owner_stored(http, private_key, "a.png", mf.image("png", 30, 10))
             created, versioned = await settle(receiver, 2)
     event = python_unwrap(created, webhook_secret)
     assert isinstance(event, FileCreateEvent)
@@ -67,7 +68,7 @@ async def test_the_webhook_secret_is_never_sent_or_logged(
     with receiving() as receiver:
         receiver.failures = 1
         async with upload_api(hook_settings(receiver.url)) as http:
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             await settle(receiver, 1)
             metrics = (await http.get("/metrics")).text
     output = capsys.readouterr()
@@ -82,7 +83,7 @@ async def test_a_forged_or_altered_event_fails_both_verifiers(
 ) -> None:
     with receiving() as receiver:
         async with upload_api(hook_settings(receiver.url)) as http:
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             (genuine,) = await settle(receiver, 1)
     altered = Delivery(genuine.body.replace(b"/a.png", b"/b.png"), genuine.headers)
     with pytest.raises(WebhookVerificationError):
@@ -100,7 +101,7 @@ async def test_a_receiver_that_fails_gets_the_event_later(
     with receiving() as receiver:
         receiver.failures = 2
         async with upload_api(hook_settings(receiver.url)) as http:
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             (delivered,) = await settle(receiver, 1)
             metrics = (await http.get("/metrics")).text
     assert [d.headers["x-test-answer"] for d in receiver.deliveries] == ["500", "500", "200"]
@@ -125,7 +126,7 @@ async def test_a_receiver_that_times_out_gets_the_event_later(
     with receiving() as receiver:
         receiver.slow_seconds, receiver.slow_times = 1.5, 1
         async with upload_api(hook_settings(receiver.url, webhook_timeout=0.5)) as http:
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             await settle(receiver, 1)
             metrics = (await http.get("/metrics")).text
     assert len({d.headers["webhook-id"] for d in receiver.deliveries}) == 1
@@ -138,7 +139,7 @@ async def test_a_receiver_that_is_down_gets_the_event_when_it_is_back(
     port = free_port()
     url = f"http://127.0.0.1:{port}/hook"
     async with upload_api(hook_settings(url, webhook_retry_base=0.2)) as http:
-        answer = await store(http, private_key, "a.png", PICTURE)
+        answer = await owner_stored(http, private_key, "a.png", PICTURE)
         await asyncio.sleep(0.6)  # a few attempts against nothing
         with receiving(port, Receiver(url)) as receiver:
             (delivered,) = await settle(receiver, 1)
@@ -152,7 +153,7 @@ async def test_a_restart_between_upload_and_delivery_loses_nothing(
     url = f"http://127.0.0.1:{port}/hook"
     settings = hook_settings(url, webhook_retry_base=0.1)
     async with upload_api(settings) as http:
-        answers = [await store(http, private_key, f"{n}.png", PICTURE) for n in range(3)]
+        answers = [await owner_stored(http, private_key, f"{n}.png", PICTURE) for n in range(3)]
     pending = await SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3").counts()
     assert pending == {"pending": 3, "dead": 0}
     with receiving(port, Receiver(url)) as receiver:
@@ -171,7 +172,7 @@ async def test_an_event_in_flight_at_shutdown_is_sent_at_once_after_it(
         receiver.slow_seconds, receiver.slow_times = 4, 1
         settings = hook_settings(receiver.url, webhook_timeout=10)
         async with upload_api(settings) as http:
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             await asyncio.sleep(0.5)  # the delivery is waiting for the slow receiver
         async with upload_api(settings):
             (delivered,) = await asyncio.to_thread(receiver.wait_for, 1, 2.5)
@@ -185,7 +186,7 @@ async def test_the_last_attempt_leaves_a_dead_letter(
         receiver.failures = 1000
         settings = hook_settings(receiver.url, webhook_max_attempts=3)
         async with upload_api(settings) as http:
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             outbox = SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3")
             deadline = time.monotonic() + 10
             while (await outbox.counts())["dead"] == 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - another process's state
@@ -205,9 +206,9 @@ async def test_the_answer_never_waits_for_the_receiver(
     with receiving() as receiver:
         receiver.slow_seconds, receiver.slow_times = 3, 1
         async with upload_api(hook_settings(receiver.url, webhook_timeout=5)) as http:
-            await store(http, private_key, "warm.png", PICTURE)  # the slow one
+            await owner_stored(http, private_key, "warm.png", PICTURE)  # the slow one
             started = time.monotonic()
-            await store(http, private_key, "a.png", PICTURE)
+            await owner_stored(http, private_key, "a.png", PICTURE)
             assert time.monotonic() - started < 1.5
             await settle(receiver, 2)
 
