@@ -39,7 +39,7 @@ from app.upload_api import checks, wire
 from app.upload_api.detect import detect
 from app.upload_api.fetch import RemoteFiles
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
-from app.upload_api.media import Probe
+from app.upload_api.media import Probe, format_name
 from app.upload_api.storage import LocalStorage, NameTaken, StoredFile
 from app.upload_api.workers import MediaWorkers
 from app.webhooks.events import file_event
@@ -485,7 +485,7 @@ def response_body(
         body["embeddedMetadata"] = found.get("embeddedMetadata", {})
     if "metadata" in wanted:
         body["metadata"] = {
-            "format": file_type.extension,
+            "format": format_name(file_type.extension),
             **found.get("metadata", {}),
             "size": stored.size,
         }

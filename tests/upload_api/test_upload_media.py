@@ -28,6 +28,7 @@ from tests.upload_api.test_media import REAL_FILES
 pytestmark = pytest.mark.anyio
 
 BROWSER_TESTS = Path(__file__).parents[1] / "browser"
+PHOTO = mf.camera_jpeg(32, 24)
 ASKED = "metadata,embeddedMetadata,tags,isPrivateFile,isPublished,customMetadata,customCoordinates"
 
 
@@ -189,6 +190,9 @@ async def test_without_media_workers_or_in_time_the_upload_goes_on(
             assert response.status_code == 200, response.text
             assert "duration" not in response.json()
             assert "thumbnailUrl" not in response.json()
+            unread = await store(http, private_key, "a.jpeg", PHOTO, responseFields="metadata")
+            # the format is named as when the file is read (ImageKit's "jpg")
+            assert unread.json()["metadata"] == {"format": "jpg", "size": len(PHOTO)}
 
 
 async def test_v1_client_uploads_get_the_same_metadata(
