@@ -35,7 +35,7 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="upload-auth" \
       org.opencontainers.image.description="Short-lived upload credentials for ImageKit-compatible upload APIs"
 # shared-mime-info: the MIME database browsers on Linux read, from which upload-auth learns
-# which declared types to believe for each extension (app/imagekit/platforms.py).
+# which declared types to believe for each extension (app/core/imagekit/platforms.py).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends shared-mime-info \

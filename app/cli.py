@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
-    from app.config import Settings
+    from app.core.settings import Settings
 
 #: The uvicorn settings the service is measured and shipped with: uvloop + httptools (with a
-#: bounded request head: ``app.server``), one process (scale with replicas, not workers), our
+#: bounded request head: ``app.http_protocol``), one process (scale with replicas, not workers), our
 #: own access line instead of uvicorn's.
 UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def new_api_key(name: str, profiles: str | None) -> str:
     """A new key (for the caller, once) and the config entry (only its hash) for the service."""
-    from app.callers import api_keys
+    from app.credential_service.callers import api_keys
 
     key = api_keys.new_api_key()
     lines = ["[[callers.api_keys]]", f'name = "{name}"', f'hash = "{api_keys.hash_api_key(key)}"']
@@ -120,22 +120,22 @@ def new_api_key(name: str, profiles: str | None) -> str:
 
 def _unless_set(**defaults: Any) -> dict[str, Any]:
     """Defaults that apply only where the environment says nothing."""
-    from app.config import ENV_PREFIX
+    from app.core.settings import ENV_PREFIX
 
     return {k: v for k, v in defaults.items() if ENV_PREFIX + k.upper() not in os.environ}
 
 
 def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     """The app and settings for a command; raises ConfigError."""
-    from app.config import load_settings
+    from app.core.settings import load_settings
 
     if command == "serve":  # each role imports only what it runs: start-up time and memory
-        from app.main import create_app
+        from app.credential_service.app import create_app
 
         settings = load_settings()
         return create_app(settings), settings
     if command == "upload-api":
-        from app.upload_api.main import create_upload_app
+        from app.upload_api.app import create_upload_app
 
         settings = load_settings()
         return create_upload_app(settings), settings
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bulk_command.main(args)
     import uvicorn
 
-    from app.config import ConfigError
+    from app.core.settings import ConfigError
 
     try:
         app, settings = build(args.command, args.host, args.port)
@@ -198,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    from app.server import bounded_protocol
+    from app.http_protocol import bounded_protocol
 
     uvicorn.run(
         app,

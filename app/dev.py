@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
-    from app.clock import Clock
-    from app.config import Settings
+    from app.core.clock import Clock
+    from app.core.settings import Settings
 
 
 class _Lifespan:
@@ -91,14 +91,14 @@ class Dispatch:
 def serve_both(settings: "Settings", *, clock: "Clock | None" = None) -> Dispatch:
     """The credential service and the upload API in one process: one key ring, and one ledger
     in memory (unless Redis is configured), so v1 grants reach the upload API."""
-    from app.clock import system_clock
-    from app.ledger import MemoryLedger
-    from app.main import create_app
-    from app.upload_api.main import create_upload_app
-    from app.wiring import assemble
+    from app.core import parts
+    from app.core.clock import system_clock
+    from app.core.ledger import MemoryLedger
+    from app.credential_service.app import create_app
+    from app.upload_api.app import create_upload_app
 
     clock = clock or system_clock
-    keys = assemble(settings).keys  # one key source: one watcher of the key files
+    keys = parts.keys(settings)  # one key source: one watcher of the key files
     ledger = None if settings.redis_url is not None else MemoryLedger(clock)
     service = create_app(settings, keys=keys, clock=clock, ledger=ledger)
     upload_api = create_upload_app(settings, keys=keys, clock=clock, ledger=ledger)

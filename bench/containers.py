@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import free_port
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,11 +32,20 @@ from typing import Any
 
 import httpx
 
-from app.callers.api_keys import hash_api_key, new_api_key
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from bench.harness import memory_kib
-from tests.conftest import new_private_key, new_public_key
-from tests.samples import png
-from tests.servers import Redis, Server, clean_env, free_port, nginx, proxy, running, upstream
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.samples import png
+from tests.support.servers import (
+    Redis,
+    Server,
+    clean_env,
+    free_port,
+    nginx,
+    proxy,
+    running,
+    upstream,
+)
 
 #: After a fault is over, this long still counts as its window (clients and pools settle).
 GRACE_SECONDS = 3.0

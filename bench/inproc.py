@@ -43,7 +43,7 @@ def build(path: str) -> Any:
         from bench.contenders.floor import create
 
         return create()
-    from app.main import create_app
+    from app.credential_service.app import create_app
 
     return create_app()
 

@@ -7,8 +7,8 @@ import os
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import load_settings
-from app.upload_api.main import create_upload_app
+from app.core.settings import load_settings
+from app.upload_api.app import create_upload_app
 
 
 def create() -> ASGIApp:

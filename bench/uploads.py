@@ -61,7 +61,7 @@ def upload_api(work: Path, max_size: str = "200mb", media_workers: int = 2) -> R
 
 def metadata_cost(work: Path, uploads: int) -> dict[str, dict[str, float]]:
     """Median milliseconds per upload of each real file, media workers on and off."""
-    from tests import media_files
+    from tests.support import media_files
 
     files = {
         "12 MP camera JPEG": ("camera.jpg", media_files.camera_jpeg(4000, 3000)),

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.imagekit.rules import PlanLimits, normalise_folder, parse_size
-from app.secretfile import read_secret_file
+from app.core.imagekit.rules import PlanLimits, normalise_folder, parse_size
+from app.core.secret_files import read_secret_file
 
 # httpx (which brings rich and pygments with its own command line) only when uploading: every
 # `upload-auth` command builds this parser, the servers included (5 MiB of their memory).

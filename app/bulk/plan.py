@@ -7,7 +7,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.imagekit.rules import PlanLimits, RuleError, check_file_name, format_size, normalise_folder
+from app.core.imagekit.rules import (
+    PlanLimits,
+    RuleError,
+    check_file_name,
+    format_size,
+    normalise_folder,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from rich.progress import (
 from app.bulk import transfer
 from app.bulk.manifest import Manifest, sha256_of
 from app.bulk.plan import LocalFile, walk
-from app.imagekit.rules import PlanLimits, clean_name, format_size
+from app.core.imagekit.rules import PlanLimits, clean_name, format_size
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any, Final, Protocol
 import httpx
 
 from app.bulk.plan import LocalFile
-from app.imagekit.filetypes import ALLOWED, extension_of
+from app.core.imagekit.filetypes import ALLOWED, extension_of
 
 MAX_BACKOFF: Final = 30.0
 MAX_RETRY_AFTER: Final = 120.0

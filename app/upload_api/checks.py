@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, cast
 
-from app.imagekit.rules import parse_size
-from app.upload_api.wire import BOOLEAN_FIELDS
+from app.core.imagekit.rules import parse_size
+from app.upload_api.messages import BOOLEAN_FIELDS
 
 MAX_LENGTH: Final = 4096
 MAX_DEPTH: Final = 32

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from app.imagekit.filetypes import ALLOWED, FileType
+from app.core.imagekit.filetypes import ALLOWED, FileType
 
 #: Bytes of a file's start needed to recognise every signature below.
 HEAD_BYTES: Final = 4096

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from app.upload_api import wire
+from app.upload_api import messages
 from app.upload_api.form import MAX_URL_BYTES, FileSink, UploadedFile
 
 MAX_REDIRECTS: Final = 5
@@ -62,7 +62,7 @@ class RemoteFiles:
         self, url: str, tmp_dir: Path, cap_for_head: Callable[[bytes], int]
     ) -> UploadedFile:
         """The file at ``url``, on disk in ``tmp_dir`` (the caller removes it), or
-        ``wire.UploadError``: a refused address, a failed fetch, or a file over the limit."""
+        ``messages.UploadError``: a refused address, a failed fetch, or a file over the limit."""
         sink = FileSink(tmp_dir, cap_for_head, text=False)
         try:
             async with asyncio.timeout(self.timeout):
@@ -70,7 +70,7 @@ class RemoteFiles:
             return sink.finish()
         except TimeoutError:
             sink.discard()
-            raise wire.remote_fetch_failed("it did not answer in time") from None
+            raise messages.remote_fetch_failed("it did not answer in time") from None
         except BaseException:
             sink.discard()
             raise
@@ -81,36 +81,36 @@ class RemoteFiles:
             try:
                 response = await self._client.send(request, stream=True)
             except httpx.HTTPError:
-                raise wire.remote_fetch_failed("it could not be reached") from None
+                raise messages.remote_fetch_failed("it could not be reached") from None
             try:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
                     continue
                 if response.status_code != 200:
-                    raise wire.remote_fetch_failed(f"it answered {response.status_code}")
+                    raise messages.remote_fetch_failed(f"it answered {response.status_code}")
                 try:
                     async for chunk in response.aiter_raw():
                         sink.write(chunk)
                 except httpx.HTTPError:
-                    raise wire.remote_fetch_failed("the transfer broke off") from None
+                    raise messages.remote_fetch_failed("the transfer broke off") from None
                 return
             finally:
                 await response.aclose()
-        raise wire.remote_fetch_failed("it redirected too many times")
+        raise messages.remote_fetch_failed("it redirected too many times")
 
     async def _pinned_request(self, url: str) -> httpx.Request:
         """A GET for ``url`` sent to the checked address of its host."""
         if len(url) > MAX_URL_BYTES:
-            raise wire.invalid_parameter("file")
+            raise messages.invalid_parameter("file")
         try:
             parts = urlsplit(url)
             default_port = 443 if parts.scheme == "https" else 80
             port = parts.port or default_port
         except ValueError:
-            raise wire.invalid_parameter("file") from None
+            raise messages.invalid_parameter("file") from None
         host = parts.hostname
         if parts.scheme not in ("http", "https") or not host:
-            raise wire.invalid_parameter("file")
+            raise messages.invalid_parameter("file")
         address = await self._checked_address(host, port)
         literal = f"[{address}]" if address.version == 6 else str(address)
         target = parts._replace(netloc=f"{literal}:{port}", fragment="").geturl()
@@ -127,12 +127,12 @@ class RemoteFiles:
                 host, port, type=socket.SOCK_STREAM
             )
         except (socket.gaierror, UnicodeError, OSError):
-            raise wire.remote_fetch_failed("its host name does not resolve") from None
+            raise messages.remote_fetch_failed("its host name does not resolve") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
         if not addresses:
-            raise wire.remote_fetch_failed("its host name does not resolve")
+            raise messages.remote_fetch_failed("its host name does not resolve")
         if not all(self.allowed(address) for address in addresses):
-            raise wire.remote_address_refused()
+            raise messages.remote_address_refused()
         return addresses[0]
 
     async def close(self) -> None:

@@ -23,7 +23,7 @@ from typing import IO, Final
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.upload_api import wire
+from app.upload_api import messages
 from app.upload_api.detect import HEAD_BYTES
 
 MAX_FIELD_BYTES: Final = 64 * 1024
@@ -68,7 +68,7 @@ class _Base64Stream:
         if self.url is not None:
             self.url += b"".join(text.split())
             if len(self.url) > MAX_URL_BYTES:
-                raise wire.invalid_parameter("file")
+                raise messages.invalid_parameter("file")
             return b""
         data = self.carry + b"".join(text.split())
         if not self.started:
@@ -82,7 +82,7 @@ class _Base64Stream:
                 comma = data.find(b",")
                 if comma < 0:
                     if len(data) > 256:
-                        raise wire.invalid_parameter("file")
+                        raise messages.invalid_parameter("file")
                     self.carry = data
                     return b""
                 data = data[comma + 1 :]
@@ -92,7 +92,7 @@ class _Base64Stream:
         try:
             return binascii.a2b_base64(data[:usable], strict_mode=True)
         except binascii.Error:
-            raise wire.invalid_parameter("file") from None
+            raise messages.invalid_parameter("file") from None
 
     def finish(self) -> bytes:
         if self.url is not None or not self.carry:
@@ -100,7 +100,7 @@ class _Base64Stream:
         try:
             return base64.b64decode(self.carry + b"=" * (-len(self.carry) % 4), validate=True)
         except binascii.Error:
-            raise wire.invalid_parameter("file") from None
+            raise messages.invalid_parameter("file") from None
 
 
 #: How many bytes of a part without a filename decide whether it is text or the file itself.
@@ -158,7 +158,7 @@ class FileSink:
             self.pending += chunk
             self._decide(final=False)
         elif self.file.size > self.cap:
-            raise wire.file_too_large()
+            raise messages.file_too_large()
         else:
             self.out.write(chunk)
 
@@ -169,7 +169,7 @@ class FileSink:
         self.file.head = bytes(self.pending[:HEAD_BYTES])
         self.cap = self.cap_for_head(self.file.head)
         if self.file.size > self.cap:
-            raise wire.file_too_large()
+            raise messages.file_too_large()
         self.out.write(self.pending)
         self.pending.clear()
 
@@ -185,7 +185,7 @@ class FileSink:
                 try:
                     self.file.url = self.decoder.url.decode("ascii")
                 except UnicodeDecodeError:
-                    raise wire.invalid_parameter("file") from None
+                    raise messages.invalid_parameter("file") from None
         self._decide(final=True)
         self.out.close()
         return self.file
@@ -229,19 +229,19 @@ class _FormReader:
     def on_headers_finished(self) -> None:
         disposition, options = parse_options_header(self.headers.get(b"content-disposition"))
         if disposition != b"form-data" or b"name" not in options:
-            raise wire.malformed_body()
+            raise messages.malformed_body()
         self.name = options[b"name"].decode("utf-8", "replace")
         if self.name == "file":
             if self.sink is not None:
-                raise wire.invalid_parameter("file")
+                raise messages.invalid_parameter("file")
             # Without a filename the part is text (base64, a data URI, a URL) or,
             # when its first bytes are not, the file's bytes.
             self.sink = FileSink(self.tmp_dir, self.cap_for_head, b"filename" not in options)
             self.in_file = True
         elif self.name in self.form.fields:
-            raise wire.invalid_parameter(self.name if self.name.isidentifier() else "form")
+            raise messages.invalid_parameter(self.name if self.name.isidentifier() else "form")
         elif len(self.form.fields) >= MAX_FIELDS:
-            raise wire.malformed_body()
+            raise messages.malformed_body()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -250,7 +250,7 @@ class _FormReader:
             return
         self.fields_bytes += len(chunk)
         if len(self.buffer) + len(chunk) > MAX_FIELD_BYTES or self.fields_bytes > MAX_FIELDS_BYTES:
-            raise wire.invalid_parameter(self.name or "form")
+            raise messages.invalid_parameter(self.name or "form")
         self.buffer += chunk
 
     def on_part_end(self) -> None:
@@ -261,7 +261,7 @@ class _FormReader:
             try:
                 self.form.fields[self.name] = self.buffer.decode("utf-8")
             except UnicodeDecodeError:
-                raise wire.invalid_parameter(self.name) from None
+                raise messages.invalid_parameter(self.name) from None
 
     def discard(self) -> None:
         if self.sink is not None:
@@ -273,7 +273,7 @@ def boundary_of(content_type: str | None) -> bytes:
     media, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if media != b"multipart/form-data" or not boundary:
-        raise wire.malformed_body()
+        raise messages.malformed_body()
     return boundary
 
 
@@ -303,10 +303,10 @@ async def read_form(
             parser.write(chunk)
         parser.finalize()
         if reader.in_file:  # the body ended inside the file part
-            raise wire.malformed_body()
+            raise messages.malformed_body()
     except MultipartParseError:
         reader.discard()
-        raise wire.malformed_body() from None
+        raise messages.malformed_body() from None
     except BaseException:
         reader.discard()
         raise

@@ -25,28 +25,23 @@ import shutil
 import string
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from app.imagekit.filetypes import FileType
+from app.core.imagekit.filetypes import FileType
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits + "_-"
 _MAX_NAME_BYTES: Final = 200
 
 
-@dataclass
-class StoredFile:
-    """What the upload API remembers about a stored file (its metadata document)."""
+@dataclass(frozen=True, kw_only=True)
+class FileDetails:
+    """What an upload knows about its file when it stores it."""
 
-    file_id: str
-    name: str
-    file_path: str
     size: int
     mime: str
     extension: str
-    version: int
-    version_id: str
     width: int | None = None
     height: int | None = None
     tags: list[str] | None = None
@@ -57,6 +52,18 @@ class StoredFile:
     is_published: bool = True
     #: What the media workers read in the file (``media.Probe``); None for files not read.
     media: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFile(FileDetails):
+    """What the upload API remembers about a stored file (its metadata document): the details,
+    and where and as which version it was stored."""
+
+    file_id: str
+    name: str
+    file_path: str
+    version: int
+    version_id: str
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,12 +194,10 @@ class LocalStorage:
         name: str,
         unique: bool,
         overwrite: bool,
-        details: dict[str, Any],
+        details: FileDetails,
     ) -> StoredFile:
-        """Publish an uploaded temporary file at ``folder/name``; consumes ``upload``.
-
-        ``details`` are the StoredFile fields the caller knows (size, mime, tags...).
-        """
+        """Publish an uploaded temporary file at ``folder/name`` with what the upload knows of
+        it; consumes ``upload``."""
         directory = self._content_path(folder)
         directory.mkdir(parents=True, exist_ok=True)
         try:
@@ -224,7 +229,7 @@ class LocalStorage:
             file_path=file_path,
             version=version,
             version_id=file_id if version == 1 else new_id(),
-            **details,
+            **{f.name: getattr(details, f.name) for f in fields(FileDetails)},
         )
         self._write_meta(stored)
         return stored

@@ -19,8 +19,8 @@ from typing import Final, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
-from app.imagekit.filetypes import FileType, Kind
-from app.logs import get_logger
+from app.core.imagekit.filetypes import FileType, Kind
+from app.core.logs import get_logger
 from app.upload_api import media
 
 log = get_logger("upload_api")

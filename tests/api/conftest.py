@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.config import Settings
-from tests.conftest import production
+from app.core.settings import Settings
+from tests.support.apps import production
 
 
 @pytest.fixture(params=["development", "production"])

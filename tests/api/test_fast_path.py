@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
-from app.main import create_app
-from tests.conftest import FakeClock, asgi_client
+from app.core.settings import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
+from app.credential_service.app import create_app
+from tests.support.apps import FakeClock, asgi_client
 
 pytestmark = pytest.mark.anyio
 

@@ -17,18 +17,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.callers.api_keys import hash_api_key
-from app.config import (
+from app.core.logs import flush_lines
+from app.core.settings import (
     ApiKeyConfig,
     CallersConfig,
     ForwardAuthConfig,
     ProfileConfig,
     Settings,
 )
-from app.logs import flush_lines
-from app.main import create_app
-from tests.conftest import FakeClock, asgi_client
-from tests.upstreams import Upstream, upstream_server
+from app.credential_service.app import create_app
+from app.credential_service.callers.api_keys import hash_api_key
+from tests.support.apps import FakeClock, asgi_client
+from tests.support.upstreams import Upstream, upstream_server
 
 KEY = "uak_" + "k" * 43
 PUBLIC = "<public key>"  # replaced by the test's own public key
@@ -313,8 +313,8 @@ def test_the_fast_path_serves_every_credential_route_of_the_app(
     above comparing FastAPI with itself."""
     from fastapi.routing import APIRoute, iter_route_contexts
 
-    from app.deps import issues_of
-    from app.fastpath import FastPath
+    from app.credential_service.dependencies import issues_of
+    from app.credential_service.fastpath import FastPath
 
     app_settings = _settings(public_key, private_key, upstream)
     app = create_app(app_settings.model_copy(update={"dev_mode": dev_mode}))

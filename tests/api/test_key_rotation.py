@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.config import load_settings
-from tests.conftest import FakeClock, in_process, new_private_key, new_public_key
-from tests.samples import v1_signature
+from app.core.settings import load_settings
+from tests.support.apps import FakeClock, in_process, new_private_key, new_public_key
+from tests.support.samples import v1_signature
 
 pytestmark = pytest.mark.anyio
 

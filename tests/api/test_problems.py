@@ -6,12 +6,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from app import credentials
-from app.config import Settings
-from app.main import create_app
-from tests.conftest import FakeClock, caller_headers
+from app.core import credentials
+from app.core.settings import Settings
+from app.credential_service.app import create_app
+from tests.support.apps import FakeClock, asgi_client, caller_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -167,13 +166,12 @@ async def test_a_bug_answers_a_500_problem_with_its_request_id(
         raise RuntimeError("SNEAKY internal detail")
 
     monkeypatch.setattr(credentials, "issue_v1", broken)  # what both fronts' v1 calls
-    async with LifespanManager(create_app(settings, clock=clock, fast_path=fast_path)) as app:
-        transport = httpx.ASGITransport(app=app.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.get(
-                "/v1/auth", headers={"X-Request-ID": "bug-1", **caller_headers(settings)}
-            )
-            await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
+    app = create_app(settings, clock=clock, fast_path=fast_path)
+    async with asgi_client(app, "http://test", raise_app_exceptions=False) as http:
+        response = await http.get(
+            "/v1/auth", headers={"X-Request-ID": "bug-1", **caller_headers(settings)}
+        )
+        await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
     assert_problem(response, 500, "internal-error")
     assert response.headers["x-request-id"] == "bug-1"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "{" in line]

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from imagekitio import ImageKit
 
-from app.config import ProfileConfig, Settings
+from app.core.settings import ProfileConfig, Settings
 from app.dev import serve_both
-from tests.conftest import FakeClock, asgi_client, caller_headers, in_process
-from tests.samples import png
+from tests.support.apps import FakeClock, asgi_client, caller_headers, in_process
+from tests.support.samples import png
 
 pytestmark = pytest.mark.anyio
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from imagekitio import ImageKit
 
-from app.config import Settings
-from tests.conftest import START, FakeClock, in_process
+from app.core.settings import Settings
+from tests.support.apps import START, FakeClock, in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +91,7 @@ async def test_no_v1_credential_without_its_grant_recorded(
 ) -> None:
     """With our upload API as the target and Redis unreachable, /v1/auth answers 503 with
     Retry-After: a credential whose grant cannot be recorded would be refused at upload."""
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     settings = make_settings(
         redis_url=f"redis://127.0.0.1:{free_port()}/0", upload_api_url="http://uploads.test"
@@ -112,7 +112,7 @@ async def test_a_profile_that_has_not_opted_in_refuses_v1(
 ) -> None:
     """Outside development mode the built-in profile does not issue v1; the problem names the
     setting that opts in."""
-    from app.config import ApiKeyConfig, CallersConfig
+    from app.core.settings import ApiKeyConfig, CallersConfig
 
     key = "uak_" + "a" * 43
     import hashlib

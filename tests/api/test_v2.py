@@ -8,8 +8,8 @@ import httpx
 import jwt
 import pytest
 
-from app.config import KeyPairConfig, ProfileConfig, Settings
-from tests.conftest import START, FakeClock, in_process, new_private_key, new_public_key
+from app.core.settings import KeyPairConfig, ProfileConfig, Settings
+from tests.support.apps import START, FakeClock, in_process, new_private_key, new_public_key
 
 pytestmark = pytest.mark.anyio
 

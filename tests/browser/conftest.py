@@ -3,46 +3,13 @@ demo page, the credential service and the upload API on three different loopback
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import Server, clean_env, redis_server, require_program, running
-
-HERE = Path(__file__).parent
-ARTIFACTS = HERE.parents[1] / "test-artifacts"
-SDK = HERE / "node_modules" / "@imagekit" / "javascript" / "dist" / "imagekit.min.js"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-MAX_SIZE = 200 * 1024
-
-
-@dataclass
-class Origins:
-    demo: Server
-    service: Server
-    upload_api: Server
-    storage: Path
-    private_key: str
-
-    def demo_url(self) -> str:
-        return f"{self.demo.url}/demo/?auth={self.service.url}&upload={self.upload_api.url}"
-
-    def stored(self) -> list[Path]:
-        return [p for p in (self.storage / "files").rglob("*") if p.is_file()]
-
-    def in_flight(self) -> list[Path]:
-        return list((self.storage / "tmp").rglob("*.part"))
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.browser import CHROMIUM_ARGS, MAX_SIZE, Origins
+from tests.support.servers import clean_env, redis_server, require_program, running
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ Chromium, and the app shows the upload, learnt from upload-auth's webhook."""
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.samples import png
-from tests.servers import (
+from tests.support.samples import png
+from tests.support.servers import (
     Server,
     clean_env,
     container_images,
@@ -122,33 +123,36 @@ def in_containers(root: Path) -> Iterator[Stack]:
     shutil.copytree(COMPOSE, root / "compose", ignore=shutil.ignore_patterns("secrets"))
     compose = root / "compose"
     subprocess.run([str(compose / "make-dev-keys")], check=True, capture_output=True)
-    tool = [str(ROOT / ".tools" / "bin" / "podman-compose"), "-p", "uatest"]
-    env = {**os.environ, **images}
-    subprocess.run([*tool, "down", "-v"], cwd=compose, env=env, capture_output=True)
+    project = f"uatest-{secrets.token_hex(4)}"  # two checkouts never share containers
+    tool = [str(ROOT / ".tools" / "bin" / "podman-compose"), "-p", project]
+    ports = {"APP_PORT": free_port(), "SERVICE_PORT": free_port(), "UPLOAD_API_PORT": free_port()}
+    env = {**os.environ, **images, **{name: str(port) for name, port in ports.items()}}
     # The example app's image holds its code: built afresh (layers cached) so it is never stale.
     built = subprocess.run(
         [*tool, "build", "app"], cwd=compose, env=env, capture_output=True, text=True
     )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
-    up = subprocess.run([*tool, "up", "-d"], cwd=compose, env=env, capture_output=True, text=True)
-    assert up.returncode == 0, up.stderr[-2000:]
     try:
-        for url in (
-            "http://localhost:8080/healthz",
-            "http://localhost:8000/readyz",
-            "http://localhost:8001/readyz",
-        ):
+        up = subprocess.run(
+            [*tool, "up", "-d"], cwd=compose, env=env, capture_output=True, text=True
+        )
+        assert up.returncode == 0, up.stderr[-2000:]
+        app, service, upload_api = (
+            f"http://localhost:{ports[name]}"
+            for name in ("APP_PORT", "SERVICE_PORT", "UPLOAD_API_PORT")
+        )
+        for url in (app + "/healthz", service + "/readyz", upload_api + "/readyz"):
             wait_until_ok(url)
         volume = subprocess.run(
-            ["podman", "volume", "inspect", "uatest_uploads", "--format", "{{.Mountpoint}}"],
+            ["podman", "volume", "inspect", f"{project}_uploads", "--format", "{{.Mountpoint}}"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
         yield Stack(
-            Container("http://localhost:8080", "uatest_app_1"),
-            Container("http://localhost:8000", "uatest_upload-auth_1"),
-            Container("http://localhost:8001", "uatest_upload-api_1"),
+            Container(app, f"{project}_app_1"),
+            Container(service, f"{project}_upload-auth_1"),
+            Container(upload_api, f"{project}_upload-api_1"),
             Path(volume) / "uploads",
         )
     finally:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from app import errors
-from app.imagekit.filetypes import ALLOWED
-from app.imagekit.rules import PlanLimits
-from app.policy import FileRequest, Policy, seed_profile
+from app.core import errors
+from app.core.imagekit.filetypes import ALLOWED
+from app.core.imagekit.rules import PlanLimits
+from app.credential_service.policy import FileRequest, Policy, seed_profile
 
 pytestmark = pytest.mark.e2e
 

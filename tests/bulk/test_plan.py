@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.bulk.manifest import Manifest, sha256_of
 from app.bulk.plan import walk
-from app.imagekit.rules import MIB, PlanLimits
+from app.core.imagekit.rules import MIB, PlanLimits
 
 FREE = PlanLimits.for_plan("free")
 

@@ -4,11 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.upstreams import SigningKey, Upstream, make_key, upstream_server
-
-ISSUER = "https://idp.test/"
-AUDIENCE = "upload-auth"
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.upstreams import SigningKey, Upstream, make_key, upstream_server
 
 
 @pytest.fixture

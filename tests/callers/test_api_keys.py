@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from app.config import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
-from tests.conftest import FakeClock, in_process
+from app.core.settings import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
+from tests.support.apps import FakeClock, in_process
 
 pytestmark = pytest.mark.anyio
 

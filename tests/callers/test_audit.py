@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from app.config import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
-from tests.callers.conftest import AUDIENCE, ISSUER
-from tests.conftest import START, FakeClock, in_process
-from tests.upstreams import SigningKey, Upstream
+from app.core.settings import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
+from tests.support.apps import START, FakeClock, in_process
+from tests.support.idp import AUDIENCE, ISSUER
+from tests.support.upstreams import SigningKey, Upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +32,7 @@ async def test_audit_events_metrics_and_no_secrets(
     """Issued and refused credentials are logged with caller, profile, file and reason and
     counted in /metrics; the private key, API key, provider JWT, tokens and signatures never
     appear in the output."""
-    from app.config import IdpConfig
+    from app.core.settings import IdpConfig
 
     upstream.publish(*provider_keys.values())
     settings = make_settings(

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from app.config import CallersConfig, ForwardAuthConfig, ProfileConfig, Settings
-from tests.conftest import FakeClock, in_process
-from tests.upstreams import Upstream
+from app.core.settings import CallersConfig, ForwardAuthConfig, ProfileConfig, Settings
+from tests.support.apps import FakeClock, in_process
+from tests.support.upstreams import Upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +127,7 @@ def test_wildcard_origin_is_refused_with_cookie_sessions(
     """'*' cannot go with cookie sessions: the configuration does not load."""
     from pydantic import ValidationError
 
-    from app.config import describe_error
+    from app.core.settings import describe_error
 
     with pytest.raises(ValidationError) as info:
         make_settings(

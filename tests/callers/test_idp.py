@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.config import CallersConfig, IdpConfig, ProfileConfig, Settings
-from tests.callers.conftest import AUDIENCE, ISSUER
-from tests.conftest import START, FakeClock, in_process
-from tests.upstreams import SigningKey, Upstream, make_key, upstream_server
+from app.core.settings import CallersConfig, IdpConfig, ProfileConfig, Settings
+from tests.support.apps import START, FakeClock, in_process
+from tests.support.idp import AUDIENCE, ISSUER
+from tests.support.upstreams import SigningKey, Upstream, make_key, upstream_server
 
 pytestmark = pytest.mark.anyio
 
@@ -176,7 +176,7 @@ async def test_provider_down_is_503_not_an_open_door(
     make_settings: Callable[..., Settings], clock: FakeClock, provider_keys: dict[str, SigningKey]
 ) -> None:
     """No JWKS can be fetched: 503 with Retry-After."""
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     settings = make_settings(
         dev_mode=False,

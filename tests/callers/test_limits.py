@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from app.config import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
-from tests.conftest import FakeClock, in_process
-from tests.servers import free_port
+from app.core.settings import ApiKeyConfig, CallersConfig, ProfileConfig, Settings
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import FakeClock, in_process
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import cli, package_version
-from tests.conftest import new_private_key, new_public_key
+from tests.support.apps import new_private_key, new_public_key
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.samples import png
-from tests.servers import container_images, free_port, wait_until_ok
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.samples import png
+from tests.support.servers import container_images, free_port, wait_until_ok
 
 pytestmark = pytest.mark.e2e
 
@@ -152,7 +152,8 @@ def test_each_role_runs_locked_down_with_compose_secrets(
         answer = httpx.get(
             container.url + "/v1/auth", headers={"Authorization": f"Bearer {api_key}"}
         )
-        assert answer.status_code in (200, 403)  # v1 is opt-in outside development mode
+        assert answer.status_code == 403  # v1 is opt-in per profile outside development mode
+        assert answer.json()["type"] == "/problems/v1-not-allowed"
         token = httpx.post(
             container.url + "/v2/token",
             json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
@@ -307,7 +308,7 @@ def test_the_media_workers_run_in_the_locked_down_container(
     """The media libraries (Pillow, pillow-heif, PyAV) load in the image, their worker
     processes start as uid 10001 on the read-only root, and the answer carries what they read;
     a thumbnail is made and served."""
-    from tests import media_files
+    from tests.support import media_files
 
     name = "upload-auth-test-media"
     started.append(name)

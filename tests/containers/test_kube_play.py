@@ -22,11 +22,11 @@ import httpx
 import pytest
 import yaml
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.deploy.test_manifests import KUBE, render
-from tests.samples import png
-from tests.servers import container_images, wait_until_ok
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.manifests import KUBE, render
+from tests.support.samples import png
+from tests.support.servers import container_images, wait_until_ok
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import free_port, running_argv
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import free_port, running_argv
 
 pytestmark = pytest.mark.e2e
 
@@ -94,8 +94,8 @@ def test_install_is_locked_runtime_only_and_not_editable(venv: Path) -> None:
     """The image gets the runtime dependencies only, a real copy of the package (web assets
     included), and runs as the numeric non-root user."""
     site = next(venv.glob("lib/python3.*/site-packages"))
-    assert (site / "app" / "main.py").exists()
-    assert (site / "app" / "web" / "demo.html").exists()
+    assert (site / "app" / "credential_service" / "app.py").exists()
+    assert (site / "app" / "credential_service" / "web" / "demo.html").exists()
     assert not (site / "pytest").exists()
     assert not any("upload_auth" in p.name for p in site.glob("*.pth"))
     assert read_dockerfile().user == "10001:10001"

@@ -2,68 +2,19 @@
 Kubernetes' schemas and locked down as promised; the compose file is valid compose-spec; the
 Dockerfile passes hadolint."""
 
-import copy
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-ROOT = Path(__file__).resolve().parents[2]
-KUBE = ROOT / "deploy" / "kubernetes"
-COMPOSE = ROOT / "deploy" / "compose"
-BIN = Path(sys.executable).parent
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"}
-
-
-def load_all(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def render(directory: Path) -> list[dict[str, Any]]:
-    """The subset of kustomize these manifests use: resources, labels, namespace, images and
-    JSON 6902 patches. (No kustomize binary is installed here; this renders the same.)"""
-    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    resources: list[dict[str, Any]] = []
-    for entry in spec.get("resources", []):
-        path = directory / entry
-        resources += render(path) if path.is_dir() else load_all(path)
-    resources = copy.deepcopy(resources)
-    for label in spec.get("labels", []):
-        for resource in resources:
-            resource.setdefault("metadata", {}).setdefault("labels", {}).update(label["pairs"])
-    if "namespace" in spec:
-        for resource in resources:
-            if resource["kind"] not in CLUSTER_SCOPED:
-                resource["metadata"]["namespace"] = spec["namespace"]
-    for image in spec.get("images", []):
-        for resource in resources:
-            for container in (
-                resource.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
-            ):
-                name, _, _tag = container["image"].partition(":")
-                if name == image["name"]:
-                    container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
-    for patch in spec.get("patches", []):
-        target = patch["target"]
-        matches = [
-            r
-            for r in resources
-            if r["kind"] == target["kind"] and r["metadata"]["name"] == target["name"]
-        ]
-        assert matches, f"patch target {target} matches nothing"
-        for resource in matches:
-            index = resources.index(resource)
-            resources[index] = jsonpatch.apply_patch(resource, yaml.safe_load(patch["patch"]))
-    return resources
+from tests.support.manifests import BIN, COMPOSE, KUBE, ROOT, render
 
 
 @pytest.mark.parametrize("variant", ["base", "overlays/production"])
@@ -149,8 +100,8 @@ def test_overlay_scales_up() -> None:
 
 def test_configmap_is_a_valid_upload_auth_config(tmp_path: Path) -> None:
     """The policy in the ConfigMap loads (with a key file where the Secret would be)."""
-    from app.config import Settings
-    from app.wiring import key_ring
+    from app.core.parts import key_ring
+    from app.core.settings import Settings
 
     (config,) = [r for r in render(KUBE / "base") if r["kind"] == "ConfigMap"]
     toml = config["data"]["upload-auth.toml"]
@@ -181,7 +132,7 @@ def test_compose_file_is_valid_compose_spec() -> None:
 
 def test_compose_config_is_a_valid_upload_auth_config() -> None:
     """The compose set-up's upload-auth.toml loads."""
-    from app.config import Settings
+    from app.core.settings import Settings
 
     settings = Settings(config_file=ROOT / "deploy" / "compose" / "upload-auth.toml", dev_mode=True)
     assert settings.callers.forward is not None

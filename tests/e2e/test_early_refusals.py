@@ -14,11 +14,11 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.browser.conftest import CHROMIUM_ARGS
-from tests.conftest import new_private_key, new_public_key
-from tests.samples import png
-from tests.servers import Server, clean_env, require_program, running
-from tests.upload_api.conftest import basic
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.browser import CHROMIUM_ARGS
+from tests.support.samples import png
+from tests.support.servers import Server, clean_env, require_program, running
+from tests.support.uploads import basic
 
 pytestmark = pytest.mark.e2e
 

@@ -28,11 +28,11 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from app import credentials
-from app.keys import KeyPair
-from tests.conftest import new_private_key, new_public_key
-from tests.samples import png, v1_signature
-from tests.servers import Server, clean_env, peak_rss_kib, running
+from app.core import credentials
+from app.core.keys import KeyPair
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.samples import png, v1_signature
+from tests.support.servers import Server, clean_env, peak_rss_kib, running
 
 pytestmark = pytest.mark.e2e
 

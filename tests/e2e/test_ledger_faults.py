@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from app.keys import KeyPair
-from tests.conftest import FakeClock, new_private_key, new_public_key
-from tests.samples import png
-from tests.servers import Redis, Server, clean_env, running
-from tests.upload_api.conftest import v2_fields
+from app.core.keys import KeyPair
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import FakeClock, new_private_key, new_public_key
+from tests.support.samples import png
+from tests.support.servers import Redis, Server, clean_env, running
+from tests.support.uploads import v2_fields
 
 pytestmark = pytest.mark.e2e
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.samples import png
-from tests.servers import clean_env, require_program, running
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.samples import png
+from tests.support.servers import clean_env, require_program, running
 
 pytestmark = pytest.mark.e2e
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import (
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import (
     Server,
     clean_env,
     free_port,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import Server, clean_env, peak_rss_kib, running
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import Server, clean_env, peak_rss_kib, running
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import Server, clean_env, redis_server, running
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import Server, clean_env, redis_server, running
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from imagekitio import ImageKit
 
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import BIN, Server, clean_env, running
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import BIN, Server, clean_env, running
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ def test_dev_mode_without_keys_generates_a_pair(tmp_path: Path) -> None:
 
 def test_dev_serves_the_upload_api_beside_the_service(dev_server: Server) -> None:
     """`upload-auth dev` answers v2 credentials whose uploadUrl it also accepts."""
-    from tests.samples import png
+    from tests.support.samples import png
 
     data = png(4, 4)
     grant = httpx.post(
@@ -129,7 +129,7 @@ print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in NOT_FOR_SERVE
 def test_serve_loads_only_what_it_runs(keys: tuple[str, str]) -> None:
     """Memory per replica and cold start: the credential service's command does not import
     the bulk uploader's HTTP client, the JWT verifier or the Redis client."""
-    from app.callers.api_keys import hash_api_key, new_api_key
+    from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 
     callers = json.dumps({"api_keys": [{"name": "b", "hash": hash_api_key(new_api_key())}]})
     env = clean_env(

@@ -6,9 +6,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import clean_env, redis_server, running
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.servers import clean_env, redis_server, running
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,10 @@ import pytest
 from imagekitio import ImageKit
 from imagekitio.types.file_upload_response import FileUploadResponse
 
-from tests.conftest import new_private_key, new_public_key
-from tests.samples import jpeg, png, v1_signature
-from tests.servers import Server, clean_env, peak_rss_kib, redis_server, running
-from tests.upload_api.conftest import basic
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.samples import jpeg, png, v1_signature
+from tests.support.servers import Server, clean_env, peak_rss_kib, redis_server, running
+from tests.support.uploads import basic
 
 pytestmark = pytest.mark.e2e
 

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from app.config import Settings
+from app.core.settings import Settings
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from app.dev import serve_both
-from tests.callers.conftest import AUDIENCE, ISSUER
-from tests.conftest import asgi_client, new_private_key, new_public_key
-from tests.samples import png, v1_signature
-from tests.servers import clean_env, redis_server, running
-from tests.upstreams import SigningKey, Upstream, make_key, upstream_server
+from tests.support.apps import asgi_client, new_private_key, new_public_key
+from tests.support.idp import AUDIENCE, ISSUER
+from tests.support.samples import png, v1_signature
+from tests.support.servers import clean_env, redis_server, running
+from tests.support.upstreams import SigningKey, Upstream, make_key, upstream_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import new_private_key, new_public_key
-from tests.servers import clean_env, free_port, redis_server, running
-from tests.webhooks.conftest import python_unwrap
-from tests.webhooks.receiver import Receiver, receiving
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.receiver import Receiver, receiving
+from tests.support.servers import clean_env, free_port, redis_server, running
+from tests.support.webhooks import python_unwrap
 
 pytestmark = pytest.mark.e2e
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from app import errors
-from app.imagekit import rules
-from app.imagekit.rules import MIB, format_size, parse_size
-from app.policy import as_problem
+from app.core import errors
+from app.core.imagekit import rules
+from app.core.imagekit.rules import MIB, format_size, parse_size
+from app.credential_service.policy import as_problem
 
 
 @pytest.mark.parametrize(

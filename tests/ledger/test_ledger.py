@@ -3,8 +3,8 @@ the burn, and an epoch that starts when the ledger does."""
 
 import pytest
 
-from app.ledger import MemoryLedger, credential_key
-from tests.conftest import START, FakeClock
+from app.core.ledger import MemoryLedger, credential_key
+from tests.support.apps import START, FakeClock
 
 pytestmark = pytest.mark.anyio
 

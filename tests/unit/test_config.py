@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.config import ConfigError, Settings, load_settings
-from app.main import create_app
-from app.wiring import assemble, key_ring, policy
-from tests.conftest import new_private_key, new_public_key
+from app.core.parts import key_ring, keys
+from app.core.settings import ConfigError, Settings, load_settings
+from app.credential_service.app import create_app
+from app.credential_service.parts import policy
+from tests.support.apps import new_private_key, new_public_key
 
 
 @pytest.fixture
@@ -107,7 +108,7 @@ def config_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError) as info:
-        assemble(load_settings())  # what a factory does at start-up
+        keys(load_settings())  # what a factory does at start-up
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -213,7 +214,7 @@ def test_dev_mode_generates_a_throwaway_pair_once_per_process() -> None:
     first, second = key_ring(Settings(dev_mode=True)), key_ring(Settings(dev_mode=True))
     assert first.signing.public_key.startswith("public_dev_")
     assert first.signing == second.signing
-    script = "from app.wiring import development_pair; print(development_pair().public_key)"
+    script = "from app.core.parts import development_pair; print(development_pair().public_key)"
     other = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.strip()

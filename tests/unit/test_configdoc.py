@@ -3,7 +3,7 @@ not drift from the code."""
 
 from pathlib import Path
 
-from app.config import (
+from app.core.settings import (
     ApiKeyConfig,
     ForwardAuthConfig,
     IdpConfig,
@@ -11,14 +11,16 @@ from app.config import (
     ProfileConfig,
     Settings,
 )
-from app.configdoc import render
+from app.core.settings_reference import render
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_the_checked_in_reference_is_what_the_code_generates() -> None:
-    """Regenerate with `python -m app.configdoc > docs/configuration.md`."""
-    assert REFERENCE.read_text() == render(), "run: python -m app.configdoc > docs/configuration.md"
+    """Regenerate with `python -m app.core.settings_reference > docs/configuration.md`."""
+    assert REFERENCE.read_text() == render(), (
+        "run: python -m app.core.settings_reference > docs/configuration.md"
+    )
 
 
 def test_every_setting_is_documented_with_its_meaning() -> None:

@@ -12,10 +12,10 @@ import jwt
 import pytest
 from imagekitio import ImageKit
 
-from app import credentials
-from app.keys import KeyPair, KeyRing
-from tests.conftest import START, new_private_key, new_public_key
-from tests.samples import v1_signature
+from app.core import credentials
+from app.core.keys import KeyPair, KeyRing
+from tests.support.apps import START, new_private_key, new_public_key
+from tests.support.samples import v1_signature
 
 
 def pair() -> KeyPair:

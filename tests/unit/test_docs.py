@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app import errors
+from app.core import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [

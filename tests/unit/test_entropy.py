@@ -2,7 +2,7 @@
 
 import os
 
-from app.entropy import CHUNK, random16
+from app.core.entropy import CHUNK, random16
 
 
 def test_chunks_are_never_handed_out_twice() -> None:

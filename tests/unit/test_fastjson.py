@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.fastjson import dumps
+from app.core.fastjson import dumps
 
 #: What the service encodes: strings (any code point, lone surrogates included, as a client can
 #: send them as ``\ud800``), integers of any size, floats JSON can write, and nesting.

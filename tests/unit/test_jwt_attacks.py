@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app import credentials
-from app.clock import LEEWAY_SECONDS
-from app.keys import KeyPair, KeyRing
-from tests.conftest import START, new_private_key, new_public_key
+from app.core import credentials
+from app.core.clock import LEEWAY_SECONDS
+from app.core.keys import KeyPair, KeyRing
+from tests.support.apps import START, new_private_key, new_public_key
 
 FIELDS = {"fileName": "cat.png", "folder": "/"}
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app import middleware
-from app.logs import configure_logging, event, get_logger
+from app.core.http import middleware
+from app.core.logs import configure_logging, event, get_logger
 
 
 def lines(out: str) -> list[dict[str, Any]]:
@@ -71,7 +71,7 @@ def test_odd_values_and_secrets(capsys: pytest.CaptureFixture[str]) -> None:
 def test_time_is_to_the_millisecond(
     now: float, text: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("app.logs.time.time", lambda: now)
+    monkeypatch.setattr("app.core.logs.time.time", lambda: now)
     event(get_logger("audit"), "credential.issued", {})
     assert f'"ts":{text},' in capsys.readouterr().out
 
@@ -81,7 +81,7 @@ def test_access_line_duration_in_milliseconds(
 ) -> None:
     """The access line's duration: milliseconds with at most two decimals."""
     clock = iter([100.0, 100.0123456])
-    monkeypatch.setattr("app.middleware.time.perf_counter", lambda: next(clock))
+    monkeypatch.setattr("app.core.http.middleware.time.perf_counter", lambda: next(clock))
 
     async def app(_scope: Any, _receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})

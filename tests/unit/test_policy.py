@@ -4,17 +4,12 @@ import dataclasses
 
 import pytest
 
-from app import errors
-from app.imagekit.filetypes import ALLOWED
-from app.imagekit.rules import MIB, PlanLimits
-from app.policy import (
-    FileRequest,
-    Policy,
-    Profile,
-    UploadGrant,
-    caller_segment,
-    seed_profile,
-)
+from app.core import errors
+from app.core.folders import caller_segment
+from app.core.imagekit.filetypes import ALLOWED
+from app.core.imagekit.rules import MIB, PlanLimits
+from app.core.ledger.records import UploadGrant
+from app.credential_service.policy import FileRequest, Policy, Profile, seed_profile
 
 SEED_EXTENSIONS = (
     "jpg jpeg png webp gif svg heif heic bmp flif arw tif tiff pdf js mjs css php py yml yaml "

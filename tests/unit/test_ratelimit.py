@@ -10,7 +10,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from app.ratelimit import SlidingWindows
+from app.credential_service.ratelimit import SlidingWindows
 
 START = 1_800_000_000.0  # a multiple of 60: the minute window starts here
 KEY = ("v1", "api_key:backend")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from app.server import JoinedWrites
+from app.http_protocol import JoinedWrites
 
 pytestmark = pytest.mark.anyio
 

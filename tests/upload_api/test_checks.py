@@ -86,7 +86,7 @@ def test_bad_expressions_are_syntax_errors(expression: str) -> None:
 
 def test_what_credentials_sign_parses_and_pins() -> None:
     """The checks the policy writes into v2 tokens accept the file and refuse others."""
-    from app.policy import checks_for
+    from app.credential_service.policy import checks_for
 
     tree = parse(checks_for(48213, "image/png"))
     assert evaluate(tree, UPLOAD)

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from imagekitio import ImageKit
 
-from app.config import Settings
-from app.delivery import signed_url
-from app.keys import KeyPair
-from tests.conftest import FakeClock
-from tests.samples import png
-from tests.upload_api.conftest import V1, basic, owner_stored, upload_client
+from app.core.keys import KeyPair
+from app.core.settings import Settings
+from app.core.signed_urls import signed_url
+from tests.support.apps import FakeClock
+from tests.support.samples import png
+from tests.support.uploads import V1, basic, owner_stored, upload_client
 
 pytestmark = pytest.mark.anyio
 

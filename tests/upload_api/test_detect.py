@@ -2,9 +2,9 @@
 
 import pytest
 
-from app.imagekit.filetypes import ALLOWED
+from app.core.imagekit.filetypes import ALLOWED
 from app.upload_api.detect import detect
-from tests.samples import jpeg, png
+from tests.support.samples import jpeg, png
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.config import Settings
+from app.core.settings import Settings
 from app.upload_api.fetch import is_public
-from tests import media_files as mf
-from tests.conftest import FakeClock
-from tests.servers import serving
-from tests.upload_api.conftest import V1, V2, basic, upload_client, v1_fields
+from tests.support import media_files as mf
+from tests.support.apps import FakeClock
+from tests.support.servers import serving
+from tests.support.uploads import V1, V2, basic, upload_client, v1_fields
 
 pytestmark = pytest.mark.anyio
 

@@ -10,35 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from app.imagekit.filetypes import ALLOWED
+from app.core.imagekit.filetypes import ALLOWED
 from app.upload_api import media
 from app.upload_api.workers import MediaWorkers
-from tests import media_files as mf
+from tests.support import media_files as mf
+from tests.support.media_files import REAL_FILES
 
 pytestmark = pytest.mark.anyio
-
-#: name, bytes, and what the response must say about the file.
-REAL_FILES: list[tuple[str, bytes, dict[str, object]]] = [
-    ("camera.jpg", mf.camera_jpeg(640, 480), {"width": 640, "height": 480}),
-    ("scan.tiff", mf.image("tiff", 90, 60), {"width": 90, "height": 60}),
-    ("phone.heic", mf.image("heic", 72, 54, camera=True), {"width": 72, "height": 54}),
-    ("layers.psd", mf.psd(40, 30), {"width": 40, "height": 30}),
-    ("raw.dng", mf.dng((16, 12), (4000, 3000)), {"width": 4000, "height": 3000}),
-    ("sony.arw", mf.dng((20, 15), (6000, 4000)), {"width": 6000, "height": 4000}),
-    ("logo.svg", mf.svg("120", "80"), {"width": 120, "height": 80}),
-    ("print.eps", mf.eps(150, 90), {"width": 150, "height": 90}),
-    ("anim.gif", mf.image("gif", 33, 21), {"width": 33, "height": 21}),
-    ("photo.webp", mf.image("webp", 50, 20), {"width": 50, "height": 20}),
-    ("old.bmp", mf.image("bmp", 17, 9), {"width": 17, "height": 9}),
-    ("icon.png", mf.image("png", 31, 7), {"width": 31, "height": 7}),
-    (
-        "clip.mp4",
-        mf.mp4(seconds=2, width=320, height=240),
-        {"width": 320, "height": 240, "duration": 2, "videoCodec": "h264", "audioCodec": "aac"},
-    ),
-    ("song.mp3", mf.mp3(seconds=3), {"duration": 3, "audioCodec": "mp3"}),
-    ("report.pdf", mf.pdf(), {}),
-]
 
 
 def _probe(tmp_path: Path, name: str, data: bytes) -> media.Probe:

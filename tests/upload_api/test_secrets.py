@@ -3,9 +3,9 @@
 import httpx
 import pytest
 
-from app.keys import KeyPair
-from tests.conftest import FakeClock
-from tests.upload_api.conftest import V1, V2, basic, file_part, v1_fields, v2_fields
+from app.core.keys import KeyPair
+from tests.support.apps import FakeClock
+from tests.support.uploads import V1, V2, basic, file_part, v1_fields, v2_fields
 
 pytestmark = pytest.mark.anyio
 

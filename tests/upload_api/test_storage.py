@@ -1,16 +1,15 @@
 """Local storage: names cleaned as ImageKit does, files published atomically, overwrite rules."""
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from app.imagekit.rules import clean_name
-from app.upload_api.storage import LocalStorage, NameTaken, unique_name
+from app.core.imagekit.rules import clean_name
+from app.upload_api.storage import FileDetails, LocalStorage, NameTaken, unique_name
 
 
-def details(size: int = 3) -> dict[str, Any]:
-    return {"size": size, "mime": "text/plain", "extension": "txt"}
+def details(size: int = 3) -> FileDetails:
+    return FileDetails(size=size, mime="text/plain", extension="txt")
 
 
 def upload(storage: LocalStorage, data: bytes) -> Path:

@@ -18,12 +18,12 @@ from imagekitio import ImageKit
 from imagekitio.types import FileUploadResponse
 from PIL import Image
 
-from app.config import Settings
-from tests import media_files as mf
-from tests.conftest import FakeClock
-from tests.servers import unavailable
-from tests.upload_api.conftest import V1, V2, basic, owner_upload, upload_client
-from tests.upload_api.test_media import REAL_FILES
+from app.core.settings import Settings
+from tests.support import media_files as mf
+from tests.support.apps import FakeClock
+from tests.support.media_files import REAL_FILES
+from tests.support.servers import unavailable
+from tests.support.uploads import V1, V2, basic, owner_upload, upload_client
 
 pytestmark = pytest.mark.anyio
 

@@ -9,16 +9,16 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from imagekitio.types.file_upload_response import FileUploadResponse
 
-from app.clock import LEEWAY_SECONDS
-from app.config import Settings
-from app.keys import KeyPair
-from app.upload_api.main import create_upload_app
-from tests.conftest import FakeClock
-from tests.samples import png, v1_signature
-from tests.upload_api.conftest import (
+from app.core.clock import LEEWAY_SECONDS
+from app.core.keys import KeyPair
+from app.core.settings import Settings
+from app.upload_api.app import create_upload_app
+from tests.support.apps import FakeClock, asgi_client
+from tests.support.samples import png, v1_signature
+from tests.support.uploads import (
+    HELP,
     V1,
     assert_imagekit_error,
     basic,
@@ -320,7 +320,7 @@ async def test_invalid_parameters(
 
 async def test_real_type_decides(uploads: httpx.AsyncClient, private_key: str) -> None:
     """HTML named .png is refused; an .exe is refused; JPEG bytes named .png are a JPEG."""
-    from tests.samples import jpeg
+    from tests.support.samples import jpeg
 
     auth = basic(private_key)
     html = await uploads.post(
@@ -388,30 +388,36 @@ async def test_base64_file_and_data_uri(uploads: httpx.AsyncClient, private_key:
 
 
 @pytest.mark.parametrize(
-    "data",
-    [png(7, 3), png(1, 1)[:60] + bytes(range(256)) * 40, b"\x00\x01", b"GIF89a\x01"],
-    ids=["png", "png, long", "two bytes", "short"],
+    ("name", "data", "status"),
+    [
+        ("raw.png", png(7, 3), 200),
+        ("raw.png", png(1, 1)[:60] + bytes(range(256)) * 40, 200),
+        ("raw.gif", b"GIF89a\x01", 200),
+        ("raw.bin.txt", b"\x00\x01", 400),
+    ],
+    ids=["png", "png, long", "short gif", "two binary bytes as text"],
 )
 async def test_bytes_without_a_filename_are_the_file(
-    uploads: httpx.AsyncClient, private_key: str, data: bytes
+    uploads: httpx.AsyncClient, private_key: str, name: str, data: bytes, status: int
 ) -> None:
     """A file part without a filename holding the file's bytes, as imagekitio 4.x sends
-    ``bytes``, is stored as sent (it used to be decoded as base64 and refused)."""
-    name = "raw.png" if data.startswith(b"\x89PNG") else "raw.bin.txt"
-    if data.startswith(b"GIF"):
-        name = "raw.gif"
+    ``bytes``, is stored as sent (it used to be decoded as base64 and refused): a file of its
+    extension's type is served back byte for byte; one that is not is refused for its
+    content."""
     response = await uploads.post(
         V1,
         data={"fileName": name, "useUniqueFileName": "false"},
         files={"file": (None, data)},
         headers=basic(private_key),
     )
-    if name.endswith(".png"):
-        assert response.status_code == 200, response.text
+    assert response.status_code == status, response.text
+    if status == 200:
         assert (await uploads.get("/files/" + response.json()["name"])).content == data
-    else:  # stored or refused for its content, never as undecodable base64
-        assert "base64" not in response.text
-        assert response.status_code != 500
+    else:
+        assert response.json()["message"] == (
+            "Your request contains invalid file parameter. The file's content does not match "
+            "its extension."
+        )
 
 
 async def test_not_multipart(uploads: httpx.AsyncClient, private_key: str) -> None:
@@ -463,20 +469,22 @@ async def test_a_bug_answers_500_with_its_request_id(
     async def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("SNEAKY internal detail")
 
-    monkeypatch.setattr("app.upload_api.main.upload", broken)
-    async with LifespanManager(create_upload_app(upload_settings, clock=clock)) as app:
-        transport = httpx.ASGITransport(app=app.app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://upload.test") as http:
-            response = await http.post(
-                V1,
-                files={"file": ("a.png", png())},
-                data={"fileName": "a.png"},
-                headers={"X-Request-ID": "bug-2"},
-            )
-            await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
+    monkeypatch.setattr("app.upload_api.routes.uploads.upload", broken)
+    app = create_upload_app(upload_settings, clock=clock)
+    async with asgi_client(app, "http://upload.test", raise_app_exceptions=False) as http:
+        response = await http.post(
+            V1,
+            files={"file": ("a.png", png())},
+            data={"fileName": "a.png"},
+            headers={"X-Request-ID": "bug-2"},
+        )
+        await asyncio.sleep(0)  # request lines go out at the end of the event loop's turn
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "bug-2"
-    assert "SNEAKY" not in response.text
+    assert response.json() == {
+        "message": "The upload API hit an unexpected error. Please retry.",
+        "help": HELP,
+    }
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "{" in line]
     access = [d for d in lines if d.get("logger") == "upload_auth.access"]
     assert [(d["request_id"], d["status"]) for d in access] == [("bug-2", 500)]

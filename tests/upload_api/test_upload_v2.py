@@ -6,11 +6,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import Settings
-from app.keys import KeyPair
-from tests.conftest import FakeClock, new_private_key, new_public_key
-from tests.samples import png
-from tests.upload_api.conftest import (
+from app.core.keys import KeyPair
+from app.core.settings import Settings
+from tests.support.apps import FakeClock, new_private_key, new_public_key
+from tests.support.samples import png
+from tests.support.uploads import (
     V2,
     assert_imagekit_error,
     basic,
@@ -81,7 +81,7 @@ async def test_bigger_file_or_other_type_fails_checks(
         V2, data=v2_fields(pair, clock, declared), files=file_part(png(30, 30))
     )
     assert_imagekit_error(bigger, 400, CHECKS_FAILED)
-    from tests.samples import jpeg
+    from tests.support.samples import jpeg
 
     other = jpeg()
     fields = v2_fields(pair, clock, other + b"\x00" * 100)  # declared image/png, large enough
@@ -171,7 +171,7 @@ async def test_redis_down_refuses_uploads(
     make_settings: Callable[..., Settings], storage_dir: Path, pair: KeyPair, clock: FakeClock
 ) -> None:
     """With Redis configured but unreachable, a credential is never accepted: 503."""
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     settings = make_settings(
         storage_dir=storage_dir, redis_url=f"redis://127.0.0.1:{free_port()}/0"

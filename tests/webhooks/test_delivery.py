@@ -11,13 +11,13 @@ import pytest
 from imagekitio.types import FileCreateEvent, FileVersionCreateEvent
 from standardwebhooks import WebhookVerificationError
 
-from app.config import Settings
-from app.webhooks.outbox import SqliteOutbox
-from tests import media_files as mf
-from tests.servers import free_port
-from tests.upload_api.conftest import owner_stored
-from tests.webhooks.conftest import node_verify, python_unwrap, upload_api
-from tests.webhooks.receiver import Delivery, Receiver, receiving
+from app.core.settings import Settings
+from app.core.webhooks.outbox import SqliteOutbox
+from tests.support import media_files as mf
+from tests.support.receiver import Delivery, Receiver, receiving
+from tests.support.servers import free_port
+from tests.support.uploads import owner_stored
+from tests.support.webhooks import node_verify, python_unwrap, upload_api
 
 pytestmark = pytest.mark.anyio
 

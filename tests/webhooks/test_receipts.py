@@ -11,13 +11,19 @@ from typing import Any
 import httpx
 import pytest
 
-from app.callers.api_keys import hash_api_key, new_api_key
-from app.config import ApiKeyConfig, CallersConfig, ForwardAuthConfig, ProfileConfig, Settings
+from app.core.settings import (
+    ApiKeyConfig,
+    CallersConfig,
+    ForwardAuthConfig,
+    ProfileConfig,
+    Settings,
+)
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from app.dev import serve_both
-from tests.conftest import asgi_client
-from tests.upstreams import Upstream, upstream_server
-from tests.webhooks.conftest import python_unwrap
-from tests.webhooks.receiver import Receiver, receiving
+from tests.support.apps import asgi_client
+from tests.support.receiver import Receiver, receiving
+from tests.support.upstreams import Upstream, upstream_server
+from tests.support.webhooks import python_unwrap
 
 pytestmark = pytest.mark.anyio
 

@@ -1,0 +1,1 @@
+"""What both wings put in front of their routes: request context, CORS, problem rendering."""

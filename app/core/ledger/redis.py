@@ -1,0 +1,154 @@
+"""The credential ledger in Redis, shared by every replica (imported only where Redis is
+configured: the Redis client is not loaded otherwise)."""
+
+import logging
+from typing import Final
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.core.ledger import (
+    EPOCH_KEY,
+    FORGOTTEN_MARGIN_MS,
+    GRANT_PREFIX,
+    RECEIPT_PREFIX,
+    USED_PREFIX,
+    Burn,
+    LedgerUnavailable,
+    remember_for,
+)
+
+log = logging.getLogger("upload_auth.ledger")
+
+
+#: Burn a credential, read its grant and check the epoch, atomically. KEYS: used key, grant
+#: key, epoch key. ARGV: remember-for seconds, the epoch to begin if there is none. Returns
+#: {fresh 0/1, epoch, forgotten 0/1, grant or nil}.
+_BURN: Final = """
+local epoch = redis.call('GET', KEYS[3])
+local forgotten = 0
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('SET', KEYS[3], epoch)
+  forgotten = 1
+end
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
+return {fresh and 1 or 0, epoch, forgotten, redis.call('GET', KEYS[2])}
+"""
+
+
+#: Readiness: begin a new epoch if the ledger has none (it forgot while nobody used it).
+#: KEYS: epoch key. ARGV: the epoch to begin. Returns 1 if it had to begin one.
+_CHECK_EPOCH: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+_FORGOTTEN: Final = (
+    "the credential ledger had lost its data (Redis restarted without persistence, or "
+    "flushed): credentials issued before the new epoch are refused, and clients fetch new ones"
+)
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+class RedisLedger:
+    """Redis, shared by every replica.
+
+    Pooled connections that a Redis restart left stale fail once when next used: each command is
+    retried (twice, 50-200 ms apart) on a fresh connection, so a restart costs no request,
+    while a real outage (connections refused) still answers within about half a second. The
+    cause of an outage is logged once, at warning, when it begins, and again when it ends.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 1.0) -> None:
+        self.redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+            health_check_interval=30,
+        )
+        self.burn_script = self.redis.register_script(_BURN)
+        self.epoch_script = self.redis.register_script(_CHECK_EPOCH)
+        self.down: str | None = None
+
+    def _failed(self, exc: BaseException) -> LedgerUnavailable:
+        cause = f"{type(exc).__name__}: {exc}"[:200]
+        if self.down is None:
+            log.warning("credential ledger (Redis) unavailable", extra={"cause": cause})
+        self.down = cause
+        return LedgerUnavailable(type(exc).__name__)
+
+    def _answered(self) -> None:
+        if self.down is not None:
+            log.warning("credential ledger (Redis) answers again", extra={"cause": self.down})
+            self.down = None
+
+    async def start(self, now_ms: int) -> None:
+        try:
+            await self.redis.set(EPOCH_KEY, str(now_ms), nx=True)
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+
+    async def record(self, key: str, grant: bytes, ttl: int) -> None:
+        try:
+            await self.redis.set(GRANT_PREFIX + key, grant, ex=remember_for(ttl))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+
+    async def burn(self, key: str, ttl: int, *, now_ms: int) -> Burn:
+        keys = [USED_PREFIX + key, GRANT_PREFIX + key, EPOCH_KEY]
+        try:
+            fresh, epoch, forgotten, grant = await self.burn_script(
+                keys=keys, args=[remember_for(ttl), now_ms + FORGOTTEN_MARGIN_MS]
+            )
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+        epoch_ms = int(epoch)
+        if forgotten:
+            log.warning(_FORGOTTEN, extra={"epoch_ms": epoch_ms})
+        return Burn(bool(fresh), epoch_ms, grant)
+
+    async def ping(self, now_ms: int | None = None) -> bool:
+        """Whether Redis answers; with ``now_ms``, also begin a new epoch (with the margin) if
+        the ledger has none, as a burn would."""
+        try:
+            if now_ms is None:
+                await self.redis.ping()
+            elif await self.epoch_script(keys=[EPOCH_KEY], args=[now_ms + FORGOTTEN_MARGIN_MS]):
+                log.warning(_FORGOTTEN, extra={"epoch_ms": now_ms + FORGOTTEN_MARGIN_MS})
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        self._answered()
+        return True
+
+    async def note_use(self, key: str, receipt: bytes, ttl: int) -> None:
+        try:
+            await self.redis.set(RECEIPT_PREFIX + key, receipt, ex=remember_for(ttl))
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+
+    async def lookup(self, key: str) -> tuple[bytes | None, bytes | None]:
+        try:
+            grant, receipt = await self.redis.mget([GRANT_PREFIX + key, RECEIPT_PREFIX + key])
+        except (RedisError, OSError) as exc:
+            raise self._failed(exc) from None
+        self._answered()
+        return _bytes(grant), _bytes(receipt)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,721 @@
+"""Configuration: one frozen Settings class, validated completely at start-up.
+
+Sources, highest priority first: constructor arguments, environment variables, the TOML config
+file (``UPLOAD_AUTH_CONFIG_FILE``), defaults. The key pair comes from the official SDKs' own
+variables ``IMAGEKIT_PUBLIC_KEY`` / ``IMAGEKIT_PRIVATE_KEY`` (each also as ``..._FILE``, a path to a
+mounted secret); more pairs (up to five) and the policy profiles come from the config file.
+Everything else is ``UPLOAD_AUTH_<NAME>``. A bad value stops the process with one line naming the
+setting (``describe_error``), never echoing a secret.
+"""
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args
+from urllib.parse import urlsplit
+
+from limits import RateLimitItem
+from limits import parse as parse_limit
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    PlainSerializer,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from app.core.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
+from app.core.folders import check_template
+from app.core.imagekit.filetypes import ALLOWED
+from app.core.imagekit.rules import GIB, KIB, MIB, parse_size
+from app.core.keys import MAX_KEY_PAIRS, MAX_PUBLIC_KEY_LENGTH, MIN_PRIVATE_KEY_BYTES
+
+ENV_PREFIX: Final = "UPLOAD_AUTH_"
+CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
+#: Longest signed delivery URL a profile may allow: a week.
+MAX_URL_LIFETIME: Final = 7 * 24 * 3600
+#: Longest credential lifetime we hand out: the upload API's hour, less the clock leeway.
+MAX_TTL: Final = MAX_CREDENTIAL_LIFETIME - LEEWAY_SECONDS
+_PUBLIC_KEY_PATTERN: Final = rf"^[\x21-\x7e]{{1,{MAX_PUBLIC_KEY_LENGTH}}}$"
+IMAGEKIT_UPLOAD_HOST: Final = "upload.imagekit.io"
+
+
+class ConfigError(Exception):
+    """The configuration cannot start the service; the message is one line, secret-free."""
+
+
+def check_private_key(value: str, setting: str) -> bytes:
+    """A private key's bytes, if it can be one (ValueError naming ``setting`` otherwise)."""
+    raw = value.encode()
+    if len(raw) < MIN_PRIVATE_KEY_BYTES:
+        raise ValueError(
+            f"{setting}: must be at least {MIN_PRIVATE_KEY_BYTES} bytes "
+            "(ImageKit private keys are 36 characters)"
+        )
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise ValueError(f"{setting}: must not contain whitespace")
+    return raw
+
+
+def to_size(value: object) -> object:
+    """A size as written (bytes, or ``"25mb"``) as bytes; parsed here, once."""
+    return parse_size(value) if isinstance(value, str) else value
+
+
+#: Bytes, written as a number or a string such as "25mb"; bytes once the settings load.
+Size = Annotated[int, BeforeValidator(to_size), Field(ge=0)]
+
+
+class KeyPairConfig(BaseModel):
+    """A ``[[keys]]`` entry of the config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    public_key: str = Field(pattern=_PUBLIC_KEY_PATTERN)
+    """The pair's public key."""
+    private_key: SecretStr | None = None
+    """The pair's private key (secret), or:"""
+    private_key_file: Path | None = None
+    """a file holding it."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "KeyPairConfig":
+        if (self.private_key is None) == (self.private_key_file is None):
+            raise ValueError("give exactly one of private_key and private_key_file")
+        return self
+
+    @field_validator("private_key")
+    @classmethod
+    def _private(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            name = info.data.get("public_key", "?")
+            check_private_key(value.get_secret_value(), f"keys[{name}].private_key")
+        return value
+
+
+class ProfileConfig(BaseModel):
+    """A ``[profiles.<name>]`` table of the config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    types: list[str] | None = None
+    """The allowed extensions; unset: every type the upload API allows."""
+    max_size: Size | None = None
+    """Largest non-video file (`"2mb"`), capped by the plan's limit."""
+    max_video_size: Size | None = None
+    """Largest video file, capped by the plan's limit."""
+    folder: str = "/"
+    """Where uploads go; `{caller}` is the authenticated caller's id."""
+    use_unique_file_name: bool = True
+    """Add a random suffix to every stored name."""
+    overwrite: bool = False
+    """Let an upload replace an existing file of the same name."""
+    private: bool = False
+    """Store every upload as a private file (served only through signed URLs)."""
+    tags: list[str] = Field(default_factory=list, max_length=30)
+    """Tags added to every upload; up to 30, without `,` or `%`."""
+    ttl: int | None = Field(default=None, ge=10, le=MAX_TTL)
+    """Lifetime of this profile's credentials, seconds; capped by `credential_ttl`."""
+    read_folder: str | None = None
+    """Signed delivery URLs: the folder (template) callers may read; default: the profile's
+    folder."""
+    url_lifetime: int = Field(default=3600, ge=10, le=MAX_URL_LIFETIME)
+    """Longest signed URL, seconds."""
+    allow_v1: bool | None = None
+    """Issue v1 credentials for this profile; default: only in development mode."""
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        lowered = [t.lower().lstrip(".") for t in value]
+        unknown = sorted(set(lowered) - ALLOWED.keys())
+        if unknown:
+            raise ValueError(f"not allowed upload types: {', '.join(unknown)}")
+        if not lowered:
+            raise ValueError("must list at least one type")
+        return lowered
+
+    @field_validator("folder", "read_folder")
+    @classmethod
+    def _folder(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        if any(not t or "," in t or "%" in t for t in value):
+            raise ValueError("tags must be non-empty and contain neither ',' nor '%'")
+        return value
+
+
+_NAME_PATTERN: Final = r"^[A-Za-z0-9_.@:-]{1,64}$"
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_endpoint(url: str) -> str:
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http(s) URL")
+    return url
+
+
+def _check_secure_endpoint(url: str) -> str:
+    """https, or plain http only to this machine (a test, a local proxy)."""
+    parsed = urlsplit(_check_endpoint(url))
+    if parsed.scheme != "https" and parsed.hostname not in _LOOPBACK_HOSTS:
+        raise ValueError("must be https (plain http only to localhost)")
+    return url
+
+
+#: Where the app's session check lives: often plain http inside a compose or cluster network.
+Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
+#: Where signing keys come from: https, so nobody on the path can swap them.
+SecureEndpoint = Annotated[str, AfterValidator(_check_secure_endpoint)]
+
+
+class ApiKeyConfig(BaseModel):
+    """An ``[[callers.api_keys]]`` entry: a back end allowed to ask for credentials."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    """The caller id."""
+    hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    """The key's SHA-256, as `upload-auth new-api-key` prints it."""
+    profiles: list[str] | None = None
+    """The profiles this caller may use; unset: all."""
+
+
+#: Asymmetric only: no HS* (a public key must never serve as an HMAC secret), never none.
+IdpAlgorithm = Literal["RS256", "ES256", "EdDSA"]
+
+
+class IdpConfig(BaseModel):
+    """``[callers.idp]``: end-user JWTs from an OpenID Connect / OAuth identity provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    jwks_url: SecureEndpoint
+    """The provider's JWKS document; https (plain http only to localhost)."""
+    issuer: str = Field(min_length=1)
+    """The `iss` the tokens must carry."""
+    audience: str = Field(min_length=1)
+    """The `aud` the tokens must carry."""
+    algorithms: list[IdpAlgorithm] = Field(
+        default_factory=lambda: list(get_args(IdpAlgorithm)), min_length=1
+    )
+    """Accepted signature algorithms; asymmetric only."""
+    caller_claim: str = Field(default="sub", min_length=1)
+    """The claim naming the caller."""
+    profiles: list[str] | None = None
+    """The profiles these callers may use; unset: all."""
+    cache_seconds: int = Field(default=300, ge=10, le=86400)
+    """How long fetched keys are kept, seconds."""
+    refetch_seconds: int = Field(default=30, ge=1, le=3600)
+    """Least time between fetches for an unknown `kid`, seconds."""
+    timeout: float = Field(default=2.0, gt=0, le=10)
+    """JWKS fetch timeout, seconds."""
+
+
+class ForwardAuthConfig(BaseModel):
+    """``[callers.forward]``: ask the app's own session check (cookie-session web apps)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    url: Endpoint
+    """The app's session check, asked with the request's Cookie and Authorization."""
+    timeout: float = Field(default=2.0, gt=0, le=10)
+    """Session-check timeout, seconds."""
+    caller_header: str | None = None
+    """Response header naming the caller (default X-Caller-Id)."""
+    caller_field: str | None = None
+    """Or: the field of a JSON answer naming the caller."""
+    profiles: list[str] | None = None
+    """The profiles these callers may use; unset: all."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ForwardAuthConfig":
+        if self.caller_header is not None and self.caller_field is not None:
+            raise ValueError("give caller_header or caller_field, not both")
+        return self
+
+    @property
+    def header(self) -> str | None:
+        """The response header naming the caller, unless a JSON field does."""
+        if self.caller_field is not None:
+            return None
+        return self.caller_header or "X-Caller-Id"
+
+
+class CallersConfig(BaseModel):
+    """``[callers]``: every way a caller may prove who it is; the first that matches wins."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list, max_length=1000)
+    """Back ends with an API key (`upload-auth new-api-key`); at most 1000."""
+    idp: IdpConfig | None = None
+    """End users with a JWT from an OpenID Connect / OAuth identity provider."""
+    forward: ForwardAuthConfig | None = None
+    """Users of a cookie-session web app, checked by asking the app."""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_keys) or self.idp is not None or self.forward is not None
+
+    def profile_names(self) -> set[str]:
+        lists = [k.profiles for k in self.api_keys]
+        lists += [m.profiles for m in (self.idp, self.forward) if m is not None]
+        return {name for names in lists if names for name in names}
+
+
+def _off_is_none(value: object) -> object:
+    """``"off"`` (or an empty value) switches a limit off: TOML and env vars have no null."""
+    if isinstance(value, str) and value.strip().lower() in ("", "off", "none"):
+        return None
+    return value
+
+
+_QUOTA_RE: Final = re.compile(r"^\s*([^/]+?)\s*/\s*(.+?)\s*$")
+
+
+def parse_rate(text: str) -> RateLimitItem:
+    """A request rate such as ``"120/minute"`` (``limits`` notation); ValueError if not one."""
+    item = parse_limit(text)
+    if item.amount < 1:
+        raise ValueError("the amount must be at least 1")
+    return item
+
+
+def parse_quota(text: str) -> RateLimitItem:
+    """A byte quota such as ``"2gb/hour"`` or ``"500mb/10 minutes"``: bytes per period."""
+    match = _QUOTA_RE.match(text)
+    if not match:
+        raise ValueError("a quota is <size>/<period>, e.g. 2gb/hour")
+    return parse_rate(f"{parse_size(match.group(1))}/{match.group(2)}")
+
+
+def to_rate(value: object) -> object:
+    """A rate as written (``"600/minute"``, or ``off``) as a ``limits`` item, or None."""
+    value = _off_is_none(value)
+    return parse_rate(value) if isinstance(value, str) else value
+
+
+def to_quota(value: object) -> object:
+    """A byte quota as written (``"10gb/hour"``, or ``off``) as a ``limits`` item, or None."""
+    value = _off_is_none(value)
+    return parse_quota(value) if isinstance(value, str) else value
+
+
+def size_text(size: int) -> str:
+    """Bytes as a size is written in the settings (``1gb``, ``32mb``, ``512``)."""
+    for unit, factor in (("gb", GIB), ("mb", MIB), ("kb", KIB)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def rate_text(item: RateLimitItem, *, quota: bool = False) -> str:
+    """A rate (or a byte quota) as it is written in the settings: ``600/minute``."""
+    count = size_text(item.amount) if quota else str(item.amount)
+    unit = item.GRANULARITY.name
+    return f"{count}/{unit}" if item.multiples == 1 else f"{count}/{item.multiples} {unit}s"
+
+
+#: Requests per period, per caller (``limits`` notation), or None: no limit.
+Rate = Annotated[
+    RateLimitItem | None,
+    BeforeValidator(to_rate),
+    PlainSerializer(lambda item: None if item is None else rate_text(item)),
+]
+#: Bytes per period, per caller, or None: no quota.
+Quota = Annotated[
+    RateLimitItem | None,
+    BeforeValidator(to_quota),
+    PlainSerializer(lambda item: None if item is None else rate_text(item, quota=True)),
+]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Frozen; unknown keys are errors."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+        arbitrary_types_allowed=True,  # limits' rate items
+    )
+
+    # -- keys ---------------------------------------------------------------------------------
+    public_key: str | None = Field(
+        default=None,
+        pattern=_PUBLIC_KEY_PATTERN,
+        validation_alias=AliasChoices("IMAGEKIT_PUBLIC_KEY", "public_key"),
+    )
+    """The key pair's public key (the official SDKs' own variable name); 1 to 128 printable
+    characters."""
+    private_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGEKIT_PRIVATE_KEY", "private_key")
+    )
+    """The key pair's private key: secret, at least 32 bytes, no whitespace."""
+    public_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGEKIT_PUBLIC_KEY_FILE", "public_key_file")
+    )
+    """Read the public key from this file (Docker and Kubernetes secrets); a trailing newline is
+    ignored."""
+    private_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("IMAGEKIT_PRIVATE_KEY_FILE", "private_key_file")
+    )
+    """Read the private key from this file; not both a value and a file."""
+    keys: list[KeyPairConfig] = Field(default_factory=list, max_length=MAX_KEY_PAIRS)
+    """More key pairs (`[[keys]]` in the config file); at most five in all, unique."""
+    signing_key: str | None = None
+    """Public key of the signing pair."""
+
+    # -- where the config file is (read by the TOML source below) -----------------------------
+    config_file: Path | None = None
+    """The TOML config file; it must exist."""
+
+    # -- behaviour ----------------------------------------------------------------------------
+    dev_mode: bool = False
+    """Development mode: a throwaway key pair if none is set, callers without credentials accepted
+    as `dev`, API docs on, any CORS origin. Never in production."""
+    credential_ttl: int = Field(default=1800, ge=10, le=MAX_TTL)
+    """Lifetime of a credential, seconds: an hour less the 30 s clock leeway at most."""
+    plan: Literal["free", "paid"] = "free"
+    """The account plan whose size limits apply: `free` 25 MB for every file; `paid` 25 MB, 300 MB
+    for video."""
+    default_profile: str = "default"
+    """The profile used when a request names none; it must exist."""
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict, max_length=100)
+    """Named upload rules (`[profiles.NAME]`, below); none: the upload API's own rules as
+    `default`."""
+    upload_api_url: str = Field(
+        default=f"https://{IMAGEKIT_UPLOAD_HOST}", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+    )
+    """Where uploads go: the base of the v2 `uploadUrl` (`upload-auth dev`: itself)."""
+    url_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    """Where files are delivered, the base of signed URLs (ImageKit:
+    https://ik.imagekit.io/YOUR_ID); default: UPLOAD_API_URL/files when the upload API is
+    upload-auth's."""
+
+    # -- the upload API ------------------------------------------------------------------------
+    max_file_size: Size | None = None
+    """Override the plan's limit for non-video files."""
+    max_video_size: Size | None = None
+    """Override the plan's limit for video files."""
+    storage_dir: Path = Path("data/uploads")
+    """Upload API: where files are stored."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+    """Base of the url of stored files; default: the request's own base URL."""
+    cors_origins: list[str] = Field(default_factory=list, max_length=100)
+    """Origins browsers may call from, `scheme://host[:port]`; `*` only without forward auth."""
+    redis_url: SecretStr | None = None
+    """`redis://...`: the shared credential ledger (grants, used credentials), rate limits and
+    the webhook outbox."""
+    max_unauthenticated_bytes: Size = Field(default=GIB, ge=32 * MIB, le=64 * GIB)
+    """Upload API: most bytes of uploads not yet authenticated (their credential comes with the
+    form) in flight in one process; over it, 503 with Retry-After."""
+    media_workers: int = Field(default=2, ge=0, le=64)
+    """Upload API: processes that read images, video and audio for ImageKit's metadata
+    (dimensions, EXIF, duration, codecs) and make thumbnails; `0`: none (those fields are
+    left out)."""
+    media_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Upload API: seconds a media worker may spend on one file; over it, the worker is
+    replaced and the upload goes on without the file's metadata."""
+    media_memory: Size = Field(default=GIB, ge=256 * MIB, le=64 * GIB)
+    """Upload API: address space of each media worker; a file that needs more is stored without
+    its metadata."""
+    fetch_allow_networks: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
+    """Upload API: private networks (CIDRs) that `file` given as a URL may be fetched from; by
+    default only public addresses are (never loopback, private, link-local or cloud
+    metadata)."""
+    fetch_timeout: float = Field(default=30.0, gt=0, le=600)
+    """Upload API: seconds to fetch `file` given as a URL, redirects included."""
+    accept_unbound_v1: bool = False
+    """Upload API: accept v1 signatures that upload-auth did not issue (no grant recorded), as
+    ImageKit does; unsafe, always on in development mode."""
+
+    # -- upload events --------------------------------------------------------------------------
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s#]*)?$")
+    """Upload API: where ImageKit's webhook events (`file.created`, `file-version.created`) are
+    POSTed, signed with `webhook_secret`; unset: no events."""
+    webhook_secret: SecretStr | None = None
+    """The webhook signing secret (as in ImageKit's dashboard); required with `webhook_url`."""
+    webhook_secret_file: Path | None = None
+    """Read the webhook secret from this file; not both a value and a file."""
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds a webhook receiver has to answer one delivery."""
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    """Deliveries tried before an event is kept as a dead letter."""
+    webhook_retry_base: float = Field(default=5.0, ge=0.01, le=3600)
+    """Seconds before the second attempt; each later wait doubles (at most an hour)."""
+    receipt_retention: int = Field(default=86400, ge=60, le=7 * 24 * 3600)
+    """Seconds a credential's receipt (who it was issued to, which file it stored) is kept
+    after the upload, for `POST /v1/receipts`."""
+
+    # -- who may ask, and how often ----------------------------------------------------------
+    callers: CallersConfig = Field(default_factory=CallersConfig)
+    """Who may ask for credentials (`[callers]`, below); required outside development mode."""
+    rate_limit_v1: Rate = parse_rate("600/minute")
+    """v1 credentials per caller, in `limits` notation (`10/second`), or `off` (no limit)."""
+    rate_limit_v2: Rate = parse_rate("300/minute")
+    """v2 credentials per caller, in `limits` notation (`10/second`), or `off` (no limit)."""
+    rate_limit_urls: Rate = parse_rate("600/minute")
+    """Signed URLs per caller, in `limits` notation, or `off` (no limit)."""
+    quota_v2: Quota = parse_quota("10gb/hour")
+    """Bytes of v2 credentials' declared files per caller per period, or `off` (no quota)."""
+
+    # -- operation ----------------------------------------------------------------------------
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
+    """Addresses/CIDRs whose X-Forwarded-For and -Proto are believed."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics at `/metrics`."""
+    expose_openapi: bool = False
+    """Serve `/openapi.json` and `/docs` outside development mode."""
+    access_log: bool = True
+    """Write one JSON access line per request."""
+    log_format: Literal["json", "text"] = "json"
+    """`json` lines, or `text` for a terminal (`upload-auth dev` uses text)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The lowest level logged."""
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """Largest credential-request body, bytes."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=4 * 1024, le=1024 * 1024)
+    """Largest request head (request line and header fields); 431 when over."""
+    max_headers: int = Field(default=100, ge=16, le=1000)
+    """Most header fields in a request; 431 when over."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - no .env files, on purpose
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - we use ..._FILE
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        path = init_kwargs.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
+        if path:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {path}")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {item!r}") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^\s/?#]+", origin):
+                raise ValueError("origins are scheme://host[:port], without a path")
+        return value
+
+    @model_validator(mode="after")
+    def _validate_whole(self) -> "Settings":
+        self._check_key_sources()
+        profiles = set(self.profiles) or {"default"}  # no profiles: the seed's, as "default"
+        if self.default_profile not in profiles:
+            raise ValueError(
+                f"UPLOAD_AUTH_DEFAULT_PROFILE: no profile named "
+                f"{self.default_profile!r} is configured"
+            )
+        unknown = self.callers.profile_names() - profiles
+        if unknown:
+            raise ValueError(f"callers: no such profile: {', '.join(sorted(unknown))}")
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError(
+                "UPLOAD_AUTH_WEBHOOK_SECRET and UPLOAD_AUTH_WEBHOOK_SECRET_FILE: set one, not both"
+            )
+        has_secret = self.webhook_secret is not None or self.webhook_secret_file is not None
+        if self.webhook_url is not None and not has_secret:
+            raise ValueError(
+                "UPLOAD_AUTH_WEBHOOK_URL: events are always signed; set UPLOAD_AUTH_WEBHOOK_SECRET "
+                "(or _FILE)"
+            )
+        if self.callers.forward is not None and "*" in self.cors_origins:
+            raise ValueError(
+                "UPLOAD_AUTH_CORS_ORIGINS: '*' cannot be used with cookie sessions "
+                "(callers.forward); list the app's origins"
+            )
+        return self
+
+    def require_caller_auth(self) -> None:
+        """Default deny: the credential service does not start unless callers are checked."""
+        if not self.dev_mode and not self.caller_auth_configured:
+            raise ConfigError(
+                "no caller authentication is configured: refusing to sign for anyone who asks "
+                "(configure callers, or run `upload-auth dev` / UPLOAD_AUTH_DEV_MODE=true)"
+            )
+
+    @property
+    def browser_origins(self) -> list[str]:
+        """The origins browsers may call from: those configured, or any in development mode."""
+        return self.cors_origins or (["*"] if self.dev_mode else [])
+
+    @property
+    def caller_auth_configured(self) -> bool:
+        """Whether any caller authentication method is configured."""
+        return self.callers.configured
+
+    @property
+    def openapi_enabled(self) -> bool:
+        return self.expose_openapi or self.dev_mode
+
+    @property
+    def records_v1_grants(self) -> bool:
+        """Whether v1 grants are worth recording: the upload API is ours (ImageKit's cannot
+        read them; its v1 credentials are unbound by design)."""
+        return urlsplit(self.upload_api_url).hostname != IMAGEKIT_UPLOAD_HOST
+
+    @property
+    def delivery_endpoint(self) -> str | None:
+        """The base of signed delivery URLs: configured, or our upload API's ``/files``."""
+        if self.url_endpoint is not None:
+            return self.url_endpoint
+        if self.records_v1_grants:  # the upload API is ours
+            return self.upload_api_url.rstrip("/") + "/files"
+        return None
+
+    @property
+    def upload_url_v2(self) -> str:
+        return self.upload_api_url.rstrip("/") + "/api/v2/files/upload"
+
+    def _check_key_sources(self) -> None:
+        """What can be told about the keys without reading a file (``app.core.parts`` reads
+        them): each of the SDK variables given once, both halves of the pair, some pair."""
+        if self.public_key is not None and self.public_key_file is not None:
+            raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PUBLIC_KEY_FILE are both set")
+        if self.private_key is not None and self.private_key_file is not None:
+            raise ValueError("IMAGEKIT_PRIVATE_KEY and IMAGEKIT_PRIVATE_KEY_FILE are both set")
+        public = self.public_key is not None or self.public_key_file is not None
+        private = self.private_key is not None or self.private_key_file is not None
+        if public != private:
+            raise ValueError("IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY must be set together")
+        if self.private_key is not None:
+            check_private_key(self.private_key.get_secret_value(), "IMAGEKIT_PRIVATE_KEY")
+        if not public and not self.keys and not self.dev_mode:
+            raise ValueError(
+                "IMAGEKIT_PRIVATE_KEY: no key pair is configured (set "
+                "IMAGEKIT_PUBLIC_KEY and IMAGEKIT_PRIVATE_KEY, or [[keys]])"
+            )
+
+
+_ENV_NAMES: Final = {
+    "public_key": "IMAGEKIT_PUBLIC_KEY",
+    "private_key": "IMAGEKIT_PRIVATE_KEY",
+    "public_key_file": "IMAGEKIT_PUBLIC_KEY_FILE",
+    "private_key_file": "IMAGEKIT_PRIVATE_KEY_FILE",
+}
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return ""
+    head = str(loc[0])
+    if head in _ENV_NAMES or head in _ENV_NAMES.values():
+        return _ENV_NAMES.get(head, head)
+    if head in Settings.model_fields and len(loc) == 1:
+        return f"{ENV_PREFIX}{head.upper()} ({head} in the config file)"
+    return ".".join(str(part) for part in loc)
+
+
+def _names_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The setting names valid where ``loc`` points (the fields of the model it lies in)."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        if field is None:  # a key of a dict of models (a profile's name)
+            continue
+        annotation: Any = field.annotation
+        model = None
+        for candidate in (annotation, *get_args(annotation)):
+            for inner in (candidate, *get_args(candidate)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    model = inner
+    return list(model.model_fields) if model is not None else []
+
+
+def _closest(name: str, names: list[str]) -> list[str]:
+    import difflib  # only for a configuration error
+
+    return difflib.get_close_matches(name, names, n=1)
+
+
+def _did_you_mean(loc: tuple[int | str, ...]) -> str:
+    close = _closest(str(loc[-1]).lower(), _names_at(loc[:-1]))
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming each bad setting, with pydantic's reason and never the input value; an
+    unknown key says which known one is closest."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        loc = tuple(err["loc"])
+        name = _setting_name(loc)
+        if err["type"] == "extra_forbidden" and loc:
+            message = "unknown setting" + _did_you_mean(loc)
+        else:
+            message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}" if name else message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and config file), or ConfigError with one clear line."""
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.startswith(ENV_PREFIX)
+        and name[len(ENV_PREFIX) :].lower().split("__")[0] not in Settings.model_fields
+    )
+    if unknown:
+        name = unknown[0][len(ENV_PREFIX) :].lower()
+        close = _closest(name, list(Settings.model_fields))
+        hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else " (typo?)"
+        raise ConfigError(f"{unknown[0]}: unknown setting{hint}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_error(exc)) from None
+    except tomllib.TOMLDecodeError as exc:  # its message says where: (at line L, column C)
+        path = overrides.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
+        raise ConfigError(f"{CONFIG_FILE_ENV}: {path} is not valid TOML: {exc}") from None

@@ -1,0 +1,201 @@
+"""The webhook sender: takes due events from the outbox, POSTs them to ``webhook_url`` signed
+afresh, and marks each delivered, due again after a back-off, or dead after the last attempt.
+
+One sender runs in every upload API process, in the background: an upload only adds its event
+to the outbox (and wakes the sender), so delivery never slows the upload's answer. A receiver
+that fails (any status but 2xx), times out or is down gets the event later, with the same id;
+delivery is at least once, so receivers deduplicate by ``webhook-id``.
+"""
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from typing import Final
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from app.core.clock import Clock, now_ms
+from app.core.logs import get_logger
+from app.core.webhooks.events import signature_headers
+from app.core.webhooks.outbox import Outbox, Pending
+
+log = get_logger("webhooks")
+
+#: The longest wait between two attempts.
+MAX_BACKOFF_SECONDS: Final = 3600
+#: Events delivered at once by one sender.
+BATCH: Final = 16
+
+
+class WebhookMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.delivered = Counter(
+            "upload_auth_webhooks_delivered", "Webhook events delivered", registry=registry
+        )
+        self.retried = Counter(
+            "upload_auth_webhooks_retried",
+            "Webhook deliveries that failed and will be tried again",
+            ["reason"],
+            registry=registry,
+        )
+        self.dead = Counter(
+            "upload_auth_webhooks_dead",
+            "Webhook events given up after the last attempt (kept as dead letters)",
+            registry=registry,
+        )
+        self.enqueue_failures = Counter(
+            "upload_auth_webhooks_enqueue_failures",
+            "Uploads whose event could not be added to the outbox",
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "upload_auth_webhooks_pending",
+            "Webhook events waiting in the outbox",
+            registry=registry,
+        )
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        outbox: Outbox,
+        url: str,
+        secret: bytes,
+        *,
+        clock: Clock,
+        metrics: WebhookMetrics,
+        timeout: float = 10.0,
+        max_attempts: int = 12,
+        retry_base: float = 5.0,
+        poll_seconds: float = 1.0,
+        jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),  # noqa: S311
+    ) -> None:
+        self.outbox = outbox
+        self.url = url
+        self.secret = secret
+        self.clock = clock
+        self.metrics = metrics
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        self.poll_seconds = poll_seconds
+        self.jitter = jitter
+        self.wake = asyncio.Event()
+        # A claimed event is another sender's to retry only once this one surely gave up.
+        self.lease_ms = int((timeout + 30) * 1000)
+        self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
+        self._task: asyncio.Task[None] | None = None
+
+    def _now_ms(self) -> int:
+        return now_ms(self.clock)
+
+    async def enqueue(self, event_id: str, body: bytes) -> None:
+        """Add an upload's event; never raises (a failure is logged and counted)."""
+        try:
+            await self.outbox.add(event_id, body, self._now_ms())
+        except Exception as exc:  # the upload is stored: say so, do not fail it
+            self.metrics.enqueue_failures.inc()
+            log.error(
+                "webhook event could not be queued",
+                extra={"event_id": event_id, "error": type(exc).__name__},
+            )
+            return
+        self.wake.set()
+
+    async def _release(self, event: Pending) -> None:
+        """Give a claimed event back, due now (shutting down before or during its delivery):
+        the next process, or another replica, sends it at once instead of after the lease. A
+        delivered event is gone already: nothing to give back."""
+        await self.outbox.retry(event.event_id, event.attempts, self._now_ms(), "interrupted")
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before attempt ``attempts + 1``: doubling from ``retry_base``, capped."""
+        wait: float = min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+        return wait * self.jitter()
+
+    async def deliver_due(self) -> int:
+        """Deliver what is due now (one batch); how many events were tried."""
+        claiming = asyncio.ensure_future(self.outbox.claim(self._now_ms(), self.lease_ms, BATCH))
+        try:
+            claimed = await asyncio.shield(claiming)
+        except asyncio.CancelledError:  # shutting down: what the claim took is given back
+            with contextlib.suppress(Exception):
+                for event in await claiming:
+                    await self._release(event)
+            raise
+        if claimed:
+            await asyncio.gather(*(self._attempt(event) for event in claimed))
+        return len(claimed)
+
+    async def _attempt(self, event: Pending) -> None:
+        try:
+            await self._deliver(event)
+        except asyncio.CancelledError:  # shutting down, whatever the step: the event goes back
+            with contextlib.suppress(Exception):
+                await self._release(event)
+            raise
+
+    async def _deliver(self, event: Pending) -> None:
+        headers = signature_headers(self.secret, event.event_id, event.body, self.clock())
+        try:
+            response = await self._client.post(self.url, content=event.body, headers=headers)
+        except httpx.TimeoutException:
+            error = "timeout"
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        else:
+            if response.is_success:
+                await self.outbox.done(event.event_id)
+                self.metrics.delivered.inc()
+                log.info("webhook delivered", extra={"event_id": event.event_id})
+                return
+            error = f"status {response.status_code}"
+        attempts = event.attempts + 1
+        if attempts >= self.max_attempts:
+            await self.outbox.dead(event.event_id, attempts, error)
+            self.metrics.dead.inc()
+            log.error(
+                "webhook event given up",
+                extra={"event_id": event.event_id, "attempts": attempts, "error": error},
+            )
+            return
+        delay = self.backoff(attempts)
+        await self.outbox.retry(event.event_id, attempts, self._now_ms() + int(delay * 1000), error)
+        self.metrics.retried.labels(error.split(" ")[0]).inc()
+        log.warning(
+            "webhook delivery failed; will retry",
+            extra={"event_id": event.event_id, "attempts": attempts, "error": error},
+        )
+
+    async def run(self) -> None:
+        """Deliver until cancelled: at once when an upload adds an event, else every
+        ``poll_seconds`` (events due after a back-off, or leased by a sender that died)."""
+        while True:
+            try:
+                while await self.deliver_due() == BATCH:
+                    pass
+                self.metrics.pending.set((await self.outbox.counts())["pending"])
+            except Exception as exc:  # the outbox may be down for a while
+                log.warning("webhook outbox unavailable", extra={"error": type(exc).__name__})
+            self.wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wait ends, and the loop would outlive its shutdown.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_seconds):
+                    await self.wake.wait()
+
+    def start(self) -> None:
+        """Deliver in the background (``run``) until ``stop``."""
+        self._task = asyncio.create_task(self.run(), name="webhook sender")
+
+    async def stop(self) -> None:
+        """Stop delivering (what was claimed goes back to the outbox, due at once), then close
+        the HTTP client and the outbox."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=5)
+            self._task = None
+        await self._client.aclose()
+        await self.outbox.close()

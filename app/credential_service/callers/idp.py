@@ -1,0 +1,167 @@
+"""End-user JWTs from the app's identity provider (the mobile-app case).
+
+Decisions, all deliberate:
+
+- keys come from the provider's JWKS over HTTP (httpx), cached for ``cache_seconds``; a token
+  naming an unknown ``kid`` triggers one refetch, at most every ``refetch_seconds`` (a stream of
+  made-up kids cannot turn into a stream of fetches);
+- algorithms from an allowlist of asymmetric ones only (RS256, ES256, EdDSA): ``none`` and every
+  HS* are refused before any key is touched, so a public key can never be used as an HMAC secret;
+  the JWK's own algorithm must be the header's;
+- ``iss`` and ``aud`` must equal the configured values; ``exp`` is required; ``exp``, ``nbf`` and
+  ``iat`` are checked against the service's clock with the one leeway;
+- the caller id is a configured claim (``sub`` by default), a non-empty string.
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Final
+
+import httpx
+import jwt
+
+from app.core import errors
+from app.core.clock import LEEWAY_SECONDS, Clock
+from app.core.settings import IdpConfig
+from app.credential_service.callers.base import (
+    MAX_CALLER_ID,
+    Caller,
+    RequestInfo,
+    bearer_token,
+    profile_set,
+)
+
+ALLOWED_ALGORITHMS: Final = frozenset({"RS256", "ES256", "EdDSA"})
+
+
+class JwksCache:
+    """The provider's signing keys by ``kid``, fetched with httpx and kept for a while.
+
+    One fetch at a time (requests that waited for it use its result), and after a failed one
+    none until a back-off has passed (1 s, doubling to ``refetch_seconds``): while the provider
+    is down, requests are answered from the keys already held, or 503 at once, never with a
+    fetch each.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        settings: IdpConfig,
+        clock: Clock,
+        on_fetch: Callable[[str], None],
+    ) -> None:
+        self.http = http
+        self.settings = settings
+        self.clock = clock
+        self.on_fetch = on_fetch
+        self.keys: dict[str, jwt.PyJWK] | None = None
+        self.fetched_at = float("-inf")
+        self.lock = asyncio.Lock()
+        self.failures = 0
+        self.retry_at = float("-inf")
+
+    def _unavailable(self) -> errors.AuthUpstreamUnavailable:
+        return errors.AuthUpstreamUnavailable("the identity provider's keys cannot be fetched")
+
+    async def _refresh(self, since: float) -> None:
+        async with self.lock:
+            if self.fetched_at > since:  # another request fetched while we waited: its result
+                if self.keys is None:
+                    raise self._unavailable()
+                return
+            now = self.clock()
+            if now < self.retry_at:  # backing off after a failure
+                if self.keys is None:
+                    raise self._unavailable()
+                return
+            self.fetched_at = now
+            try:
+                response = await self.http.get(
+                    self.settings.jwks_url, timeout=self.settings.timeout
+                )
+                response.raise_for_status()
+                keys = {
+                    key.key_id: key
+                    for key in jwt.PyJWKSet.from_dict(response.json()).keys
+                    if key.key_id is not None
+                }
+            except (httpx.HTTPError, ValueError, jwt.PyJWTError):
+                self.on_fetch("error")
+                self.failures += 1
+                backoff = min(float(self.settings.refetch_seconds), 2.0 ** (self.failures - 1))
+                self.retry_at = now + backoff
+                if self.keys is None:
+                    raise self._unavailable() from None
+                return  # keep serving the keys we have
+            self.on_fetch("ok")
+            self.keys = keys
+            self.failures, self.retry_at = 0, float("-inf")
+
+    async def get(self, kid: str) -> jwt.PyJWK | None:
+        now = self.clock()
+        if self.keys is None or now - self.fetched_at > self.settings.cache_seconds:
+            await self._refresh(self.fetched_at)
+        key = self.keys.get(kid) if self.keys else None
+        if key is None and now - self.fetched_at >= self.settings.refetch_seconds:
+            await self._refresh(self.fetched_at)  # maybe rotated: look once more
+            key = self.keys.get(kid) if self.keys else None
+        return key
+
+
+class IdpAuthenticator:
+    name = "idp"
+
+    def __init__(self, settings: IdpConfig, jwks: JwksCache, clock: Clock) -> None:
+        self.settings = settings
+        self.profiles = profile_set(settings.profiles)
+        self.jwks = jwks
+        self.clock = clock
+
+    async def authenticate(self, request: RequestInfo) -> Caller | None:
+        token = bearer_token(request.headers)
+        if token is None or token.count(".") != 2:
+            return None  # not a JWT: another method may know it
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise errors.Unauthenticated() from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in self.settings.algorithms or not isinstance(kid, str):
+            raise errors.Unauthenticated()
+        key = await self.jwks.get(kid)
+        if key is None or key.algorithm_name != alg:
+            raise errors.Unauthenticated()
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.settings.audience,
+                issuer=self.settings.issuer,
+                options={
+                    "require": ["exp", "iss", "aud"],
+                    "verify_signature": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError:
+            raise errors.Unauthenticated() from None
+        self._check_times(claims)
+        caller = claims.get(self.settings.caller_claim)
+        if not isinstance(caller, str) or not caller or len(caller) > MAX_CALLER_ID:
+            raise errors.Unauthenticated()
+        return Caller(caller, self.name, self.profiles)
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        now = self.clock()
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
+        if not isinstance(exp, int | float) or exp + LEEWAY_SECONDS <= now:
+            raise errors.Unauthenticated()
+        if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + LEEWAY_SECONDS):
+            raise errors.Unauthenticated()
+        if iat is not None and (not isinstance(iat, int | float) or iat > now + LEEWAY_SECONDS):
+            raise errors.Unauthenticated()

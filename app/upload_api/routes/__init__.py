@@ -1,0 +1,1 @@
+"""The upload API's routes: uploads, served files, readiness."""
