@@ -12,6 +12,7 @@ from tests.support.architecture import (
     read_tree,
     upward_from_core,
     wing_crossings,
+    wings_into_glue,
 )
 
 TREE = read_tree()
@@ -44,6 +45,21 @@ def test_neither_wing_imports_the_other() -> None:
 def test_the_core_imports_no_wing_and_no_glue() -> None:
     """The shared core sits below both wings, the command and development mode."""
     assert upward_from_core(TREE) == []
+
+
+def test_the_wings_import_no_glue() -> None:
+    """The command, development mode and the HTTP protocol sit above both wings."""
+    assert wings_into_glue(TREE) == []
+
+
+def test_a_wing_importing_the_glue_is_caught() -> None:
+    """A wing module importing the command or the bulk uploader is named."""
+    made_up = graph(app__credential_service__x="from app import cli\nfrom app.bulk import plan\n")
+    assert wings_into_glue(made_up) == [
+        "app.credential_service.x -> app.bulk",
+        "app.credential_service.x -> app.bulk.plan",
+        "app.credential_service.x -> app.cli",
+    ]
 
 
 def test_the_bulk_uploader_is_a_client_of_the_core() -> None:

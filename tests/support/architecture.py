@@ -155,6 +155,17 @@ def upward_from_core(graph: Mapping[str, Imports]) -> list[str]:
     )
 
 
+def wings_into_glue(graph: Mapping[str, Imports]) -> list[str]:
+    """``importer -> imported`` for every import from a wing into the glue above it."""
+    return sorted(
+        f"{module} -> {name}"
+        for module, imports in graph.items()
+        if any(_within(module, wing) for wing in WINGS)
+        for name in imports.all
+        if any(_within(name, glue) for glue in GLUE)
+    )
+
+
 def bulk_outside_core(graph: Mapping[str, Imports]) -> list[str]:
     """The bulk uploader is a client: it imports the core, never a wing."""
     return sorted(
