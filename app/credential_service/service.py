@@ -80,12 +80,16 @@ class CredentialService:
         if self.ledger is not None:
             grant = policy.grant_v1(profile, caller=caller.id)
             record = replace(grant, issued_ms=int(clock * 1000), request_id=request_id_var.get())
+            key = credential_key("v1", pair.public_key, cred.token)
             try:
-                await self.ledger.record(
-                    credential_key("v1", pair.public_key, cred.token),
-                    record.to_json(),
-                    profile.ttl + LEEWAY_SECONDS,
+                epoch_ms = await self.ledger.record(
+                    key, record.to_json(), profile.ttl + LEEWAY_SECONDS, now_ms=record.issued_ms
                 )
+                if epoch_ms > record.issued_ms:  # the ledger had forgotten: a new epoch began
+                    record = replace(record, issued_ms=epoch_ms)
+                    await self.ledger.record(
+                        key, record.to_json(), profile.ttl + LEEWAY_SECONDS, now_ms=epoch_ms
+                    )
             except LedgerUnavailable:
                 raise errors.LedgerOutage(
                     "the grant of a v1 credential cannot be recorded now; retry shortly"
@@ -123,16 +127,22 @@ class CredentialService:
         if (charging := self.throttle.bytes("v2", caller.limit_key, charge)) is not None:
             await charging
         clock = self.clock()
-        now = int(clock)
+        now = issued_at = int(clock)
         token = credentials.issue_v2(pair, grant.fields, now=now, ttl=ttl)
         if self.ledger is not None:
-            await self._record_issued(
+            epoch_ms = await self._record_issued(
                 self.ledger, token, caller.id, profile.name, int(clock * 1000), ttl
             )
-        self.audit.issued(context, expires_at=now + ttl)
+            if epoch_ms > issued_at * 1000 + 999:  # the ledger had forgotten: a new epoch began
+                issued_at = -(-epoch_ms // 1000)  # the epoch's second, or the next
+                token = credentials.issue_v2(pair, grant.fields, now=issued_at, ttl=ttl)
+                await self._record_issued(
+                    self.ledger, token, caller.id, profile.name, epoch_ms, ttl
+                )
+        self.audit.issued(context, expires_at=issued_at + ttl)
         return {
             "token": token,
-            "expiresAt": now + ttl,
+            "expiresAt": issued_at + ttl,
             "uploadUrl": self.upload_url_v2,
             "fields": dict(grant.fields),
             "serverTime": now,
@@ -140,13 +150,21 @@ class CredentialService:
 
     async def _record_issued(
         self, ledger: Ledger, token: str, caller: str, profile: str, issued_ms: int, ttl: int
-    ) -> None:
-        """Who a v2 credential was issued to, for its receipt. Not a condition of issuing: v2
-        credentials are issued while Redis is down (the upload API waits for it anyway), and
-        such a credential's receipt then names nobody."""
+    ) -> int:
+        """Who a v2 credential was issued to, for its receipt; the ledger's epoch (0 when it
+        cannot be reached). Not a condition of issuing: v2 credentials are issued while Redis
+        is down (the upload API waits for it anyway), and such a credential's receipt then
+        names nobody."""
         issued = Issued("v2", caller, profile, request_id_var.get(), issued_ms)
-        with contextlib.suppress(LedgerUnavailable):  # the ledger logs the outage itself
-            await ledger.record(credential_key("v2", token), issued.to_json(), ttl + LEEWAY_SECONDS)
+        try:
+            return await ledger.record(
+                credential_key("v2", token),
+                issued.to_json(),
+                ttl + LEEWAY_SECONDS,
+                now_ms=issued_ms,
+            )
+        except LedgerUnavailable:  # the ledger logs the outage itself
+            return 0
 
     async def receipt(self, caller: Caller, body: schemas.ReceiptRequest) -> schemas.ReceiptAnswer:
         """Whether, and for which file, a credential this service issued was used: for the

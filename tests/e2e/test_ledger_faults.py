@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from app.core.keys import KeyPair
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
@@ -48,6 +49,16 @@ class Stack:
 
     def v2(self) -> dict[str, str]:
         return v2_fields(self.pair, FakeClock(time.time()), png())
+
+    def v2_issued(self) -> dict[str, str]:
+        """A v2 credential as the credential service issues it (not made by the test)."""
+        answer = httpx.post(
+            self.service.url + "/v2/token",
+            json={"fileName": "a.png", "fileSize": len(png()), "mimeType": "image/png"},
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        assert answer.status_code == 200, answer.text
+        return {**answer.json()["fields"], "token": answer.json()["token"]}
 
     def upload(self, fields: dict[str, str], version: int) -> httpx.Response:
         return httpx.post(
@@ -117,6 +128,24 @@ def test_a_redis_restart_accepts_no_credential_twice(stack: Stack) -> None:
     else:
         assert all(forgot)
         assert logs.count("lost its data") == 1
+
+
+def test_credentials_issued_right_after_a_wipe_work_at_once(stack: Stack) -> None:
+    """Redis loses its data (FLUSHALL): the first credential issued afterwards notices, begins
+    the new epoch and is stamped no earlier, so every credential the service hands out from
+    then on is accepted at once, while those issued before the loss are refused."""
+    before = [(stack.v1(), 1), (stack.v2_issued(), 2)]
+    used = [(stack.v1(), 1), (stack.v2_issued(), 2)]
+    for fields, version in used:
+        assert stack.upload(fields, version).status_code == 200
+    redis.Redis.from_url(stack.redis.url).flushall()
+    fresh = [(stack.v1(), 1), (stack.v2_issued(), 2), (stack.v1(), 1), (stack.v2_issued(), 2)]
+    assert [stack.upload(f, v).status_code for f, v in fresh] == [200] * 4
+    for fields, version in before + used:
+        refused = stack.upload(fields, version)
+        assert refused.status_code == 400, refused.text
+        assert "fetch a new credential" in refused.json()["message"]
+    assert stack.service.output().count("lost its data") == 1
 
 
 def test_stale_pooled_connections_cause_no_503_after_a_restart(stack: Stack) -> None:

@@ -40,10 +40,10 @@ async def test_a_grant_comes_back_with_the_burn_until_it_expires(clock: FakeCloc
     lifetime only."""
     ledger = MemoryLedger(clock)
     key = credential_key("v1", "public_x", "token-1")
-    await ledger.record(key, b'{"grant": 1}', 60)
+    await ledger.record(key, b'{"grant": 1}', 60, now_ms=_ms(clock))
     assert (await ledger.burn(key, 60, now_ms=_ms(clock))).grant == b'{"grant": 1}'
     late = credential_key("v1", "public_x", "token-2")
-    await ledger.record(late, b'{"grant": 2}', 60)
+    await ledger.record(late, b'{"grant": 2}', 60, now_ms=_ms(clock))
     clock.advance(61)
     assert (await ledger.burn(late, 60, now_ms=_ms(clock))).grant is None
 

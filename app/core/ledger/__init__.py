@@ -16,7 +16,10 @@ It holds four things, each under a hashed key, so it never holds a usable creden
 - **the epoch**: since when the ledger remembers, in Unix milliseconds. A ledger that lost its
   data (Redis restarted without persistence, a process restarted with its memory) cannot tell
   a used credential from a fresh one, so every credential issued before the epoch is refused:
-  a restart can make clients fetch a new credential, never accept one twice.
+  a restart can make clients fetch a new credential, never accept one twice. The loss is
+  noticed by whichever touches the ledger first (an issue, a burn, a readiness check), and an
+  issuer that learns of a new epoch stamps its credential as issued no earlier, so no
+  credential handed out after the loss is refused.
 
 In one process's memory by default (here); in Redis when configured, shared by every replica
 (``app.core.ledger.redis``: one Lua script burns, reads the grant and checks the epoch atomically).
@@ -76,8 +79,10 @@ class Ledger(Protocol):
         process)."""
         ...
 
-    async def record(self, key: str, grant: bytes, ttl: int) -> None:
-        """Remember what the credential ``key`` grants, for ``ttl`` seconds."""
+    async def record(self, key: str, grant: bytes, ttl: int, *, now_ms: int) -> int:
+        """Remember what the credential ``key`` grants, for ``ttl`` seconds; returns the epoch
+        (beginning a new one, with the margin, if the ledger forgot: a loss is noticed when a
+        credential is issued, so the issuer can stamp it as issued no earlier)."""
         ...
 
     async def burn(self, key: str, ttl: int, *, now_ms: int) -> Burn:
@@ -146,10 +151,11 @@ class MemoryLedger:
     async def start(self, now_ms: int) -> None:  # noqa: ARG002 - the epoch began at creation
         return None
 
-    async def record(self, key: str, grant: bytes, ttl: int) -> None:
-        now = int(self.clock())
+    async def record(self, key: str, grant: bytes, ttl: int, *, now_ms: int) -> int:
+        now = now_ms // 1000
         self.grants.purge(now)
         self.grants.put(key, grant, now + remember_for(ttl))
+        return self.epoch_ms
 
     async def burn(self, key: str, ttl: int, *, now_ms: int) -> Burn:
         now = now_ms // 1000

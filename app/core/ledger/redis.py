@@ -41,6 +41,23 @@ return {fresh and 1 or 0, epoch, forgotten, redis.call('GET', KEYS[2])}
 """
 
 
+#: Record a grant and read the epoch, beginning a new one if the ledger has none (it forgot):
+#: the issuer learns of a loss before it hands out a credential the ledger would refuse. KEYS:
+#: grant key, epoch key. ARGV: the grant, remember-for seconds, the epoch to begin if there is
+#: none. Returns {epoch, forgotten 0/1}.
+_RECORD: Final = """
+local epoch = redis.call('GET', KEYS[2])
+local forgotten = 0
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[2], epoch)
+  forgotten = 1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return {epoch, forgotten}
+"""
+
+
 #: Readiness: begin a new epoch if the ledger has none (it forgot while nobody used it).
 #: KEYS: epoch key. ARGV: the epoch to begin. Returns 1 if it had to begin one.
 _CHECK_EPOCH: Final = """
@@ -79,6 +96,7 @@ class RedisLedger:
         )
         self.burn_script = self.redis.register_script(_BURN)
         self.epoch_script = self.redis.register_script(_CHECK_EPOCH)
+        self.record_script = self.redis.register_script(_RECORD)
         self.down: str | None = None
 
     def _failed(self, exc: BaseException) -> LedgerUnavailable:
@@ -100,12 +118,19 @@ class RedisLedger:
             raise self._failed(exc) from None
         self._answered()
 
-    async def record(self, key: str, grant: bytes, ttl: int) -> None:
+    async def record(self, key: str, grant: bytes, ttl: int, *, now_ms: int) -> int:
         try:
-            await self.redis.set(GRANT_PREFIX + key, grant, ex=remember_for(ttl))
+            epoch, forgotten = await self.record_script(
+                keys=[GRANT_PREFIX + key, EPOCH_KEY],
+                args=[grant, remember_for(ttl), now_ms + FORGOTTEN_MARGIN_MS],
+            )
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
         self._answered()
+        epoch_ms = int(epoch)
+        if forgotten:
+            log.warning(_FORGOTTEN, extra={"epoch_ms": epoch_ms})
+        return epoch_ms
 
     async def burn(self, key: str, ttl: int, *, now_ms: int) -> Burn:
         keys = [USED_PREFIX + key, GRANT_PREFIX + key, EPOCH_KEY]
