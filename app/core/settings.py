@@ -243,7 +243,11 @@ class ForwardAuthConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     url: Endpoint
-    """The app's session check, asked with the request's Cookie and Authorization."""
+    """The app's session check, asked with the request's Cookie (and Authorization, with
+    `forward_authorization`)."""
+    forward_authorization: bool = False
+    """Also send the request's Authorization header (apps whose sessions are bearer tokens);
+    a header holding an API key, in any spelling, is refused and never sent."""
     timeout: float = Field(default=2.0, gt=0, le=10)
     """Session-check timeout, seconds."""
     caller_header: str | None = None

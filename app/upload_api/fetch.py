@@ -3,7 +3,8 @@ networks the upload API can reach (SSRF).
 
 - Only ``http`` and ``https``. The host name is resolved here, every address it resolves to
   must be public (global unicast: not private, loopback, link-local, shared, reserved,
-  multicast; IPv4-mapped IPv6 judged as its IPv4 address), and the connection goes to the
+  multicast; an IPv6 address that carries an IPv4 address (mapped, IPv4-compatible, NAT64,
+  6to4, Teredo) judged by the IPv4 addresses it reaches), and the connection goes to the
   address that was checked (the name is not resolved again, so a DNS answer cannot change in
   between). TLS is still verified against the host name.
 - Redirects are followed by hand, at most ``MAX_REDIRECTS``, and each new address is checked
@@ -36,11 +37,40 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+#: IPv6 prefixes whose addresses carry an IPv4 address a gateway or tunnel reaches for them.
+#: NAT64 (RFC 6052): the well-known prefix embeds it in the last 32 bits; the local-use prefix's
+#: layout depends on the operator's prefix length, so it is refused whole.
+_NAT64_WELL_KNOWN: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE: Final = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address reaches through a translation or a tunnel: mapped
+    (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64 (``64:ff9b::a.b.c.d``), 6to4
+    (``2002:AABB:CCDD::``) and Teredo (server and client); None when it embeds none."""
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    if address in _NAT64_WELL_KNOWN or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return None
+
+
 def is_public(address: IPAddress) -> bool:
     """A global unicast address: never private, loopback, link-local (cloud metadata at
-    169.254.169.254), shared (100.64/10), reserved, unspecified or multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    169.254.169.254), shared (100.64/10), reserved, unspecified or multicast. An IPv6 address
+    that embeds IPv4 addresses is judged by them all (the gateway or tunnel reaches them); the
+    NAT64 local-use prefix is never public."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        inside = embedded_ipv4(address)
+        if inside is not None:
+            return all(is_public(v4) for v4 in inside)
     return address.is_global and not address.is_multicast
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.core.settings import Settings
 from app.upload_api.fetch import is_public
@@ -159,6 +161,9 @@ async def test_what_a_url_may_not_reach_or_bring(
         "http://192.168.1.1/",
         "http://0.0.0.0:{port}/picture.png",
         "http://2130706433:{port}/picture.png",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[2002:a9fe:a9fe::1]/latest/meta-data/",
+        "http://[::a9fe:a9fe]/latest/meta-data/",
     ],
 )
 async def test_without_an_allow_list_nothing_private_is_fetched(
@@ -215,7 +220,38 @@ async def test_a_host_that_does_not_resolve(
         ("::ffff:10.0.0.1", False),
         ("::ffff:8.8.8.8", True),
         ("ff02::1", False),
+        # IPv6 forms that carry an IPv4 address, judged by it (a gateway or tunnel reaches it)
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 well-known prefix: 169.254.169.254
+        ("64:ff9b::7f00:1", False),  # NAT64: 127.0.0.1
+        ("64:ff9b::808:808", True),  # NAT64: 8.8.8.8
+        ("64:ff9b:1::a9fe:a9fe", False),  # NAT64 local-use prefix: never public
+        ("64:ff9b:1:ffff::808:808", False),
+        ("2002:a9fe:a9fe::1", False),  # 6to4: 169.254.169.254
+        ("2002:0a00:0001::1", False),  # 6to4: 10.0.0.1
+        ("2002:808:808::1", True),  # 6to4: 8.8.8.8
+        ("::a9fe:a9fe", False),  # IPv4-compatible: 169.254.169.254
+        ("::7f00:1", False),  # IPv4-compatible: 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo: client 192.0.2.45
+        ("2001:0:a9fe:a9fe:0:f227:f7f7:f7f7", False),  # Teredo: server 169.254.169.254
     ],
 )
 def test_only_global_unicast_addresses_are_public(address: str, public: bool) -> None:
+    """Each address is public exactly when it and every IPv4 address it carries are global
+    unicast."""
     assert is_public(ipaddress.ip_address(address)) is public
+
+
+@given(st.ip_addresses(v=4))
+def test_every_ipv4_form_of_an_address_is_judged_as_the_address(v4: ipaddress.IPv4Address) -> None:
+    """Mapped, IPv4-compatible, NAT64 and 6to4 spellings of any IPv4 address are public exactly
+    when the address is."""
+    expected = is_public(v4)
+    value = int(v4)
+    forms = [
+        ipaddress.IPv6Address((0xFFFF << 32) | value),
+        ipaddress.IPv6Address(int(ipaddress.IPv6Address("64:ff9b::")) | value),
+        ipaddress.IPv6Address((0x2002 << 112) | (value << 80) | 1),
+    ]
+    if value > 1:
+        forms.append(ipaddress.IPv6Address(value))
+    assert [is_public(form) for form in forms] == [expected] * len(forms)

@@ -1,9 +1,10 @@
 """Forward auth for cookie-session web apps: ask the app who this is.
 
-The request's ``Cookie`` and ``Authorization`` headers (only those) go to the app's check URL
-with a short timeout. A 2xx names the caller (a response header or a JSON field); 401/403 means
-not signed in; anything else, a timeout or a connection error is the app's trouble and answered
-as 502/503: never an open door.
+The request's ``Cookie`` header (and ``Authorization`` only where the operator opts in with
+``forward_authorization``; never one that holds an API key, in any spelling) goes to the app's
+check URL with a short timeout. A 2xx names the caller (a response header or a JSON field);
+401/403 means not signed in; anything else, a timeout or a connection error is the app's trouble
+and answered as 502/503: never an open door.
 """
 
 from collections.abc import Callable
@@ -30,16 +31,14 @@ class ForwardAuthenticator:
         self.settings = settings
         self.profiles = profile_set(settings.profiles)
         self.on_outcome = on_outcome
+        #: The request headers the session check is asked with.
+        self.sent = ("cookie", "authorization") if settings.forward_authorization else ("cookie",)
 
     async def authenticate(self, request: RequestInfo) -> Caller | None:
         authorization = request.headers.get("authorization")
         if authorization is not None and carries_api_key(authorization):
-            raise errors.Unauthenticated()  # an API key (any scheme) is never passed on
-        forwarded = {
-            name: request.headers[name]
-            for name in ("cookie", "authorization")
-            if name in request.headers
-        }
+            raise errors.Unauthenticated()  # an API key (any spelling) is never passed on
+        forwarded = {name: request.headers[name] for name in self.sent if name in request.headers}
         if not forwarded:
             return None
         if request.request_id:
