@@ -41,7 +41,7 @@ from pydantic_settings import (
 )
 
 from app.core.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
-from app.core.folders import check_template
+from app.core.folders import NAMESPACE_PATTERN, check_template
 from app.core.imagekit.filetypes import ALLOWED
 from app.core.imagekit.rules import GIB, KIB, MIB, parse_size
 from app.core.keys import MAX_KEY_PAIRS, MAX_PUBLIC_KEY_LENGTH, MIN_PRIVATE_KEY_BYTES
@@ -200,6 +200,13 @@ class ApiKeyConfig(BaseModel):
 
     name: str = Field(pattern=_NAME_PATTERN)
     """The caller id."""
+    namespace: str = Field(default="key", pattern=NAMESPACE_PATTERN)
+    """The namespace of this caller's identity: `key:NAME` in receipts and audit lines,
+    `key-NAME` for `{caller}` in folders. Share a namespace between methods only to make their
+    callers one."""
+    read_all_receipts: bool = False
+    """May read the receipts of credentials issued to any caller (a back end serving the users
+    who upload); without it, only of those issued to itself."""
     hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
     """The key's SHA-256, as `upload-auth new-api-key` prints it."""
     profiles: list[str] | None = None
@@ -227,6 +234,8 @@ class IdpConfig(BaseModel):
     """Accepted signature algorithms; asymmetric only."""
     caller_claim: str = Field(default="sub", min_length=1)
     """The claim naming the caller."""
+    namespace: str = Field(default="idp", pattern=NAMESPACE_PATTERN)
+    """The namespace of these callers' identities (`idp:SUB`; `idp-SUB` in folders)."""
     profiles: list[str] | None = None
     """The profiles these callers may use; unset: all."""
     cache_seconds: int = Field(default=300, ge=10, le=86400)
@@ -254,6 +263,8 @@ class ForwardAuthConfig(BaseModel):
     """Response header naming the caller (default X-Caller-Id)."""
     caller_field: str | None = None
     """Or: the field of a JSON answer naming the caller."""
+    namespace: str = Field(default="session", pattern=NAMESPACE_PATTERN)
+    """The namespace of these callers' identities (`session:ID`; `session-ID` in folders)."""
     profiles: list[str] | None = None
     """The profiles these callers may use; unset: all."""
 

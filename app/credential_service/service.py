@@ -18,7 +18,6 @@ from app.core.logs import request_id_var
 from app.credential_service import schemas
 from app.credential_service.audit import Audit, AuditContext
 from app.credential_service.callers import Authenticator, Caller, RequestInfo, authenticate
-from app.credential_service.callers.api_keys import ApiKeyAuthenticator
 from app.credential_service.policy import FileRequest, Policy, Profile
 from app.credential_service.ratelimit import Throttle
 
@@ -43,7 +42,7 @@ class CredentialService:
     async def caller(self, request: RequestInfo, context: AuditContext) -> Caller:
         """Who is asking (or a 401/502/503 problem); noted in the audit context."""
         caller = await authenticate(self.authenticators, request)
-        context.caller, context.method = caller.id, caller.method
+        context.caller, context.method = caller.identity, caller.method
         return caller
 
     async def _admit(
@@ -78,7 +77,7 @@ class CredentialService:
         now = int(clock)
         cred = credentials.issue_v1(pair, now=now, ttl=profile.ttl)
         if self.ledger is not None:
-            grant = policy.grant_v1(profile, caller=caller.id)
+            grant = policy.grant_v1(profile, caller=caller.identity)
             record = replace(grant, issued_ms=int(clock * 1000), request_id=request_id_var.get())
             key = credential_key("v1", pair.public_key, cred.token)
             try:
@@ -115,10 +114,10 @@ class CredentialService:
         if isinstance(body, schemas.FileTokenRequest):
             context.file = {"fileName": body.fileName, "size": body.fileSize, "type": body.mimeType}
             request = FileRequest(body.fileName, body.fileSize, body.mimeType, body.folder)
-            grant = policy.grant_file(profile, request, caller=caller.id)
+            grant = policy.grant_file(profile, request, caller=caller.identity)
             pair, ttl, charge = ring.signing, grant.ttl, body.fileSize
         else:
-            grant = policy.grant_payload(profile, body.uploadPayload, caller=caller.id)
+            grant = policy.grant_payload(profile, body.uploadPayload, caller=caller.identity)
             context.file = {"fileName": grant.fields["fileName"]}
             found = ring.signing if body.publicKey is None else ring.get(body.publicKey)
             if found is None:
@@ -131,13 +130,13 @@ class CredentialService:
         token = credentials.issue_v2(pair, grant.fields, now=now, ttl=ttl)
         if self.ledger is not None:
             epoch_ms = await self._record_issued(
-                self.ledger, token, caller.id, profile.name, int(clock * 1000), ttl
+                self.ledger, token, caller.identity, profile.name, int(clock * 1000), ttl
             )
             if epoch_ms > issued_at * 1000 + 999:  # the ledger had forgotten: a new epoch began
                 issued_at = -(-epoch_ms // 1000)  # the epoch's second, or the next
                 token = credentials.issue_v2(pair, grant.fields, now=issued_at, ttl=ttl)
                 await self._record_issued(
-                    self.ledger, token, caller.id, profile.name, epoch_ms, ttl
+                    self.ledger, token, caller.identity, profile.name, epoch_ms, ttl
                 )
         self.audit.issued(context, expires_at=issued_at + ttl)
         return {
@@ -168,7 +167,8 @@ class CredentialService:
 
     async def receipt(self, caller: Caller, body: schemas.ReceiptRequest) -> schemas.ReceiptAnswer:
         """Whether, and for which file, a credential this service issued was used: for the
-        caller it was issued to, or for any server-side caller (an API key: a back end)."""
+        caller it was issued to (the same identity), or for a caller given the right to read
+        every receipt (``read_all_receipts``)."""
         if self.ledger is None:
             raise errors.ReceiptsUnavailable(
                 "receipts are kept only when the upload API is upload-auth's own (this one "
@@ -196,7 +196,7 @@ class CredentialService:
                 "no credential with this token is remembered: not issued here, or older than "
                 "the receipt retention"
             )
-        if caller.method != ApiKeyAuthenticator.name and issued.caller != caller.id:
+        if not caller.reads_all_receipts and issued.caller != caller.identity:
             raise errors.Forbidden("this credential was issued to another caller")
         if receipt is None:
             unused = {"used": False, "usedAt": None, "file": None, "eventId": None}
@@ -214,7 +214,7 @@ class CredentialService:
             )
         profile = await self._admit("url", caller, context, body.profile)
         policy = self.policy
-        path = policy.readable(profile, body.path, caller=caller.id)
+        path = policy.readable(profile, body.path, caller=caller.identity)
         context.file = {"filePath": path}
         now = unix_now(self.clock)
         expires_at = now + min(body.expiresIn, profile.url_lifetime)

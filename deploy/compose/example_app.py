@@ -140,7 +140,8 @@ class App(BaseHTTPRequestHandler):
             )
         elif url.path == "/my-uploads":
             with LOCK:
-                mine = list(UPLOADS.get(user, [])) if user else []
+                # upload-auth knows this app's users by their session identity
+                mine = list(UPLOADS.get(f"session:{user}", [])) if user else []
             data = json.dumps(mine).encode()
             self.send_response(200 if user else 401)
             self.send_header("Content-Type", "application/json")

@@ -42,7 +42,7 @@ async def both(settings: Settings, clock: FakeClock) -> AsyncIterator[httpx.Asyn
 
 
 def caller(settings: Settings) -> str:
-    return "dev" if settings.dev_mode else "backend"
+    return "dev-dev" if settings.dev_mode else "key-backend"
 
 
 async def upload_private(http: httpx.AsyncClient, name: str = "cat.png") -> dict[str, Any]:
@@ -136,7 +136,7 @@ async def test_with_imagekit_as_the_endpoint_the_url_is_the_sdks(
     """With ImageKit's upload API a URL endpoint must be set (else 503 naming the setting);
     with it, the answer is the URL the official SDK builds at that second."""
     async with in_process(make_settings(profiles=PROFILES), clock) as http:
-        missing = await http.post("/v1/signed-url", json={"path": "/users/dev/cat.png"})
+        missing = await http.post("/v1/signed-url", json={"path": "/users/dev-dev/cat.png"})
         assert missing.status_code == 503
         assert missing.json()["type"] == "/problems/url-endpoint-missing"
         assert "UPLOAD_AUTH_URL_ENDPOINT" in missing.json()["detail"]

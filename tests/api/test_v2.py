@@ -103,7 +103,7 @@ async def test_profile_decides_folder_tags_ttl_and_limits(
             },
         )
     body = ok.json()
-    caller = "dev" if avatar_settings.dev_mode else "backend"  # the caller's own folder
+    caller = "dev-dev" if avatar_settings.dev_mode else "key-backend"  # the caller's own folder
     assert body["fields"]["folder"] == f"/users/{caller}/avatars"
     assert body["fields"]["tags"] == "avatar"
     assert body["uploadUrl"] == "http://127.0.0.1:9000/api/v2/files/upload"

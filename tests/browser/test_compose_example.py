@@ -175,7 +175,7 @@ def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
     # and credits it to the caller the event's receipt names
     expect(page.locator("#uploads li")).to_have_count(1, timeout=15000)
     expect(page.locator("#uploads")).to_contain_text("holiday")
-    stored = list((stack.storage / "files" / "users" / "alice").iterdir())
+    stored = list((stack.storage / "files" / "users" / "session-alice").iterdir())
     assert len(stored) == 1
     assert stored[0].read_bytes() == png(8, 8)
     audit = [
@@ -183,7 +183,7 @@ def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
         for line in stack.service.output().splitlines()
         if '"credential.issued"' in line
     ]
-    assert audit[-1]["caller"] == "alice"
+    assert audit[-1]["caller"] == "session:alice"
     assert audit[-1]["method"] == "forward"
     # another user sees none of alice's uploads; a forged event is refused by the SDK
     page.goto(stack.app.url + "/logout")
@@ -194,7 +194,7 @@ def test_sign_in_and_upload(page: Page, stack: Stack, tmp_path: Path) -> None:
     expect(page.locator("#uploads li")).to_have_count(0)
     forged = httpx.post(
         stack.app.url + "/webhooks/imagekit",
-        content=b'{"type":"file.created","id":"x","data":{},"receipt":{"caller":"bob"}}',
+        content=b'{"type":"file.created","id":"x","data":{},"receipt":{"caller":"session:bob"}}',
         headers={
             "webhook-id": "x",
             "webhook-timestamp": str(int(time.time())),

@@ -78,7 +78,7 @@ def test_a_private_upload_is_shown_through_its_signed_link(
     )
     assert rendered.json_value() == 40
     result = json.loads(page.locator("#result").inner_text())
-    assert result["filePath"].startswith("/private/dev/")
+    assert result["filePath"].startswith("/private/dev-dev/")
     plain = page.evaluate("async (url) => (await fetch(url)).status", result["url"])
     assert plain == 401
     ARTIFACTS.mkdir(exist_ok=True)

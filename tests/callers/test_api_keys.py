@@ -33,11 +33,11 @@ async def service(
 
 
 async def test_a_configured_key_is_a_caller(service: httpx.AsyncClient, api_key: str) -> None:
-    """The key's name is the caller id: it fills the folder template."""
+    """The key's name, in the key namespace, is the caller: it fills the folder template."""
     auth = {"Authorization": f"Bearer {api_key}"}
     assert (await service.get("/v1/auth", headers=auth)).status_code == 200
     response = await service.post("/v2/token", json=FILE, headers=auth)
-    assert response.json()["fields"]["folder"] == "/users/backend"
+    assert response.json()["fields"]["folder"] == "/users/key-backend"
 
 
 @pytest.mark.parametrize(

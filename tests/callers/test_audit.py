@@ -78,9 +78,9 @@ async def test_audit_events_metrics_and_no_secrets(
 
     issued = events(out, "credential.issued")
     assert [(e["version"], e["caller"], e.get("profile")) for e in issued] == [
-        ("v1", "backend", "avatar"),
-        ("v1", "backend", "avatar"),
-        ("v2", "user-7", "avatar"),
+        ("v1", "key:backend", "avatar"),
+        ("v1", "key:backend", "avatar"),
+        ("v2", "idp:user-7", "avatar"),
     ]
     assert (
         issued[2]
@@ -95,10 +95,10 @@ async def test_audit_events_metrics_and_no_secrets(
     )
     refused = events(out, "credential.refused")
     assert [(e["reason"], e["status"], e.get("caller")) for e in refused] == [
-        ("rate-limited", 429, "backend"),
-        ("file-too-large", 422, "backend"),
+        ("rate-limited", 429, "key:backend"),
+        ("file-too-large", 422, "key:backend"),
         ("unauthenticated", 401, None),
-        ("invalid-file-name", 422, "backend"),
+        ("invalid-file-name", 422, "key:backend"),
     ]
     assert refused[1]["fileName"] == "big.png"
 

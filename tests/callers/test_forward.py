@@ -56,7 +56,7 @@ async def test_a_signed_in_session_is_the_caller(
         "/v2/token", json=FILE, headers={**cookie("alice"), "X-Private-Thing": "do-not-send"}
     )
     assert response.status_code == 200, response.text
-    assert response.json()["fields"]["folder"] == "/users/alice"
+    assert response.json()["fields"]["folder"] == "/users/session-alice"
     forwarded = upstream.requests[-1]
     assert forwarded["cookie"] == "session=alice"
     assert "X-Private-Thing" not in forwarded["other"]
@@ -69,7 +69,7 @@ async def test_caller_from_a_json_field(
     settings = forward_settings(make_settings, upstream, caller_field="id")
     async with in_process(settings, clock) as http:
         response = await http.post("/v2/token", json=FILE, headers=cookie("bob-json"))
-    assert response.json()["fields"]["folder"] == "/users/bob"
+    assert response.json()["fields"]["folder"] == "/users/session-bob"
 
 
 @pytest.mark.parametrize(

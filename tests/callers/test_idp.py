@@ -65,7 +65,7 @@ async def test_provider_tokens_are_callers(
             "/v2/token", json=FILE, headers=bearer(provider_keys[alg].sign(claims()))
         )
     assert response.status_code == 200, response.text
-    assert response.json()["fields"]["folder"] == "/users/user-42"
+    assert response.json()["fields"]["folder"] == "/users/idp-user-42"
 
 
 def b64(data: bytes | dict[str, Any]) -> str:

@@ -160,7 +160,7 @@ def test_both_roles_come_up_and_an_upload_goes_through(cluster: dict[str, str]) 
     )
     assert grant.status_code == 200, grant.text
     body = grant.json()
-    assert body["fields"]["folder"] == "/users/backend/avatar"
+    assert body["fields"]["folder"] == "/users/key-backend/avatar"
     form = {**body["fields"], "token": body["token"]}
     upload_url = cluster["upload_api"] + "/api/v2/files/upload"
     stored = httpx.post(upload_url, data=form, files={"file": ("me.png", picture, "image/png")})

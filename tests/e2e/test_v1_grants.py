@@ -240,7 +240,8 @@ async def test_a_caller_cannot_store_html_in_another_folder(world: World) -> Non
     """A script-bearing page is refused, outside the grant's folder and outside its types."""
     page = b"<html><script>alert(1)</script></html>"
     refused(
-        await world.upload("other", "page.html", page, folder="/products"), "/users/other/avatar"
+        await world.upload("other", "page.html", page, folder="/products"),
+        "/users/key-other/avatar",
     )
     refused(await world.upload("other", "page.html", page), "allows only: jpg, png, webp")
     assert not list((world.storage / "files").rglob("page*.html"))
@@ -257,17 +258,17 @@ async def test_callers_stay_in_their_own_folders(world: World) -> None:
     """An API-key caller cannot write into another caller's folder, nor an end user into
     another user's; in their own folder (the default when none is sent) both succeed."""
     refused(
-        await world.upload("other", "me.png", png(), folder="/users/shop/avatar"),
-        "only into /users/other/avatar",
+        await world.upload("other", "me.png", png(), folder="/users/key-shop/avatar"),
+        "only into /users/key-other/avatar",
     )
     refused(
-        await world.upload("alice", "me.png", png(), folder="/users/bob/avatar"),
-        "only into /users/alice/avatar",
+        await world.upload("alice", "me.png", png(), folder="/users/idp-bob/avatar"),
+        "only into /users/idp-alice/avatar",
     )
     own = await world.upload("alice", "me.png", png(5, 5))
     assert own.status_code == 200, own.text
-    assert own.json()["filePath"].startswith("/users/alice/avatar/me_")
-    deeper = await world.upload("other", "me.png", png(), folder="/users/other/avatar/2026")
+    assert own.json()["filePath"].startswith("/users/idp-alice/avatar/me_")
+    deeper = await world.upload("other", "me.png", png(), folder="/users/key-other/avatar/2026")
     assert deeper.status_code == 200, deeper.text
 
 

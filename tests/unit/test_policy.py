@@ -32,7 +32,7 @@ def grant(
     size: int = 1000,
     mime: str = "image/png",
     folder: str | None = None,
-    caller: str = "alice",
+    caller: str = "session:alice",
 ) -> dict[str, str]:
     request = FileRequest(name, size, mime, folder)
     return dict(p.grant_file(p.profile(None), request, caller=caller).fields)
@@ -122,17 +122,18 @@ def test_plan_size_limits(plan: str, name: str, mime: str, limit: int) -> None:
         grant(p, name, limit + 1, mime)
 
 
-def test_folder_template_uses_the_caller_id() -> None:
-    """The profile's folder template is filled with the caller's id."""
+def test_folder_template_uses_the_caller_identity() -> None:
+    """The profile's folder template is filled with the caller's identity, namespace first."""
     p = policy(folder="/users/{caller}/avatars")
-    assert grant(p, caller="alice")["folder"] == "/users/alice/avatars"
+    assert grant(p, caller="session:alice")["folder"] == "/users/session-alice/avatars"
+    assert grant(p, caller="key:alice")["folder"] == "/users/key-alice/avatars"
 
 
 def test_requested_folder_must_stay_inside_the_template() -> None:
     """A subfolder is fine; a sibling or a parent is refused."""
     p = policy(folder="/users/{caller}")
-    assert grant(p, folder="/users/alice/2026/")["folder"] == "/users/alice/2026"
-    for outside in ("/users/bob", "/users", "/", "/users/alice-x"):
+    assert grant(p, folder="/users/session-alice/2026/")["folder"] == "/users/session-alice/2026"
+    for outside in ("/users/session-bob", "/users", "/", "/users/session-alice-x", "/users/alice"):
         with pytest.raises(errors.InvalidFolder):
             grant(p, folder=outside)
 
@@ -145,13 +146,14 @@ def test_folders_outside_imagekits_alphabet_are_refused(folder: str) -> None:
 
 
 def test_caller_segments_never_collide() -> None:
-    """Ids outside the alphabet, or dressed up as hashed ones, get distinct folder segments."""
+    """Ids outside the alphabet, or dressed up as hashed ones or as another namespace's, get
+    distinct folder segments in every namespace."""
     ids = ["alice", "alice@example.com", "alice_example_com", "alice.example.com", "a/b", "a_b"]
-    dressed = caller_segment("alice@example.com")
-    ids.append(dressed)
-    segments = [caller_segment(i) for i in ids]
-    assert len(set(segments)) == len(ids)
-    assert caller_segment("alice") == "alice"
+    ids += [caller_segment("idp:alice@example.com").removeprefix("idp-"), "key-alice", "idp-x"]
+    identities = [f"{namespace}:{i}" for namespace in ("key", "idp", "session") for i in ids]
+    segments = [caller_segment(i) for i in identities]
+    assert len(set(segments)) == len(identities)
+    assert caller_segment("session:alice") == "session-alice"
     assert all(
         set(s) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
         for s in segments
@@ -240,8 +242,9 @@ def test_a_v1_grant_is_the_profile_for_this_caller() -> None:
         overwrite=True,
     )
     profile = opened.profile(None)
-    grant = opened.grant_v1(profile, caller="al ice")
-    assert grant.folder == "/users/" + caller_segment("al ice")
+    grant = opened.grant_v1(profile, caller="idp:al ice")
+    assert grant.folder == "/users/" + caller_segment("idp:al ice")
+    assert grant.caller == "idp:al ice"
     assert grant.types == ("mp4", "png")
     assert (grant.max_size, grant.max_video_size) == (25 * MIB, 25 * MIB)
     assert (grant.use_unique_file_name, grant.overwrite, grant.private) == (True, True, False)

@@ -28,6 +28,9 @@ from tests.support.webhooks import python_unwrap
 pytestmark = pytest.mark.anyio
 
 BACKEND_KEY = new_api_key()
+OTHER_BACKEND_KEY = new_api_key()
+#: An API key whose name is a user's session id: another caller all the same.
+NAMESAKE_KEY = new_api_key()
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 
 
@@ -55,12 +58,17 @@ def settings(
     upstream: Upstream,
     receiver: Receiver,
 ) -> Settings:
-    """Production callers: users by the app's session (forward auth: alice, bob) and a
-    back end by API key; a webhook to the receiver."""
+    """Production callers: users by the app's session (forward auth: alice, bob), the app's
+    back end by API key with the right to read every receipt, another back end without it; a
+    webhook to the receiver."""
     hooked = hook_settings(receiver.url)
     callers = CallersConfig(
         forward=ForwardAuthConfig(url=upstream.url + "/session", timeout=2),
-        api_keys=[ApiKeyConfig(name="backend", hash=hash_api_key(BACKEND_KEY))],
+        api_keys=[
+            ApiKeyConfig(name="backend", hash=hash_api_key(BACKEND_KEY), read_all_receipts=True),
+            ApiKeyConfig(name="reports", hash=hash_api_key(OTHER_BACKEND_KEY)),
+            ApiKeyConfig(name="alice", hash=hash_api_key(NAMESAKE_KEY)),
+        ],
     )
     return hooked.model_copy(
         update={
@@ -76,6 +84,7 @@ def settings(
 ALICE = {"Cookie": "session=alice"}
 BOB = {"Cookie": "session=bob"}
 BACKEND = {"Authorization": f"Bearer {BACKEND_KEY}"}
+OTHER_BACKEND = {"Authorization": f"Bearer {OTHER_BACKEND_KEY}"}
 
 
 async def receipt(http: httpx.AsyncClient, headers: dict[str, str], **body: str) -> httpx.Response:
@@ -97,7 +106,7 @@ async def test_a_v2_credentials_receipt_names_its_caller_and_its_file(
         assert before.status_code == 200, before.text
         assert before.json() == {
             "credential": "v2",
-            "caller": "alice",
+            "caller": "session:alice",
             "profile": "default",
             "requestId": request_id,
             "issuedAt": before.json()["issuedAt"],
@@ -116,13 +125,13 @@ async def test_a_v2_credentials_receipt_names_its_caller_and_its_file(
         after = (await receipt(http, BACKEND, token=token)).json()  # a back end may ask too
         (event,) = await asyncio.to_thread(receiver.wait_for, 1)
     assert after["used"] is True
-    assert after["caller"] == "alice"
+    assert after["caller"] == "session:alice"
     assert after["file"]["fileId"] == uploaded.json()["fileId"]
     assert after["file"]["filePath"] == uploaded.json()["filePath"]
     assert after["eventId"] == event.headers["webhook-id"]
     verified = python_unwrap(event, webhook_secret)
     receipt_in_event = verified.to_dict()["receipt"]
-    assert receipt_in_event["caller"] == "alice"
+    assert receipt_in_event["caller"] == "session:alice"
     assert receipt_in_event["credential"] == "v2"
     assert receipt_in_event["requestId"] == request_id
     assert receipt_in_event["profile"] == "default"
@@ -147,12 +156,16 @@ async def test_a_v1_credentials_receipt(settings: Settings) -> None:
         assert uploaded.status_code == 200, uploaded.text
         answer = (await receipt(http, ALICE, token=credential["token"])).json()
     assert answer["credential"] == "v1"
-    assert answer["caller"] == "alice"
+    assert answer["caller"] == "session:alice"
     assert answer["used"] is True
     assert answer["file"]["name"] == uploaded.json()["name"]
 
 
-async def test_receipts_are_for_their_caller_or_a_back_end(settings: Settings) -> None:
+async def test_receipts_are_for_their_caller_or_a_caller_with_the_role(
+    settings: Settings,
+) -> None:
+    """A receipt answers the identity the credential was issued to, and a caller given
+    `read_all_receipts`; another user, or a back end without the role, gets 403."""
     async with both(settings) as http:
         issued = await http.post(
             "/v2/token",
@@ -161,11 +174,18 @@ async def test_receipts_are_for_their_caller_or_a_back_end(settings: Settings) -
         )
         token = issued.json()["token"]
         other = await receipt(http, BOB, token=token)
+        other_backend = await receipt(http, OTHER_BACKEND, token=token)
+        namesake = await receipt(http, {"Authorization": f"Bearer {NAMESAKE_KEY}"}, token=token)
+        with_role = await receipt(http, BACKEND, token=token)
         nobody = await receipt(http, {}, token=token)
         unknown = await receipt(http, BACKEND, token="a.b.c")
         unknown_v1 = await receipt(http, BACKEND, token="not-a-token")
         not_json = await http.post("/v1/receipts", content=b"token=x", headers=BACKEND)
     assert other.status_code == 403
+    assert other_backend.status_code == 403
+    assert namesake.status_code == 403  # the API key named alice is not the session alice
+    assert with_role.status_code == 200
+    assert with_role.json()["caller"] == "session:alice"
     assert nobody.status_code == 401
     assert unknown.status_code == 404
     assert unknown.json()["type"].endswith("/receipt-unknown")

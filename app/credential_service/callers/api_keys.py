@@ -40,7 +40,13 @@ class ApiKeyAuthenticator:
         self.callers = tuple(
             (
                 bytes.fromhex(key.hash.removeprefix(HASH_PREFIX)),
-                Caller(key.name, self.name, profile_set(key.profiles)),
+                Caller(
+                    key.name,
+                    self.name,
+                    key.namespace,
+                    profile_set(key.profiles),
+                    reads_all_receipts=key.read_all_receipts,
+                ),
             )
             for key in keys
         )

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from app.core import errors
+from app.core.folders import identity
 
 #: The longest caller id a provider or a session check may name.
 MAX_CALLER_ID: Final = 256
@@ -17,20 +18,29 @@ def profile_set(names: list[str] | None) -> frozenset[str] | None:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller. ``profiles`` None means any profile."""
+    """An authenticated caller: its id as the method knows it, and the namespace that makes it
+    an identity no other method can produce. ``profiles`` None means any profile."""
 
     id: str
     method: str
+    namespace: str
     profiles: frozenset[str] | None = None
-    #: Whose budget the rate limits charge; the caller itself unless set.
+    #: Whose budget the rate limits charge; the caller's identity unless set.
     rate_key: str | None = None
+    #: May read the receipts of credentials issued to any caller (a role given in config).
+    reads_all_receipts: bool = False
 
     def may_use(self, profile: str) -> bool:
         return self.profiles is None or profile in self.profiles
 
     @property
+    def identity(self) -> str:
+        """``namespace:id``: what folders, receipts, audit lines and limits know it by."""
+        return identity(self.namespace, self.id)
+
+    @property
     def limit_key(self) -> str:
-        return self.rate_key or f"{self.method}:{self.id}"
+        return self.rate_key or self.identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +75,9 @@ class DevelopmentAuthenticator:
     name = "development"
 
     async def authenticate(self, request: RequestInfo) -> Caller | None:
-        return Caller(id="dev", method=self.name, rate_key=f"ip:{request.client_host}")
+        return Caller(
+            id="dev", method=self.name, namespace="dev", rate_key=f"ip:{request.client_host}"
+        )
 
 
 async def authenticate(chain: Sequence[Authenticator], request: RequestInfo) -> Caller:

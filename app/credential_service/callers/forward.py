@@ -64,7 +64,7 @@ class ForwardAuthenticator:
             self.on_outcome("error")
             raise errors.AuthUpstreamError("the session check named no caller")
         self.on_outcome("allowed")
-        return Caller(caller, self.name, self.profiles)
+        return Caller(caller, self.name, self.settings.namespace, self.profiles)
 
     def _caller_id(self, response: httpx.Response) -> Any:
         if self.settings.header:

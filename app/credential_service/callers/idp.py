@@ -154,7 +154,7 @@ class IdpAuthenticator:
         caller = claims.get(self.settings.caller_claim)
         if not isinstance(caller, str) or not caller or len(caller) > MAX_CALLER_ID:
             raise errors.Unauthenticated()
-        return Caller(caller, self.name, self.profiles)
+        return Caller(caller, self.name, self.settings.namespace, self.profiles)
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         now = self.clock()
