@@ -4,6 +4,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from app.core.imagekit.filetypes import FileType, Kind
+from app.upload_api.fields import extension_status
 from app.upload_api.media import Probe, format_name
 from app.upload_api.options import UploadOptions
 from app.upload_api.storage import StoredFile
@@ -49,6 +50,8 @@ def response_body(
             body[name] = found[name]
     if stored.description is not None:
         body["description"] = stored.description
+    if options.extensions:
+        body["extensionStatus"] = extension_status(options.extensions)
     wanted = options.response_fields
     if "tags" in wanted:
         body["tags"] = stored.tags

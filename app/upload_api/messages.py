@@ -190,6 +190,14 @@ def name_clash() -> UploadError:
 
 
 # -- not documented by ImageKit; same phrasing ------------------------------------------------
+def invalid_transformation() -> UploadError:
+    return _error(
+        400,
+        "The file could not be uploaded because the transformation field is invalid.",
+        "invalid-transformation",
+    )
+
+
 def invalid_parameter(name: str) -> UploadError:
     return _error(400, f"Your request contains invalid {name} parameter.", f"invalid-{name}")
 

@@ -2,7 +2,6 @@
 the file (what the client left out is the grant's; what it sent may narrow the grant, never widen
 it)."""
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -11,6 +10,7 @@ from app.core.imagekit.filetypes import FileType, extension_of
 from app.core.imagekit.rules import RuleError, check_tags, format_size, is_within, normalise_folder
 from app.core.ledger.records import UploadGrant
 from app.upload_api import messages
+from app.upload_api.fields import JsonFields
 
 RESPONSE_FIELDS: Final = frozenset(
     {
@@ -41,6 +41,8 @@ class UploadOptions:
     custom_metadata: dict[str, Any] | None
     description: str | None
     response_fields: frozenset[str]
+    #: The extensions asked for (none runs here: each is reported ``failed``).
+    extensions: tuple[str, ...] = ()
 
 
 def _flag(fields: Mapping[str, str], name: str, default: bool) -> bool:
@@ -52,8 +54,9 @@ def _flag(fields: Mapping[str, str], name: str, default: bool) -> bool:
     return value == "true"
 
 
-def parse_options(fields: Mapping[str, str]) -> UploadOptions:
-    """The upload's parameters, each checked as ImageKit checks it, in ImageKit's order."""
+def parse_options(fields: Mapping[str, str], json_fields: JsonFields) -> UploadOptions:
+    """The upload's parameters, each checked as ImageKit checks it, in ImageKit's order (the
+    JSON-valued ones were checked before the credential was burned: ``json_fields``)."""
     file_name = fields.get("fileName")
     if not file_name:
         raise messages.missing_parameter("fileName")
@@ -67,7 +70,6 @@ def parse_options(fields: Mapping[str, str]) -> UploadOptions:
         _flag(fields, name, True)
     tags = _tags(fields.get("tags"))
     coordinates = _coordinates(fields.get("customCoordinates") or None)
-    metadata = _custom_metadata(fields.get("customMetadata"))
     requested = {f.strip() for f in fields.get("responseFields", "").split(",") if f.strip()}
     if requested - RESPONSE_FIELDS:
         raise messages.invalid_parameter("responseFields")
@@ -80,9 +82,10 @@ def parse_options(fields: Mapping[str, str]) -> UploadOptions:
         published=_flag(fields, "isPublished", True),
         tags=tags,
         custom_coordinates=coordinates,
-        custom_metadata=metadata,
+        custom_metadata=json_fields.custom_metadata,
         description=fields.get("description"),
         response_fields=frozenset(requested),
+        extensions=json_fields.extensions,
     )
 
 
@@ -104,19 +107,6 @@ def _coordinates(value: str | None) -> str | None:
         if len(parts) != 4 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
             raise messages.invalid_parameter("customCoordinates")
     return value
-
-
-def _custom_metadata(value: str | None) -> dict[str, Any] | None:
-    """``customMetadata``: a JSON object; None when not sent."""
-    if not value:
-        return None
-    try:
-        metadata = json.loads(value)
-    except (ValueError, RecursionError):
-        metadata = None
-    if not isinstance(metadata, dict):
-        raise messages.invalid_parameter("customMetadata")
-    return metadata
 
 
 #: The flags a v1 grant fixes: (field, the grant's attribute, the value that would widen it).

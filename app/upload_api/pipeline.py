@@ -27,6 +27,7 @@ from app.upload_api.authenticate import (
 )
 from app.upload_api.context import UploadContext
 from app.upload_api.detect import detect
+from app.upload_api.fields import check_json_fields
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.media import Probe
 from app.upload_api.options import UploadOptions, check_grant, parse_options, within_grant
@@ -62,6 +63,7 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
     """Handle one upload request; returns ImageKit's JSON or raises ``messages.UploadError``."""
     form, basic = await receive(ctx, request)
     try:
+        json_fields = check_json_fields(form.fields)  # before the credential is burned
         if request.version == 1:
             authenticated = await authenticate_v1(ctx, basic, form.fields)
         else:
@@ -71,7 +73,7 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
         fields = form.fields
         if authenticated.grant is not None:
             fields = within_grant(fields, authenticated.grant)
-        options = parse_options(fields)
+        options = parse_options(fields, json_fields)
         form.file = await fetch_if_remote(ctx, form.file)
         accepted = accept(ctx, form.file, options, authenticated)
         found = await inspect(ctx, accepted, fields)

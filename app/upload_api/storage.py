@@ -180,11 +180,17 @@ class LocalStorage:
             if earlier != kept:
                 earlier.unlink(missing_ok=True)
 
-    def _write_meta(self, stored: StoredFile) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, suffix=".json")
-        with os.fdopen(fd, "w") as out:
-            json.dump(asdict(stored), out)
-        os.replace(tmp, self._meta_path(stored.file_path))
+    def _stage_meta(self, stored: StoredFile) -> Path:
+        """The metadata document written whole to the temporary area (where a full disk or an
+        unserialisable value fails before anything is published); the caller renames it."""
+        fd, tmp = tempfile.mkstemp(dir=self.work, suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(asdict(stored), out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp)
 
     def commit(
         self,
@@ -197,42 +203,53 @@ class LocalStorage:
         details: FileDetails,
     ) -> StoredFile:
         """Publish an uploaded temporary file at ``folder/name`` with what the upload knows of
-        it; consumes ``upload``."""
+        it; consumes ``upload``. Atomic: the file appears with its metadata or not at all. The
+        metadata is written first, whole, beside the upload; then one link (or rename) publishes
+        the bytes and one rename the metadata, neither of which needs space."""
         directory = self._content_path(folder)
-        directory.mkdir(parents=True, exist_ok=True)
         try:
+            directory.mkdir(parents=True, exist_ok=True)
             for _ in range(8):
                 final = unique_name(name) if unique else name
                 file_path = (folder.rstrip("/") + "/" + final) if folder != "/" else "/" + final
-                target = directory / final
-                previous = self.lookup(file_path)
-                if unique or not overwrite:
-                    try:
-                        os.link(upload, target)
-                    except FileExistsError:
-                        if unique:
-                            continue
-                        raise NameTaken() from None
-                else:
-                    os.replace(upload, target)
-                break
-            else:  # pragma: no cover - eight random 9-character suffixes all taken
-                raise NameTaken()
+                stored = self._next_version(file_path, final, details, unique or not overwrite)
+                staged = self._stage_meta(stored)
+                try:
+                    if unique or not overwrite:
+                        os.link(upload, directory / final)
+                    else:
+                        os.replace(upload, directory / final)
+                except FileExistsError:
+                    staged.unlink(missing_ok=True)
+                    if unique:
+                        continue
+                    raise NameTaken() from None
+                except BaseException:
+                    staged.unlink(missing_ok=True)
+                    raise
+                os.replace(staged, self._meta_path(file_path))
+                return stored
+            raise NameTaken()  # pragma: no cover - eight random 9-character suffixes all taken
         finally:
             with contextlib.suppress(FileNotFoundError):
                 upload.unlink()
-        version = previous.version + 1 if previous and overwrite and not unique else 1
-        file_id = previous.file_id if version > 1 and previous else new_id()
-        stored = StoredFile(
+
+    def _next_version(
+        self, file_path: str, name: str, details: FileDetails, new_file: bool
+    ) -> StoredFile:
+        """The record of the file about to be published at ``file_path``: version 1 with a new
+        id, or (overwriting) the next version of the file there."""
+        previous = None if new_file else self.lookup(file_path)
+        version = previous.version + 1 if previous else 1
+        file_id = previous.file_id if previous else new_id()
+        return StoredFile(
             file_id=file_id,
-            name=final,
+            name=name,
             file_path=file_path,
             version=version,
             version_id=file_id if version == 1 else new_id(),
             **{f.name: getattr(details, f.name) for f in fields(FileDetails)},
         )
-        self._write_meta(stored)
-        return stored
 
     def sweep(self, older_than: float) -> int:
         """Remove uploads left directly in ``tmp/`` (by versions before process folders) once

@@ -76,7 +76,54 @@ DEEP = st.integers(min_value=1, max_value=30_000).map(lambda n: "[" * n + "]" * 
 HUGE_JSON = st.integers(min_value=1, max_value=5000).map(
     lambda n: json.dumps({f"k{i}": "v" * 10 for i in range(n)})
 )
+#: JSON of any shape and nesting, and near-misses of ImageKit's shapes for the JSON fields.
+NESTED_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=60,
+)
+EXTENSION_NAMES = st.sampled_from(
+    [
+        "remove-bg",
+        "google-auto-tagging",
+        "aws-auto-tagging",
+        "ai-auto-description",
+        "ai-tasks",
+        "saved-extension",
+        "x",
+    ]
+)
+POST_TYPES = st.sampled_from(["transformation", "gif-to-video", "thumbnail", "abs", "x"])
+PROTOCOLS = st.sampled_from(["hls", "dash", "x"])
+JSON_SHAPES = st.one_of(
+    NESTED_JSON,
+    st.lists(st.fixed_dictionaries({"name": EXTENSION_NAMES}, optional={"options": NESTED_JSON})),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "pre": st.one_of(st.text(max_size=10), NESTED_JSON),
+            "post": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "type": st.sampled_from(
+                            ["transformation", "gif-to-video", "thumbnail", "abs", "x"]
+                        )
+                    },
+                    optional={
+                        "value": NESTED_JSON,
+                        "protocol": st.sampled_from(["hls", "dash", "x"]),
+                    },
+                ),
+                max_size=12,
+            ),
+        },
+    ),
+    st.dictionaries(st.text(max_size=8), NESTED_JSON, max_size=110),
+).map(json.dumps)
 VALUES = st.one_of(
+    JSON_SHAPES,
     st.text(max_size=40),
     ODD_DIGITS,
     DEEP,
