@@ -49,6 +49,7 @@ commands:
   upload-api   the ImageKit-compatible upload API
   dev          development mode: both on one port, throwaway keys, no caller authentication
   upload       upload files and folders, N at a time, to ImageKit or our upload API
+  webhooks     the upload events' queue: status, dead letters, replay, purge
   new-api-key  make an API key for a back end, and the hash for the config
 
 Run 'upload-auth COMMAND --help' for a command's options."""
@@ -96,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     from app.bulk import command as bulk_command
 
     bulk_command.add_arguments(upload)
+    hooks = commands.add_parser(
+        "webhooks",
+        help="the upload events' queue: status, dead letters, replay, purge",
+        description="The upload API's webhook outbox, as the settings name it (Redis, or "
+        "SQLite under the storage directory). Output: JSON lines.",
+        epilog=CONFIGURATION,
+        formatter_class=_Formatter,
+    )
+    hooks.add_argument("action", choices=["status", "dead", "replay", "purge"])
+    hooks.add_argument("ids", nargs="*", help="dead letters to replay or purge")
+    hooks.add_argument("--all", action="store_true", help="replay or purge every dead letter")
+    hooks.add_argument("--bodies", action="store_true", help="dead: show each event's body")
     key = commands.add_parser("new-api-key", help="make an API key for a back end, and its hash")
     key.add_argument("--name", required=True, help="the caller id the key stands for")
     key.add_argument("--profiles", help="comma-separated profiles it may use (default: any)")
@@ -116,6 +129,42 @@ def new_api_key(name: str, profiles: str | None) -> str:
         f"API key for {name} (give it to the caller; it is not stored anywhere):\n\n"
         f"    {key}\n\nAdd to the config file:\n\n{config}\n"
     )
+
+
+def webhooks(args: argparse.Namespace) -> int:
+    """``upload-auth webhooks ACTION``: exit status 2 for a config error or a missing choice."""
+    import asyncio
+    import time
+
+    from app.core import parts
+    from app.core.settings import ConfigError, load_settings
+    from app.core.webhooks import admin
+
+    if args.action in ("replay", "purge") and not (args.ids or args.all):
+        print(f"upload-auth: webhooks {args.action}: name dead letters, or --all", file=sys.stderr)
+        return 2
+    try:
+        outbox = parts.webhook_outbox(load_settings())
+    except ConfigError as exc:
+        print(f"upload-auth: config error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> list[str]:
+        try:
+            if args.action == "status":
+                return await admin.status(outbox)
+            if args.action == "dead":
+                return await admin.dead_letters(outbox, bodies=args.bodies)
+            chosen = None if args.all else args.ids
+            if args.action == "replay":
+                return await admin.replay(outbox, chosen, int(time.time() * 1000))
+            return await admin.purge(outbox, chosen)
+        finally:
+            await outbox.close()
+
+    for line in asyncio.run(run()):
+        print(line)
+    return 0
 
 
 def _unless_set(**defaults: Any) -> dict[str, Any]:
@@ -178,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.bulk import command as bulk_command
 
         return bulk_command.main(args)
+    if args.command == "webhooks":
+        return webhooks(args)
     import uvicorn
 
     from app.core.settings import ConfigError

@@ -18,6 +18,7 @@ from app.core.ledger import Ledger
 from app.core.logs import scrub
 from app.core.secret_files import read_secret_file
 from app.core.settings import ConfigError, KeyPairConfig, Settings, check_private_key
+from app.core.webhooks.outbox import Outbox, OutboxLimits, RedisOutbox, SqliteOutbox
 
 #: What a key reload re-reads; everything else keeps its start-up value.
 _RELOADABLE: Final = frozenset(
@@ -143,3 +144,17 @@ def webhook_secret(settings: Settings) -> bytes | None:
         ).encode()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def webhook_outbox(settings: Settings) -> Outbox:
+    """Where upload events wait, within the settings' bounds: Redis (shared by the replicas)
+    when configured, else SQLite on the storage volume."""
+    limits = OutboxLimits(
+        max_pending=settings.webhook_max_pending,
+        max_pending_bytes=settings.webhook_max_pending_bytes,
+        max_dead=settings.webhook_max_dead,
+        dead_retention_ms=settings.webhook_dead_retention * 1000,
+    )
+    if settings.redis_url is not None:
+        return RedisOutbox(settings.redis_url.get_secret_value(), limits)
+    return SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3", limits)

@@ -488,6 +488,17 @@ class Settings(BaseSettings):
     """Deliveries tried before an event is kept as a dead letter."""
     webhook_retry_base: float = Field(default=5.0, ge=0.01, le=3600)
     """Seconds before the second attempt; each later wait doubles (at most an hour)."""
+    webhook_max_pending: int = Field(default=100_000, ge=100, le=10_000_000)
+    """Events waiting for delivery, at most; when as many wait (the receiver down for long),
+    uploads are refused with 503 rather than stored without their event."""
+    webhook_max_pending_bytes: Size = Field(default=256 * MIB, ge=MIB, le=64 * GIB)
+    """Bytes of the events waiting for delivery, at most (each event is at most 64 KiB);
+    over it, uploads are refused with 503 as above."""
+    webhook_max_dead: int = Field(default=10_000, ge=10, le=1_000_000)
+    """Dead letters kept, at most; past it the oldest go (`upload-auth webhooks` lists,
+    replays and purges them)."""
+    webhook_dead_retention: int = Field(default=7 * 24 * 3600, ge=3600, le=90 * 24 * 3600)
+    """Seconds a dead letter is kept."""
     receipt_retention: int = Field(default=86400, ge=60, le=7 * 24 * 3600)
     """Seconds a credential's receipt (who it was issued to, which file it stored) is kept
     after the upload, for `POST /v1/receipts`."""

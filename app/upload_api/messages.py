@@ -262,6 +262,18 @@ def storage_failed() -> UploadError:
     return error
 
 
+def events_unavailable() -> UploadError:
+    """The upload's event cannot be queued (the outbox full, or not answering): refused rather
+    than stored without it."""
+    error = _error(
+        503,
+        "The upload API cannot queue upload events right now. Please retry.",
+        "events-unavailable",
+    )
+    error.retry_after = 30
+    return error
+
+
 def store_unavailable() -> UploadError:
     return _error(
         503, "The upload API cannot check tokens right now. Please retry.", "token-store-down"

@@ -7,7 +7,6 @@ from app.core.clock import Clock
 from app.core.keysource import KeySource
 from app.core.ledger import Ledger, MemoryLedger
 from app.core.settings import Settings
-from app.core.webhooks.outbox import Outbox, RedisOutbox, SqliteOutbox
 from app.core.webhooks.sender import WebhookMetrics, WebhookSender
 from app.upload_api.admission import InFlight
 from app.upload_api.context import UploadContext
@@ -29,13 +28,8 @@ def webhooks(
     None when no webhook is configured (``secret`` is None exactly then: ``webhook_secret``)."""
     if secret is None or settings.webhook_url is None:
         return None
-    outbox: Outbox
-    if settings.redis_url is not None:
-        outbox = RedisOutbox(settings.redis_url.get_secret_value())
-    else:
-        outbox = SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3")
     return WebhookSender(
-        outbox,
+        shared.webhook_outbox(settings),
         settings.webhook_url,
         secret,
         clock=clock,

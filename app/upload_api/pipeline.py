@@ -77,6 +77,8 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
         form.file = await fetch_if_remote(ctx, form.file)
         accepted = accept(ctx, form.file, options, authenticated)
         found = await inspect(ctx, accepted, fields)
+        if ctx.events is not None and not await ctx.events.has_room():
+            raise messages.events_unavailable()  # never stored without its event
         stored = store(ctx, accepted, options, found)
         await report(ctx, authenticated, stored, options, accepted.file_type, request.base_url)
         return response_body(stored, options, accepted.file_type, request.base_url)

@@ -36,7 +36,7 @@ async def report(
         event_id = str(uuid.uuid4())
         everything = replace(options, response_fields=RESPONSE_FIELDS)
         answer = response_body(stored, everything, file_type, base_url)
-        body = file_event(
+        body, left_out = file_event(
             event_id,
             answer,
             mime=stored.mime,
@@ -44,6 +44,9 @@ async def report(
             issued=authenticated.issued,
             now_ms=moment,
         )
+        if left_out:
+            ctx.events.metrics.trimmed.inc()
+            log.info("event trimmed", extra={"event_id": event_id, "left_out": left_out})
         await ctx.events.enqueue(event_id, body)
     if authenticated.key is not None:
         file = {

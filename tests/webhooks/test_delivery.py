@@ -155,7 +155,8 @@ async def test_a_restart_between_upload_and_delivery_loses_nothing(
     async with upload_api(settings) as http:
         answers = [await owner_stored(http, private_key, f"{n}.png", PICTURE) for n in range(3)]
     pending = await SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3").counts()
-    assert pending == {"pending": 3, "dead": 0}
+    assert (pending["pending"], pending["dead"]) == (3, 0)
+    assert pending["pending_bytes"] > 3 * 500  # three events' bodies
     with receiving(port, Receiver(url)) as receiver:
         async with upload_api(settings):  # the upload API again, same volume
             delivered = await settle(receiver, 3)
@@ -194,9 +195,9 @@ async def test_the_last_attempt_leaves_a_dead_letter(
             metrics = (await http.get("/metrics")).text
     assert len(receiver.deliveries) == 3
     (letter,) = await outbox.dead_letters()
-    assert letter["attempts"] == 3
-    assert letter["error"] == "status 500"
-    assert letter["id"] == receiver.deliveries[0].headers["webhook-id"]
+    assert letter.attempts == 3
+    assert letter.error == "status 500"
+    assert letter.event_id == receiver.deliveries[0].headers["webhook-id"]
     assert "upload_auth_webhooks_dead_total 1.0" in metrics
 
 

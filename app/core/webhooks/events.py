@@ -49,6 +49,41 @@ _FILE_FIELDS: Final = (
 )
 
 
+#: The largest event body. Over it, the fields that can grow without bound are left out, in
+#: this order, until it fits: the file's embedded metadata (EXIF, IPTC, XMP, container tags),
+#: the EXIF in its metadata, its custom metadata, its tags and description. What remains (ids,
+#: path, URL, size, type, dimensions, the receipt) is bounded; the receiver reads the rest from
+#: the file when it wants it.
+MAX_EVENT_BYTES: Final = 64 * 1024
+_TRIMMABLE: Final = (
+    ("embeddedMetadata",),
+    ("metadata", "exif"),
+    ("customMetadata",),
+    ("tags",),
+    ("description",),
+)
+
+
+def _encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def bounded(event: dict[str, Any]) -> tuple[bytes, list[str]]:
+    """The event's body within ``MAX_EVENT_BYTES``, and the fields left out to get there."""
+    body, left_out = _encode(event), []
+    for path in _TRIMMABLE:
+        if len(body) <= MAX_EVENT_BYTES:
+            break
+        holder = event["data"]
+        for key in path[:-1]:
+            holder = holder.get(key) or {}
+        if path[-1] in holder:
+            del holder[path[-1]]
+            left_out.append(".".join(path))
+            body = _encode(event)
+    return body, left_out
+
+
 def file_event(
     event_id: str,
     answer: dict[str, Any],
@@ -57,9 +92,10 @@ def file_event(
     new_version: bool,
     issued: Issued,
     now_ms: int,
-) -> bytes:
-    """The event for a stored upload: ``answer`` is the upload's answer with every response
-    field (tags, customMetadata, embeddedMetadata...)."""
+) -> tuple[bytes, list[str]]:
+    """The event for a stored upload, and the fields left out to keep it within
+    ``MAX_EVENT_BYTES``: ``answer`` is the upload's answer with every response field (tags,
+    customMetadata, embeddedMetadata...)."""
     data: dict[str, Any] = {name: answer[name] for name in _FILE_FIELDS if name in answer}
     data["type"] = "file-version" if new_version else "file"
     data["mime"] = mime
@@ -74,7 +110,7 @@ def file_event(
         "data": data,
         "receipt": issued.answer(),
     }
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    return bounded(event)
 
 
 def signature_headers(secret: bytes, event_id: str, body: bytes, now: float) -> dict[str, str]:

@@ -7,8 +7,14 @@ finish in time, as when its process died: delivery is at least once, never lost.
 delivery the sender marks it ``done`` (gone), ``retry`` (due again later) or ``dead`` (kept
 as a dead letter, with the last error).
 
+Bounded (``OutboxLimits``): pending events by count and by bytes (``has_room`` says whether
+another fits: the upload API refuses an upload with 503 rather than store it without its event),
+dead letters by count (the oldest go first) and by age (``expire_dead``). An operator lists,
+replays and purges dead letters (``upload-auth webhooks``).
+
 - ``RedisOutbox``: a sorted set of ids by due time and a hash of events, claimed by a Lua
-  script, so every replica sharing the Redis shares the queue.
+  script, so every replica sharing the Redis shares the queue; a counter of pending bytes, and
+  dead letters in a hash with a sorted set by the time they died.
 - ``SqliteOutbox``: an SQLite database (WAL) on the storage volume, for a single host; it
   survives restarts, and processes on the host share it through SQLite's locking.
 """
@@ -17,10 +23,31 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLimits:
+    """How much the outbox holds: pending events (count and bytes of their bodies), dead
+    letters (count, and how long each is kept)."""
+
+    max_pending: int = 100_000
+    max_pending_bytes: int = 256 * 1024 * 1024
+    max_dead: int = 10_000
+    dead_retention_ms: int = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    event_id: str
+    attempts: int
+    error: str | None
+    body: bytes
+    #: When it was given up, Unix milliseconds.
+    dead_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +59,15 @@ class Pending:
 
 
 class Outbox(Protocol):
-    async def add(self, event_id: str, body: bytes, now_ms: int) -> None: ...
+    limits: OutboxLimits
+
+    async def has_room(self) -> bool:
+        """Whether another event fits under the pending limits."""
+        ...
+
+    async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
+        """Add an event (always: whether it fits was asked before its upload was stored)."""
+        ...
 
     async def claim(self, now_ms: int, lease_ms: int, limit: int) -> list[Pending]: ...
 
@@ -40,10 +75,29 @@ class Outbox(Protocol):
 
     async def retry(self, event_id: str, attempts: int, due_ms: int, error: str) -> None: ...
 
-    async def dead(self, event_id: str, attempts: int, error: str) -> None: ...
+    async def dead(self, event_id: str, attempts: int, error: str, now_ms: int) -> int:
+        """Keep the event as a dead letter; returns how many of the oldest dead letters went
+        to keep their number within ``max_dead``."""
+        ...
+
+    async def expire_dead(self, now_ms: int) -> int:
+        """Remove dead letters older than ``dead_retention_ms``; how many went."""
+        ...
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first."""
+        ...
+
+    async def replay(self, event_ids: list[str] | None, now_ms: int) -> int:
+        """Dead letters (these, or all) back to pending, due now, attempts from zero."""
+        ...
+
+    async def purge(self, event_ids: list[str] | None) -> int:
+        """Dead letters (these, or all) removed."""
+        ...
 
     async def counts(self) -> dict[str, int]:
-        """``pending`` and ``dead`` events."""
+        """``pending`` events, ``pending_bytes``, ``dead`` letters."""
         ...
 
     async def close(self) -> None: ...
@@ -66,13 +120,17 @@ CREATE INDEX IF NOT EXISTS events_due ON events (dead, due_ms);
 class SqliteOutbox:
     """SQLite in WAL mode; every call runs in a thread, off the event loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: OutboxLimits | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.limits = limits or OutboxLimits()
         self._lock = asyncio.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # kept in the database file itself
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+            if "dead_ms" not in columns:  # an outbox from before dead letters were bounded
+                db.execute("ALTER TABLE events ADD COLUMN dead_ms INTEGER")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -90,6 +148,29 @@ class SqliteOutbox:
 
         async with self._lock:
             return await asyncio.to_thread(run)
+
+    async def _transaction(self, steps: Callable[[sqlite3.Connection], int]) -> int:
+        def run() -> int:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = steps(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                return result
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
+
+    async def has_room(self) -> bool:
+        counts = await self.counts()
+        limits = self.limits
+        return (
+            counts["pending"] < limits.max_pending
+            and counts["pending_bytes"] < limits.max_pending_bytes
+        )
 
     async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
         await self._run(
@@ -128,33 +209,89 @@ class SqliteOutbox:
 
     async def retry(self, event_id: str, attempts: int, due_ms: int, error: str) -> None:
         await self._run(
-            "UPDATE events SET attempts = ?, due_ms = ?, last_error = ? WHERE id = ?",
+            "UPDATE events SET attempts = ?, due_ms = ?, last_error = ? WHERE id = ? AND dead = 0",
             attempts,
             due_ms,
             error,
             event_id,
         )
 
-    async def dead(self, event_id: str, attempts: int, error: str) -> None:
-        await self._run(
-            "UPDATE events SET attempts = ?, dead = 1, last_error = ? WHERE id = ?",
-            attempts,
-            error,
-            event_id,
+    async def dead(self, event_id: str, attempts: int, error: str, now_ms: int) -> int:
+        def steps(db: sqlite3.Connection) -> int:
+            db.execute(
+                "UPDATE events SET attempts = ?, dead = 1, last_error = ?, dead_ms = ? "
+                "WHERE id = ?",
+                (attempts, error, now_ms, event_id),
+            )
+            over = db.execute("SELECT COUNT(*) FROM events WHERE dead = 1").fetchone()[0]
+            over -= self.limits.max_dead
+            if over <= 0:
+                return 0
+            db.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE dead = 1 "
+                "ORDER BY dead_ms, id LIMIT ?)",
+                (over,),
+            )
+            return int(over)
+
+        return await self._transaction(steps)
+
+    async def expire_dead(self, now_ms: int) -> int:
+        def steps(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM events WHERE dead = 1 AND COALESCE(dead_ms, 0) < ?",
+                (now_ms - self.limits.dead_retention_ms,),
+            )
+            return int(cursor.rowcount)
+
+        return await self._transaction(steps)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        rows = await self._run(
+            "SELECT id, attempts, last_error, body, COALESCE(dead_ms, 0) FROM events "
+            "WHERE dead = 1 ORDER BY dead_ms, id"
         )
+        return [
+            DeadLetter(str(i), int(str(a)), None if e is None else str(e), bytes(b), int(str(d)))  # type: ignore[call-overload]
+            for i, a, e, b, d in rows
+        ]
+
+    def _chosen(self, event_ids: list[str] | None) -> tuple[str, tuple[object, ...]]:
+        if event_ids is None:
+            return "", ()
+        return f" AND id IN ({','.join('?' * len(event_ids))})", tuple(event_ids)
+
+    async def replay(self, event_ids: list[str] | None, now_ms: int) -> int:
+        where, args = self._chosen(event_ids)
+
+        def steps(db: sqlite3.Connection) -> int:
+            sql = "UPDATE events SET dead = 0, attempts = 0, due_ms = ?, dead_ms = NULL"
+            sql += " WHERE dead = 1"
+            cursor = db.execute(sql + where, (now_ms, *args))  # where: placeholders only
+            return int(cursor.rowcount)
+
+        return await self._transaction(steps)
+
+    async def purge(self, event_ids: list[str] | None) -> int:
+        where, args = self._chosen(event_ids)
+
+        def steps(db: sqlite3.Connection) -> int:
+            sql = "DELETE FROM events WHERE dead = 1"
+            return int(db.execute(sql + where, args).rowcount)  # where: placeholders only
+
+        return await self._transaction(steps)
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._run("SELECT dead, COUNT(*) FROM events GROUP BY dead")
-        found = {bool(dead): int(str(count)) for dead, count in rows}
-        return {"pending": found.get(False, 0), "dead": found.get(True, 0)}
-
-    async def dead_letters(self) -> list[dict[str, object]]:
-        """The dead letters: id, attempts, last error, body."""
-        rows = await self._run("SELECT id, attempts, last_error, body FROM events WHERE dead = 1")
-        return [
-            {"id": i, "attempts": a, "error": e, "body": bytes(b)}  # type: ignore[call-overload]
-            for i, a, e, b in rows
-        ]
+        rows = await self._run(
+            "SELECT dead, COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM events GROUP BY dead"
+        )
+        found = {bool(dead): (int(str(n)), int(str(size))) for dead, n, size in rows}
+        pending, pending_bytes = found.get(False, (0, 0))
+        return {
+            "pending": pending,
+            "pending_bytes": pending_bytes,
+            "dead": found.get(True, (0, 0))[0],
+        }
 
     async def close(self) -> None:
         return None
@@ -164,6 +301,8 @@ _PREFIX: Final = "upload-auth:webhooks:"
 DUE_KEY: Final = _PREFIX + "due"
 EVENTS_KEY: Final = _PREFIX + "events"
 DEAD_KEY: Final = _PREFIX + "dead"
+DEAD_AT_KEY: Final = _PREFIX + "dead-at"
+BYTES_KEY: Final = _PREFIX + "pending-bytes"
 
 #: Claim the due events: KEYS due, events; ARGV now, lease, limit. Returns [id, record, ...].
 _CLAIM: Final = """
@@ -182,41 +321,116 @@ end
 return found
 """
 
+#: Add an event once: KEYS events, due, bytes; ARGV id, record, now, body length.
+_ADD: Final = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
+  redis.call('INCRBY', KEYS[3], ARGV[4])
+end
+return 1
+"""
+
+#: Forget a pending event: KEYS events, due, bytes; ARGV id. Its body's bytes are given back.
+_DONE: Final = """
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if record then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('DECRBY', KEYS[3], string.len(cjson.decode(record)['body']))
+end
+return 1
+"""
+
+#: A pending event becomes a dead letter, the oldest dead letters over the cap go: KEYS events,
+#: due, bytes, dead, dead-at; ARGV id, record, now, max dead. Returns how many went.
+_DEAD: Final = """
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if not record then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('DECRBY', KEYS[3], string.len(cjson.decode(record)['body']))
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[4])
+if over <= 0 then return 0 end
+local oldest = redis.call('ZRANGE', KEYS[5], 0, over - 1)
+for _, id in ipairs(oldest) do redis.call('HDEL', KEYS[4], id) end
+redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1)
+return over
+"""
+
+#: Dead letters older than a moment go: KEYS dead, dead-at; ARGV the moment. Returns how many.
+_EXPIRE: Final = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+for _, id in ipairs(old) do redis.call('HDEL', KEYS[1], id) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+return #old
+"""
+
+#: A dead letter back to pending, due now, attempts from zero: KEYS dead, dead-at, events, due,
+#: bytes; ARGV id, now. Returns 1 if there was one.
+_REPLAY: Final = """
+local record = redis.call('HGET', KEYS[1], ARGV[1])
+if not record then return 0 end
+local decoded = cjson.decode(record)
+decoded['attempts'] = 0
+decoded['error'] = cjson.null
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(decoded))
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+redis.call('INCRBY', KEYS[5], string.len(decoded['body']))
+return 1
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
 
 class RedisOutbox:
     """Redis, shared by every replica; the events are kept without expiry (Redis must run with
-    persistence and ``noeviction``, as for the credential ledger)."""
+    persistence and ``noeviction``, as for the credential ledger), within the limits."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limits: OutboxLimits | None = None) -> None:
         import redis.asyncio as aioredis
 
+        self.limits = limits or OutboxLimits()
         self.redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.claim_script = self.redis.register_script(_CLAIM)
+        self.add_script = self.redis.register_script(_ADD)
+        self.done_script = self.redis.register_script(_DONE)
+        self.dead_script = self.redis.register_script(_DEAD)
+        self.expire_script = self.redis.register_script(_EXPIRE)
+        self.replay_script = self.redis.register_script(_REPLAY)
 
     @staticmethod
     def _record(body: bytes, attempts: int, error: str | None = None) -> str:
         return json.dumps({"body": body.decode(), "attempts": attempts, "error": error})
 
+    async def has_room(self) -> bool:
+        pending, size = await self.redis.hlen(EVENTS_KEY), await self.redis.get(BYTES_KEY)
+        limits = self.limits
+        return int(pending) < limits.max_pending and int(size or 0) < limits.max_pending_bytes
+
     async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(EVENTS_KEY, event_id, self._record(body, 0))
-            pipe.zadd(DUE_KEY, {event_id: now_ms}, nx=True)
-            await pipe.execute()
+        await self.add_script(
+            keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY],
+            args=[event_id, self._record(body, 0), now_ms, len(body.decode())],
+        )
 
     async def claim(self, now_ms: int, lease_ms: int, limit: int) -> list[Pending]:
         found = await self.claim_script(keys=[DUE_KEY, EVENTS_KEY], args=[now_ms, lease_ms, limit])
         pending = []
         for index in range(0, len(found), 2):
             record = json.loads(found[index + 1])
-            event_id = found[index].decode() if isinstance(found[index], bytes) else found[index]
-            pending.append(Pending(event_id, record["body"].encode(), record["attempts"]))
+            pending.append(
+                Pending(_text(found[index]), record["body"].encode(), record["attempts"])
+            )
         return pending
 
     async def done(self, event_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.zrem(DUE_KEY, event_id)
-            pipe.hdel(EVENTS_KEY, event_id)
-            await pipe.execute()
+        await self.done_script(keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY], args=[event_id])
 
     async def retry(self, event_id: str, attempts: int, due_ms: int, error: str) -> None:
         raw = await self.redis.hget(EVENTS_KEY, event_id)
@@ -228,36 +442,68 @@ class RedisOutbox:
             pipe.zadd(DUE_KEY, {event_id: due_ms})
             await pipe.execute()
 
-    async def dead(self, event_id: str, attempts: int, error: str) -> None:
+    async def dead(self, event_id: str, attempts: int, error: str, now_ms: int) -> int:
         raw = await self.redis.hget(EVENTS_KEY, event_id)
         if raw is None:
-            return
-        body = json.loads(raw)["body"].encode()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(DEAD_KEY, event_id, self._record(body, attempts, error))
-            pipe.zrem(DUE_KEY, event_id)
-            pipe.hdel(EVENTS_KEY, event_id)
-            await pipe.execute()
+            return 0
+        record = self._record(json.loads(raw)["body"].encode(), attempts, error)
+        keys = [EVENTS_KEY, DUE_KEY, BYTES_KEY, DEAD_KEY, DEAD_AT_KEY]
+        evicted = await self.dead_script(
+            keys=keys, args=[event_id, record, now_ms, self.limits.max_dead]
+        )
+        return int(evicted)
 
-    async def counts(self) -> dict[str, int]:
-        pending, dead = await self.redis.hlen(EVENTS_KEY), await self.redis.hlen(DEAD_KEY)
-        return {"pending": int(pending), "dead": int(dead)}
+    async def expire_dead(self, now_ms: int) -> int:
+        cutoff = now_ms - self.limits.dead_retention_ms
+        return int(await self.expire_script(keys=[DEAD_KEY, DEAD_AT_KEY], args=[cutoff]))
 
-    async def dead_letters(self) -> list[dict[str, object]]:
+    async def dead_letters(self) -> list[DeadLetter]:
         letters = await self.redis.hgetall(DEAD_KEY)
-        found: list[dict[str, object]] = []
+        scored = await self.redis.zrange(DEAD_AT_KEY, 0, -1, withscores=True)
+        when = {_text(pair[0]): int(pair[1]) for pair in scored if isinstance(pair, tuple)}
+        found = []
         for key, raw in letters.items():
             record = json.loads(raw)
-            event_id = key.decode() if isinstance(key, bytes) else key
             found.append(
-                {
-                    "id": event_id,
-                    "attempts": record["attempts"],
-                    "error": record["error"],
-                    "body": record["body"].encode(),
-                }
+                DeadLetter(
+                    _text(key),
+                    record["attempts"],
+                    record["error"],
+                    record["body"].encode(),
+                    when.get(_text(key), 0),
+                )
             )
-        return found
+        return sorted(found, key=lambda letter: (letter.dead_ms, letter.event_id))
+
+    async def _ids(self, event_ids: list[str] | None) -> list[str]:
+        if event_ids is not None:
+            return event_ids
+        return [_text(key) for key in await self.redis.hkeys(DEAD_KEY)]
+
+    async def replay(self, event_ids: list[str] | None, now_ms: int) -> int:
+        keys = [DEAD_KEY, DEAD_AT_KEY, EVENTS_KEY, DUE_KEY, BYTES_KEY]
+        moved = 0
+        for event_id in await self._ids(event_ids):
+            moved += int(await self.replay_script(keys=keys, args=[event_id, now_ms]))
+        return moved
+
+    async def purge(self, event_ids: list[str] | None) -> int:
+        ids = await self._ids(event_ids)
+        if not ids:
+            return 0
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(DEAD_KEY, *ids)
+            pipe.zrem(DEAD_AT_KEY, *ids)
+            removed, _ = await pipe.execute()
+        return int(removed)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(EVENTS_KEY)
+            pipe.get(BYTES_KEY)
+            pipe.hlen(DEAD_KEY)
+            pending, size, dead = await pipe.execute()
+        return {"pending": int(pending), "pending_bytes": int(size or 0), "dead": int(dead)}
 
     async def close(self) -> None:
         await self.redis.aclose()

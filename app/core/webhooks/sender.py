@@ -55,6 +55,33 @@ class WebhookMetrics:
             "Webhook events waiting in the outbox",
             registry=registry,
         )
+        self.pending_bytes = Gauge(
+            "upload_auth_webhooks_pending_bytes",
+            "Bytes of the webhook events waiting in the outbox",
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "upload_auth_webhooks_dead_letters",
+            "Dead letters kept (events given up, until replayed, purged, expired or evicted)",
+            registry=registry,
+        )
+        self.dead_removed = Counter(
+            "upload_auth_webhooks_dead_removed",
+            "Dead letters removed by the outbox's bounds",
+            ["reason"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "upload_auth_webhooks_refused_uploads",
+            "Uploads refused (503) because their event could not be queued",
+            ["reason"],
+            registry=registry,
+        )
+        self.trimmed = Counter(
+            "upload_auth_webhooks_trimmed",
+            "Events whose largest fields were left out to keep them within the size bound",
+            registry=registry,
+        )
 
 
 class WebhookSender:
@@ -90,6 +117,20 @@ class WebhookSender:
 
     def _now_ms(self) -> int:
         return now_ms(self.clock)
+
+    async def has_room(self) -> bool:
+        """Whether the next upload's event fits: the outbox under its pending limits and
+        answering. An upload is refused (503) rather than stored without its event."""
+        try:
+            room = await self.outbox.has_room()
+        except Exception as exc:
+            self.metrics.refused.labels("unavailable").inc()
+            log.warning("webhook outbox unavailable", extra={"error": type(exc).__name__})
+            return False
+        if not room:
+            self.metrics.refused.labels("full").inc()
+            log.warning("webhook outbox full: uploads refused until events are delivered")
+        return room
 
     async def enqueue(self, event_id: str, body: bytes) -> None:
         """Add an upload's event; never raises (a failure is logged and counted)."""
@@ -154,8 +195,11 @@ class WebhookSender:
             error = f"status {response.status_code}"
         attempts = event.attempts + 1
         if attempts >= self.max_attempts:
-            await self.outbox.dead(event.event_id, attempts, error)
+            evicted = await self.outbox.dead(event.event_id, attempts, error, self._now_ms())
             self.metrics.dead.inc()
+            if evicted:
+                self.metrics.dead_removed.labels("cap").inc(evicted)
+                log.warning("oldest dead letters removed (at the cap)", extra={"count": evicted})
             log.error(
                 "webhook event given up",
                 extra={"event_id": event.event_id, "attempts": attempts, "error": error},
@@ -176,7 +220,13 @@ class WebhookSender:
             try:
                 while await self.deliver_due() == BATCH:
                     pass
-                self.metrics.pending.set((await self.outbox.counts())["pending"])
+                expired = await self.outbox.expire_dead(self._now_ms())
+                if expired:
+                    self.metrics.dead_removed.labels("expired").inc(expired)
+                counts = await self.outbox.counts()
+                self.metrics.pending.set(counts["pending"])
+                self.metrics.pending_bytes.set(counts["pending_bytes"])
+                self.metrics.dead_letters.set(counts["dead"])
             except Exception as exc:  # the outbox may be down for a while
                 log.warning("webhook outbox unavailable", extra={"error": type(exc).__name__})
             self.wake.clear()
