@@ -255,7 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         app,
         host=args.host,
         port=args.port,
-        http=bounded_protocol(settings.max_header_bytes, settings.max_headers),
+        http=bounded_protocol(
+            settings.max_header_bytes,
+            settings.max_headers,
+            head_timeout=settings.head_timeout,
+            body_timeout=settings.body_timeout,
+            max_connections=settings.max_connections,
+        ),
         # Forwarded headers are believed only from the configured proxies.
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies) or "127.0.0.1",

@@ -534,6 +534,16 @@ class Settings(BaseSettings):
     """Largest request head (request line and header fields); 431 when over."""
     max_headers: int = Field(default=100, ge=16, le=1000)
     """Most header fields in a request; 431 when over."""
+    head_timeout: float = Field(default=10.0, ge=0.5, le=300)
+    """Seconds a request head may take to arrive, from its first byte (a connection's first
+    request: from the connection); over it, 408 and the connection closes (slow clients,
+    slowloris)."""
+    body_timeout: float = Field(default=60.0, ge=1, le=3600)
+    """Seconds a request body may go without a byte arriving while the server reads it; over
+    it, the connection closes."""
+    max_connections: int = Field(default=4096, ge=16, le=1_000_000)
+    """Connections one process holds; one more closes the connection whose head has been
+    incomplete the longest (or, with none, is refused with 503), so the probes keep answering."""
 
     @classmethod
     def settings_customise_sources(
