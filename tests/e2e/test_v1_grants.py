@@ -354,3 +354,58 @@ async def test_the_account_owner_is_unrestricted(world: World) -> None:
         files={"file": ("notes.txt", b"hello")},
     )
     assert response.status_code == 200, response.text
+
+
+async def test_a_provider_user_named_like_a_back_end_is_another_caller(world: World) -> None:
+    """The identity provider's user `other` is not the API key `other`: its uploads land in a
+    folder of its own, and it cannot write into the key's folder (#27: one identity per caller,
+    whatever the login method)."""
+    refused(
+        await world.upload("other", "me.png", png(), folder="/users/idp-other/avatar"),
+        "only into /users/key-other/avatar",
+    )
+    token = world.idp.sign({"sub": "other", "iss": ISSUER, "aud": AUDIENCE, "iat": 1, "exp": 2**40})
+    as_user = await world.http.get(
+        world.service + "/v1/auth", headers={"Authorization": f"Bearer {token}"}
+    )
+    cred = as_user.json()
+    form = {
+        "fileName": "me.png",
+        "publicKey": cred["publicKey"],
+        "signature": cred["signature"],
+        "expire": str(cred["expire"]),
+        "token": cred["token"],
+        "folder": "/users/key-other/avatar",
+    }
+    response = await world.http.post(
+        world.upload_api + "/api/v1/files/upload", data=form, files={"file": ("me.png", png())}
+    )
+    refused(response, "only into /users/idp-other/avatar")
+
+
+async def test_a_malformed_field_leaves_the_credential_good_on_any_replica(
+    world: World,
+) -> None:
+    """customMetadata nested 500 deep is refused by one replica before the credential is
+    burned: the same credential, with the field corrected, uploads on the other (#27)."""
+    answer = await world.v1("other")
+    cred = answer.json()
+    form = {
+        "fileName": "me.png",
+        "publicKey": cred["publicKey"],
+        "signature": cred["signature"],
+        "expire": str(cred["expire"]),
+        "token": cred["token"],
+    }
+    deep = json.dumps({"a": json.loads("[" * 500 + "]" * 500)})
+    bad = await world.http.post(
+        world.upload_api + "/api/v1/files/upload",
+        data={**form, "customMetadata": deep},
+        files={"file": ("me.png", png())},
+    )
+    refused(bad, "invalid customMetadata parameter")
+    good = await world.http.post(
+        world.seed_api + "/api/v1/files/upload", data=form, files={"file": ("me.png", png())}
+    )
+    assert good.status_code == 200, good.text
+    assert good.json()["filePath"].startswith("/users/key-other/avatar/")
