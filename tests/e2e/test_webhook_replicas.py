@@ -3,7 +3,9 @@ compose and Kubernetes run them: their events wait in Redis while the receiver i
 both replicas' restart, and each upload is delivered as one event, whichever replica sends it."""
 
 import base64
+import json
 import secrets
+import subprocess
 import time
 from collections import defaultdict
 from contextlib import ExitStack
@@ -14,7 +16,7 @@ import pytest
 
 from tests.support.apps import new_private_key, new_public_key
 from tests.support.receiver import Receiver, receiving
-from tests.support.servers import clean_env, free_port, redis_server, running
+from tests.support.servers import BIN, clean_env, free_port, redis_server, running
 from tests.support.webhooks import python_unwrap
 
 pytestmark = pytest.mark.e2e
@@ -84,3 +86,62 @@ def test_replicas_share_one_queue_and_lose_nothing_across_a_restart(tmp_path: Pa
     expected = {(a["fileId"], a["versionInfo"]["id"]) for a in answers}
     assert set(events) == expected  # every upload delivered...
     assert all(len(ids) == 1 for ids in events.values())  # ...as exactly one event
+
+
+def test_a_full_shared_queue_refuses_uploads_on_every_replica(tmp_path: Path) -> None:
+    """The receiver is down and the queue shared in Redis reaches its bound: every replica
+    refuses the next upload with ImageKit's 503 (nothing stored), and `upload-auth webhooks`
+    shows the queue at its bound (#27: bounded queues, never an upload without its event)."""
+    public, private = new_public_key(), new_private_key()
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{private}:".encode()).decode()}
+    with redis_server(tmp_path / "redis.log") as redis_url:
+        env = clean_env(
+            IMAGEKIT_PUBLIC_KEY=public,
+            IMAGEKIT_PRIVATE_KEY=private,
+            UPLOAD_AUTH_REDIS_URL=redis_url,
+            UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "uploads"),
+            UPLOAD_AUTH_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/hook",
+            UPLOAD_AUTH_WEBHOOK_SECRET="whsec_" + secrets.token_urlsafe(24),
+            UPLOAD_AUTH_WEBHOOK_RETRY_BASE="3600",
+            UPLOAD_AUTH_WEBHOOK_MAX_PENDING="100",
+            UPLOAD_AUTH_MEDIA_WORKERS="0",
+        )
+        with ExitStack() as stack:
+            urls = [
+                stack.enter_context(running(["upload-api"], env=env, log=tmp_path / f"{n}.log")).url
+                for n in range(2)
+            ]
+            statuses = [
+                httpx.post(
+                    urls[n % 2] + "/api/v1/files/upload",
+                    data={"fileName": f"f{n}.png"},
+                    files={"file": (f"f{n}.png", PNG)},
+                    headers=auth,
+                ).status_code
+                for n in range(102)
+            ]
+            refused = [
+                httpx.post(
+                    url + "/api/v1/files/upload",
+                    data={"fileName": "late.png"},
+                    files={"file": ("late.png", PNG)},
+                    headers=auth,
+                )
+                for url in urls
+            ]
+        status = subprocess.run(
+            [str(BIN / "upload-auth"), "webhooks", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    assert statuses[:100] == [200] * 100
+    assert statuses[100:] == [503, 503]
+    for answer in refused:
+        assert answer.status_code == 503
+        assert answer.json()["message"] == (
+            "The upload API cannot queue upload events right now. Please retry."
+        )
+    assert not list((tmp_path / "uploads" / "files").rglob("late*.png"))
+    assert json.loads(status.stdout)["pending"] == 100
