@@ -172,7 +172,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # received while in a head
         self._too_large = False
-        self._in_head_now = False  # a request begun and its head not complete
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_seen = 0.0
@@ -263,27 +262,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._too_large:
             return
-        cycle = self.cycle
-        if cycle is None or not cycle.more_body:
+        before = self.cycle
+        in_body = before is not None and before.more_body
+        if not in_body:
             self._head_bytes += len(data)
         super().data_received(data)
         if self._head_bytes > self.max_head_bytes and self._in_head() and not self._too_large:
             self._refuse()  # a head still arriving, already over the limit: not buffered on
             return
-        if self._in_head_now:
-            self._await_head()  # still incomplete after this read
-        else:
-            cycle = self.cycle
-            if cycle is not None and cycle.more_body:
-                self._await_body()
-
-    def on_message_begin(self) -> None:
-        self._in_head_now = True
-        super().on_message_begin()
+        after = self.cycle
+        if after is before and not in_body:
+            self._await_head()  # no head completed in this read: one is still arriving
+        elif after is not None and after.more_body:
+            self._await_body()  # a body still arriving
 
     def on_headers_complete(self) -> None:
-        self._in_head_now = False
-        self._head_done()
+        if self._head_timer is not None:
+            self._head_done()
         head_bytes, self._head_bytes = self._head_bytes, 0
         if len(self.headers) > self.max_headers or (
             head_bytes > self.max_head_bytes and self._head_size() > self.max_head_bytes

@@ -1,7 +1,7 @@
 """The authenticator protocol and the chain. Pure: a request arrives as headers and an address."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from app.core import errors
@@ -29,14 +29,15 @@ class Caller:
     rate_key: str | None = None
     #: May read the receipts of credentials issued to any caller (a role given in config).
     reads_all_receipts: bool = False
+    #: ``namespace:id``: what folders, receipts, audit lines and limits know it by (made once:
+    #: an API key's caller is made at start-up, and asked for on every request).
+    identity: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identity", identity(self.namespace, self.id))
 
     def may_use(self, profile: str) -> bool:
         return self.profiles is None or profile in self.profiles
-
-    @property
-    def identity(self) -> str:
-        """``namespace:id``: what folders, receipts, audit lines and limits know it by."""
-        return identity(self.namespace, self.id)
 
     @property
     def limit_key(self) -> str:
