@@ -37,6 +37,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -735,6 +736,24 @@ def describe_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_SOURCE_FIELD: Final = re.compile(r'field "([^"]+)" from source')
+
+
+def _undecodable(exc: Exception) -> str:
+    """One line for a value the environment gives in a shape its setting cannot take (a list
+    or a table written as a plain string, or JSON that does not parse)."""
+    found = _SOURCE_FIELD.search(str(exc))
+    name = found.group(1) if found else ""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return "a setting in the environment cannot be read (lists and tables are JSON)"
+    example = '["a", "b"]' if "list" in str(field.annotation) else '{"key": "value"}'
+    return (
+        f"{_setting_name((name,))}: cannot be read from the environment: lists and tables "
+        f"are JSON there, e.g. {ENV_PREFIX}{name.upper()}='{example}'"
+    )
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and config file), or ConfigError with one clear line."""
     unknown = sorted(
@@ -752,6 +771,11 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(describe_error(exc)) from None
+    except SettingsError as exc:  # a value the environment source cannot decode (JSON lists)
+        raise ConfigError(_undecodable(exc)) from None
+    except OSError as exc:  # the config file exists but cannot be read
+        path = overrides.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
+        raise ConfigError(f"{CONFIG_FILE_ENV}: cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:  # its message says where: (at line L, column C)
         path = overrides.get("config_file") or os.environ.get(CONFIG_FILE_ENV)
         raise ConfigError(f"{CONFIG_FILE_ENV}: {path} is not valid TOML: {exc}") from None

@@ -118,10 +118,15 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 class FileSink:
-    """The file part on its way to disk: holds back the first bytes until the cap is known."""
+    """The file part on its way to disk: holds back the first bytes until the cap is known.
+    A file system that refuses (full, read-only, gone) is the server's trouble: ImageKit's
+    503, never a 500 (``messages.storage_failed``)."""
 
     def __init__(self, tmp_dir: Path, cap_for_head: Callable[[bytes], int], text: bool) -> None:
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-", suffix=".part")
+        try:
+            fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-", suffix=".part")
+        except OSError:
+            raise messages.storage_failed() from None
         self.out: IO[bytes] = os.fdopen(fd, "wb")
         self.file = UploadedFile(Path(name))
         self.cap_for_head = cap_for_head
@@ -160,7 +165,13 @@ class FileSink:
         elif self.file.size > self.cap:
             raise messages.file_too_large()
         else:
-            self.out.write(chunk)
+            self._to_disk(chunk)
+
+    def _to_disk(self, data: bytes | bytearray) -> None:
+        try:
+            self.out.write(data)
+        except OSError:
+            raise messages.storage_failed() from None
 
     def _decide(self, *, final: bool) -> None:
         """Once the first bytes are known, decide the cap and write what was held back."""
@@ -170,7 +181,7 @@ class FileSink:
         self.cap = self.cap_for_head(self.file.head)
         if self.file.size > self.cap:
             raise messages.file_too_large()
-        self.out.write(self.pending)
+        self._to_disk(self.pending)
         self.pending.clear()
 
     def finish(self) -> UploadedFile:
@@ -187,11 +198,15 @@ class FileSink:
                 except UnicodeDecodeError:
                     raise messages.invalid_parameter("file") from None
         self._decide(final=True)
-        self.out.close()
+        try:
+            self.out.close()  # the buffered rest is written here
+        except OSError:
+            raise messages.storage_failed() from None
         return self.file
 
     def discard(self) -> None:
-        self.out.close()
+        with contextlib.suppress(OSError):  # closing flushes, and the disk may still be full
+            self.out.close()
         with contextlib.suppress(FileNotFoundError):
             self.file.path.unlink()
 

@@ -144,6 +144,12 @@ def test_no_key_outside_dev_mode_names_the_setting(monkeypatch: pytest.MonkeyPat
         ({"UPLOAD_AUTH_CREDENTIAL_TLL": "60"}, "UPLOAD_AUTH_CREDENTIAL_TLL"),
         ({"IMAGEKIT_PRIVATE_KEY_FILE": "/nonexistent/key"}, "IMAGEKIT_PRIVATE_KEY_FILE"),
         ({"UPLOAD_AUTH_CONFIG_FILE": "/nonexistent.toml"}, "UPLOAD_AUTH_CONFIG_FILE"),
+        # lists and tables in the environment are JSON; a plain string is one line, not a trace
+        ({"UPLOAD_AUTH_TRUSTED_PROXIES": "127.0.0.1"}, "UPLOAD_AUTH_TRUSTED_PROXIES"),
+        ({"UPLOAD_AUTH_CORS_ORIGINS": "https://a.example"}, "UPLOAD_AUTH_CORS_ORIGINS"),
+        ({"UPLOAD_AUTH_CALLERS": '{"api_keys": ['}, "UPLOAD_AUTH_CALLERS"),
+        ({"UPLOAD_AUTH_FETCH_ALLOW_NETWORKS": "10.0.0.0/8"}, "UPLOAD_AUTH_FETCH_ALLOW_NETWORKS"),
+        ({"UPLOAD_AUTH_PROFILES": "default"}, "UPLOAD_AUTH_PROFILES"),
     ],
 )
 def test_bad_settings_stop_with_one_line_naming_them(

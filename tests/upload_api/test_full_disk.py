@@ -1,0 +1,56 @@
+"""A file system that refuses while an upload streams in (the kernel's own ENOSPC, from
+/dev/full) is ImageKit's 503 with Retry-After, never a 500, and leaves nothing behind (#28)."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.samples import png
+from tests.support.uploads import V1, assert_imagekit_error, basic
+
+pytestmark = pytest.mark.anyio
+
+STORAGE = "The upload API cannot store files right now. Please retry."
+
+
+async def test_a_full_disk_while_the_body_streams_is_a_503(
+    uploads: httpx.AsyncClient,
+    private_key: str,
+    storage_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every write of the upload goes to /dev/full: 503 in ImageKit's shape, Retry-After, and
+    nothing stored or left in the temporary area; with the disk back, the upload is stored."""
+    real_mkstemp = tempfile.mkstemp
+    made: list[str] = []
+
+    def full_disk(**kwargs: object) -> tuple[int, str]:
+        fd, name = real_mkstemp(**kwargs)  # type: ignore[call-overload]
+        os.close(fd)
+        made.append(name)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    data = png(64, 64) + bytes(256 * 1024)  # larger than a write buffer
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "mkstemp", full_disk)  # what form.py's FileSink calls
+        refused = await uploads.post(
+            V1,
+            headers=basic(private_key),
+            data={"fileName": "big.png"},
+            files={"file": ("big.png", data, "image/png")},
+        )
+    assert_imagekit_error(refused, 503, STORAGE)
+    assert refused.headers["retry-after"] == "5"
+    assert made
+    assert list((storage_dir / "tmp").rglob("*.part")) == []
+    assert not any(p.is_file() for p in (storage_dir / "files").rglob("*"))
+    stored = await uploads.post(
+        V1,
+        headers=basic(private_key),
+        data={"fileName": "big.png"},
+        files={"file": ("big.png", data, "image/png")},
+    )
+    assert stored.status_code == 200, stored.text
