@@ -126,13 +126,31 @@ def _message(response: httpx.Response) -> str:
     return str(body)[:300]
 
 
+#: Refusals of the credential, not of the file: the next attempt's fresh credential fixes them
+#: (the ledger forgot what it had used and asks for a new one, a token taken as used, a
+#: credential that expired on its way, a grant the ledger lost). ImageKit's wording and ours.
+_FRESH_CREDENTIAL_FIXES: Final = (
+    "fetch a new credential",
+    "has been used before",
+    "invalid expire parameter",
+    "token has expired",
+    "issued no grant",
+)
+
+
 def check(response: httpx.Response) -> dict[str, Any]:
-    """The JSON of a 2xx; Transient for 429/5xx; Refusal for any other 4xx."""
+    """The JSON of a 2xx; Transient for 429/5xx and for a refusal of the credential itself
+    (retried with a fresh one); Refusal for any other 4xx."""
     if response.is_success:
         body: dict[str, Any] = response.json()
         return body
     if response.status_code == 429 or response.status_code >= 500:
         raise Transient(f"{response.status_code}: {_message(response)}", _retry_after(response))
+    message = _message(response)
+    if response.status_code in (400, 401, 403) and any(
+        phrase in message for phrase in _FRESH_CREDENTIAL_FIXES
+    ):
+        raise Transient(f"{response.status_code}: {message} (a fresh credential)", 0.0)
     if response.status_code in _FATAL_HINTS:
         raise _fatal(response)
     raise Refusal(response.status_code, _message(response))

@@ -1,9 +1,13 @@
-"""An upload API that fails every 5th request with a 503, for the retry tests.
+"""An upload API that fails every 5th request, for the retry tests: with a 503, or (with
+``FLAKY_ANSWER=forgotten``) with the 400 a ledger that lost its data gives a credential issued
+before it ("fetch a new credential").
 
 Run as ``python -m uvicorn tests.bulk.flaky_app:create --factory``; settings from the environment.
 """
 
 import itertools
+import json
+import os
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -14,20 +18,30 @@ from app.upload_api.app import create_upload_app
 def create() -> ASGIApp:
     app = create_upload_app(load_settings())
     counter = itertools.count(1)
+    forgotten = os.environ.get("FLAKY_ANSWER") == "forgotten"
+    status = 400 if forgotten else 503
+    message = (
+        "The token with value 'x' has been used before. This upload API lost its record of "
+        "used tokens after this credential was issued and cannot tell whether it was used: "
+        "fetch a new credential and upload again."
+        if forgotten
+        else "flaky on purpose"
+    )
+    body = json.dumps({"message": message, "help": ""}).encode()
 
     async def flaky(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/") and next(counter) % 5 == 0:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": 503,
+                    "status": status,
                     "headers": [(b"content-type", b"application/json")],
                 }
             )
             await send(
                 {
                     "type": "http.response.body",
-                    "body": b'{"message": "flaky on purpose", "help": ""}',
+                    "body": body,
                 }
             )
             return

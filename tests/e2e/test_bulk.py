@@ -148,10 +148,19 @@ def upload_api_storage(server: Server) -> Path:
     return Path(server.log).parent / "store"
 
 
-def test_a_flaky_upload_api_is_retried_to_the_end(tmp_path: Path, keys: dict[str, str]) -> None:
-    """Every 5th request fails with 503: the uploader retries with backoff and finishes."""
+@pytest.mark.parametrize("answer", ["unavailable", "forgotten"])
+def test_a_flaky_upload_api_is_retried_to_the_end(
+    tmp_path: Path, keys: dict[str, str], answer: str
+) -> None:
+    """Every 5th request fails, with a 503 or with the 400 of a ledger that lost its data
+    ("fetch a new credential"): the uploader retries, with a fresh credential, and finishes."""
     files = make_tree(tmp_path / "src", 40)
-    env = clean_env(**keys, UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"), PYTHONPATH=str(ROOT))
+    env = clean_env(
+        **keys,
+        UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"),
+        PYTHONPATH=str(ROOT),
+        FLAKY_ANSWER=answer,
+    )
     command = ["-m", "uvicorn", "tests.bulk.flaky_app:create", "--factory"]
     with running(command, env=env, log=tmp_path / "api.log") as flaky:
         result = subprocess.run(
