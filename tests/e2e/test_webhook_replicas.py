@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from tests.support.apps import new_private_key, new_public_key
 from tests.support.receiver import Receiver, receiving
-from tests.support.servers import BIN, clean_env, free_port, redis_server, running
+from tests.support.servers import BIN, Redis, clean_env, free_port, redis_server, running
 from tests.support.webhooks import python_unwrap
 
 pytestmark = pytest.mark.e2e
@@ -145,3 +146,57 @@ def test_a_full_shared_queue_refuses_uploads_on_every_replica(tmp_path: Path) ->
         )
     assert not list((tmp_path / "uploads" / "files").rglob("late*.png"))
     assert json.loads(status.stdout)["pending"] == 100
+
+
+def test_a_redis_restart_loses_no_event_and_doubles_none(tmp_path: Path) -> None:
+    """Redis is killed and started again (with its append-only file, as shipped) between
+    uploads: the uploads right after it succeed, and every upload's event arrives exactly once
+    (the outbox's pooled connections that the restart left stale are retried, so neither adding
+    an event nor marking it delivered fails) (#28)."""
+    public, private = new_public_key(), new_private_key()
+    secret = "whsec_" + secrets.token_urlsafe(24)
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/hook"
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{private}:".encode()).decode()}
+    redis = Redis(tmp_path / "redis", persistence=True)
+    redis.start()
+    try:
+        env = clean_env(
+            IMAGEKIT_PUBLIC_KEY=public,
+            IMAGEKIT_PRIVATE_KEY=private,
+            UPLOAD_AUTH_REDIS_URL=redis.url,
+            UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "uploads"),
+            UPLOAD_AUTH_WEBHOOK_URL=hook,
+            UPLOAD_AUTH_WEBHOOK_SECRET=secret,
+            UPLOAD_AUTH_MEDIA_WORKERS="0",
+        )
+        with (
+            receiving(port, Receiver(hook)) as receiver,
+            running(["upload-api"], env=env, log=tmp_path / "api.log") as api,
+            ThreadPoolExecutor(8) as pool,
+        ):
+
+            def upload(n: int) -> int:
+                return httpx.post(
+                    api.url + "/api/v1/files/upload",
+                    data={"fileName": f"f{n}.png"},
+                    files={"file": (f"f{n}.png", PNG)},
+                    headers=auth,
+                    timeout=30,
+                ).status_code
+
+            before = list(pool.map(upload, range(8)))
+            receiver.wait_for(8, timeout=20)
+            time.sleep(1.2)  # the last second's writes reach the append-only file
+            redis.kill()
+            redis.start()
+            after = list(pool.map(upload, range(8, 24)))
+            delivered = receiver.wait_for(24, timeout=30)
+            time.sleep(1.5)  # room for a duplicate, if there were one
+            ids = [d.headers["webhook-id"] for d in receiver.deliveries]
+    finally:
+        redis.stop()
+    assert before == [200] * 8
+    assert after == [200] * 16
+    assert len(delivered) >= 24
+    assert len(ids) == len(set(ids)) == 24

@@ -4,12 +4,7 @@ configured: the Redis client is not loaded otherwise)."""
 import logging
 from typing import Final
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.ledger import (
     EPOCH_KEY,
@@ -21,6 +16,7 @@ from app.core.ledger import (
     LedgerUnavailable,
     remember_for,
 )
+from app.core.redis_client import connect
 
 log = logging.getLogger("upload_auth.ledger")
 
@@ -79,21 +75,12 @@ def _bytes(value: bytes | str | None) -> bytes | None:
 class RedisLedger:
     """Redis, shared by every replica.
 
-    Pooled connections that a Redis restart left stale fail once when next used: each command is
-    retried (twice, 50-200 ms apart) on a fresh connection, so a restart costs no request,
-    while a real outage (connections refused) still answers within about half a second. The
-    cause of an outage is logged once, at warning, when it begins, and again when it ends.
+    Its client survives a Redis restart (``app.core.redis_client``). The cause of an outage is
+    logged once, at warning, when it begins, and again when it ends.
     """
 
     def __init__(self, url: str, *, timeout: float = 1.0) -> None:
-        self.redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError, ConnectionResetError],
-            health_check_interval=30,
-        )
+        self.redis = connect(url, timeout=timeout)
         self.burn_script = self.redis.register_script(_BURN)
         self.epoch_script = self.redis.register_script(_CHECK_EPOCH)
         self.record_script = self.redis.register_script(_RECORD)

@@ -390,13 +390,15 @@ def _text(value: bytes | str) -> str:
 
 class RedisOutbox:
     """Redis, shared by every replica; the events are kept without expiry (Redis must run with
-    persistence and ``noeviction``, as for the credential ledger), within the limits."""
+    persistence and ``noeviction``, as for the credential ledger), within the limits. Its
+    client survives a Redis restart (``app.core.redis_client``): no event is lost to a stale
+    connection, and none is delivered twice because marking it done failed."""
 
     def __init__(self, url: str, limits: OutboxLimits | None = None) -> None:
-        import redis.asyncio as aioredis
+        from app.core.redis_client import connect  # the Redis client only where Redis is used
 
         self.limits = limits or OutboxLimits()
-        self.redis = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.redis = connect(url, timeout=5)
         self.claim_script = self.redis.register_script(_CLAIM)
         self.add_script = self.redis.register_script(_ADD)
         self.done_script = self.redis.register_script(_DONE)
