@@ -445,6 +445,9 @@ class Settings(BaseSettings):
     """Override the plan's limit for video files."""
     storage_dir: Path = Path("data/uploads")
     """Upload API: where files are stored."""
+    storage_min_free: Size = Field(default=256 * MIB, ge=0, le=1024 * GIB)
+    """Upload API: free space below which `/readyz` answers 503 (a replica whose disk is full
+    is taken out of the load balancer before its uploads fail); `0`: not checked."""
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     """Base of the url of stored files; default: the request's own base URL."""
     cors_origins: list[str] = Field(default_factory=list, max_length=100)

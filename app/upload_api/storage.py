@@ -251,6 +251,23 @@ class LocalStorage:
             **{f.name: getattr(details, f.name) for f in fields(FileDetails)},
         )
 
+    def health(self, min_free: int) -> str | None:
+        """Why the storage cannot take uploads now (free space under ``min_free``, or a write
+        refused), else None. A write probe of one small file in this process's folder."""
+        try:
+            free = shutil.disk_usage(self.root).free
+            if free < min_free:
+                return f"the storage has {free // (1024 * 1024)} MiB free (under the minimum)"
+            fd, probe = tempfile.mkstemp(dir=self.work, suffix=".probe")
+            try:
+                os.write(fd, b"ready")
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            return f"the storage refuses writes ({exc.strerror or type(exc).__name__})"
+        return None
+
     def sweep(self, older_than: float) -> int:
         """Remove uploads left directly in ``tmp/`` (by versions before process folders) once
         they are old, and the folders of dead processes."""

@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.core.settings import Settings
+from tests.support.apps import FakeClock
 from tests.support.samples import png
-from tests.support.uploads import V1, assert_imagekit_error, basic
+from tests.support.uploads import V1, assert_imagekit_error, basic, upload_client
 
 pytestmark = pytest.mark.anyio
 
@@ -54,3 +56,29 @@ async def test_a_full_disk_while_the_body_streams_is_a_503(
         files={"file": ("big.png", data, "image/png")},
     )
     assert stored.status_code == 200, stored.text
+
+
+async def test_readiness_tells_the_truth_about_the_storage(
+    upload_settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ready with the ledger answering and the storage writable; not ready (ImageKit's 503,
+    saying why) when free space is under the minimum or a write is refused."""
+    async with upload_client(upload_settings, clock) as http:
+        ready = await http.get("/readyz")
+        assert ready.json() == {"status": "ready", "checks": {"ledger": "ok", "storage": "ok"}}
+
+        def read_only(**_: object) -> tuple[int, str]:
+            raise OSError(30, "Read-only file system")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(tempfile, "mkstemp", read_only)
+            refusing = await http.get("/readyz")
+        assert refusing.status_code == 503
+        assert refusing.json()["message"] == (
+            "The upload API is not ready: the storage refuses writes (Read-only file system)."
+        )
+    wanting = upload_settings.model_copy(update={"storage_min_free": 1024**4})
+    async with upload_client(wanting, clock) as http:
+        full = await http.get("/readyz")
+    assert full.status_code == 503
+    assert "MiB free (under the minimum)" in full.json()["message"]
