@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from app.core.settings import Settings
+    from app.core.webhooks.outbox import Outbox
 
 #: The uvicorn settings the service is measured and shipped with: uvloop + httptools (with a
 #: bounded request head: ``app.http_protocol``), one process (scale with replicas, not workers), our
@@ -134,6 +135,7 @@ def new_api_key(name: str, profiles: str | None) -> str:
 def webhooks(args: argparse.Namespace) -> int:
     """``upload-auth webhooks ACTION``: exit status 2 for a config error or a missing choice."""
     import asyncio
+    import json
     import time
 
     from app.core import parts
@@ -144,23 +146,36 @@ def webhooks(args: argparse.Namespace) -> int:
         print(f"upload-auth: webhooks {args.action}: name dead letters, or --all", file=sys.stderr)
         return 2
     try:
-        outbox = parts.webhook_outbox(load_settings())
+        settings = load_settings()
+        outboxes = [("outbox", parts.webhook_outbox(settings))]
+        spool = parts.webhook_spool(settings)
+        if spool is not None:  # this replica's spool, for events Redis did not take
+            outboxes.append(("spool", spool))
     except ConfigError as exc:
         print(f"upload-auth: config error: {exc}", file=sys.stderr)
         return 2
 
+    async def one(outbox: "Outbox") -> list[str]:
+        if args.action == "status":
+            return await admin.status(outbox)
+        if args.action == "dead":
+            return await admin.dead_letters(outbox, bodies=args.bodies)
+        chosen = None if args.all else args.ids
+        if args.action == "replay":
+            return await admin.replay(outbox, chosen, int(time.time() * 1000))
+        return await admin.purge(outbox, chosen)
+
     async def run() -> list[str]:
-        try:
-            if args.action == "status":
-                return await admin.status(outbox)
-            if args.action == "dead":
-                return await admin.dead_letters(outbox, bodies=args.bodies)
-            chosen = None if args.all else args.ids
-            if args.action == "replay":
-                return await admin.replay(outbox, chosen, int(time.time() * 1000))
-            return await admin.purge(outbox, chosen)
-        finally:
-            await outbox.close()
+        lines = []
+        for name, outbox in outboxes:
+            try:
+                found = await one(outbox)
+            finally:
+                await outbox.close()
+            if len(outboxes) > 1:  # say which, when there are two
+                found = [json.dumps({"in": name, **json.loads(line)}) for line in found]
+            lines += found
+        return lines
 
     for line in asyncio.run(run()):
         print(line)

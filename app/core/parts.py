@@ -149,12 +149,27 @@ def webhook_secret(settings: Settings) -> bytes | None:
 def webhook_outbox(settings: Settings) -> Outbox:
     """Where upload events wait, within the settings' bounds: Redis (shared by the replicas)
     when configured, else SQLite on the storage volume."""
-    limits = OutboxLimits(
+    limits = _outbox_limits(settings)
+    if settings.redis_url is not None:
+        return RedisOutbox(settings.redis_url.get_secret_value(), limits)
+    return SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3", limits)
+
+
+def webhook_spool(settings: Settings) -> Outbox | None:
+    """Where an event goes when the shared outbox (Redis) does not take it: SQLite on this
+    replica's storage volume, delivered from by this replica; None without Redis (the outbox
+    is on the volume already)."""
+    if settings.redis_url is None:
+        return None
+    return SqliteOutbox(
+        settings.storage_dir / "webhooks" / "spool.sqlite3", _outbox_limits(settings)
+    )
+
+
+def _outbox_limits(settings: Settings) -> OutboxLimits:
+    return OutboxLimits(
         max_pending=settings.webhook_max_pending,
         max_pending_bytes=settings.webhook_max_pending_bytes,
         max_dead=settings.webhook_max_dead,
         dead_retention_ms=settings.webhook_dead_retention * 1000,
     )
-    if settings.redis_url is not None:
-        return RedisOutbox(settings.redis_url.get_secret_value(), limits)
-    return SqliteOutbox(settings.storage_dir / "webhooks" / "outbox.sqlite3", limits)

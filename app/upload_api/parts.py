@@ -37,6 +37,7 @@ def webhooks(
         timeout=settings.webhook_timeout,
         max_attempts=settings.webhook_max_attempts,
         retry_base=settings.webhook_retry_base,
+        spool=shared.webhook_spool(settings),
     )
 
 

@@ -145,7 +145,9 @@ def test_a_full_shared_queue_refuses_uploads_on_every_replica(tmp_path: Path) ->
             "The upload API cannot queue upload events right now. Please retry."
         )
     assert not list((tmp_path / "uploads" / "files").rglob("late*.png"))
-    assert json.loads(status.stdout)["pending"] == 100
+    shared, spool = (json.loads(line) for line in status.stdout.splitlines())
+    assert (shared["in"], shared["pending"]) == ("outbox", 100)
+    assert (spool["in"], spool["pending"]) == ("spool", 0)
 
 
 def test_a_redis_restart_loses_no_event_and_doubles_none(tmp_path: Path) -> None:

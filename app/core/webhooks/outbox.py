@@ -65,6 +65,11 @@ class Outbox(Protocol):
         """Whether another event fits under the pending limits."""
         ...
 
+    async def check_marker(self, now_ms: int) -> bool:
+        """Whether the outbox still holds what it held (a shared store may lose its data);
+        False once when it was found to have lost it (the marker is set again)."""
+        ...
+
     async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
         """Add an event (always: whether it fits was asked before its upload was stored)."""
         ...
@@ -163,6 +168,9 @@ class SqliteOutbox:
 
         async with self._lock:
             return await asyncio.to_thread(run)
+
+    async def check_marker(self, now_ms: int) -> bool:  # noqa: ARG002 - a file does not forget
+        return True
 
     async def has_room(self) -> bool:
         counts = await self.counts()
@@ -303,6 +311,8 @@ EVENTS_KEY: Final = _PREFIX + "events"
 DEAD_KEY: Final = _PREFIX + "dead"
 DEAD_AT_KEY: Final = _PREFIX + "dead-at"
 BYTES_KEY: Final = _PREFIX + "pending-bytes"
+#: Set once by the first sender; gone means Redis lost the outbox (restarted empty, flushed).
+MARKER_KEY: Final = _PREFIX + "marker"
 
 #: Claim the due events: KEYS due, events; ARGV now, lease, limit. Returns [id, record, ...].
 _CLAIM: Final = """
@@ -399,6 +409,7 @@ class RedisOutbox:
 
         self.limits = limits or OutboxLimits()
         self.redis = connect(url, timeout=5)
+        self._marked = False
         self.claim_script = self.redis.register_script(_CLAIM)
         self.add_script = self.redis.register_script(_ADD)
         self.done_script = self.redis.register_script(_DONE)
@@ -409,6 +420,14 @@ class RedisOutbox:
     @staticmethod
     def _record(body: bytes, attempts: int, error: str | None = None) -> str:
         return json.dumps({"body": body.decode(), "attempts": attempts, "error": error})
+
+    async def check_marker(self, now_ms: int) -> bool:
+        if self._marked and await self.redis.exists(MARKER_KEY):
+            return True
+        created = bool(await self.redis.set(MARKER_KEY, str(now_ms), nx=True))
+        found = not (created and self._marked)  # set before, and had to be set again: lost
+        self._marked = True
+        return found
 
     async def has_room(self) -> bool:
         pending, size = await self.redis.hlen(EVENTS_KEY), await self.redis.get(BYTES_KEY)

@@ -5,6 +5,12 @@ One sender runs in every upload API process, in the background: an upload only a
 to the outbox (and wakes the sender), so delivery never slows the upload's answer. A receiver
 that fails (any status but 2xx), times out or is down gets the event later, with the same id;
 delivery is at least once, so receivers deduplicate by ``webhook-id``.
+
+An event that cannot be added to the shared outbox (Redis went away between the upload's check
+for room and its end) goes to a **spool**, an SQLite outbox on the process's storage volume,
+and is delivered from there: an acknowledged upload always has its event somewhere durable.
+The sender also notices a shared outbox that lost its data (its marker gone: Redis restarted
+without persistence, or flushed), logs it and counts it.
 """
 
 import asyncio
@@ -47,7 +53,17 @@ class WebhookMetrics:
         )
         self.enqueue_failures = Counter(
             "upload_auth_webhooks_enqueue_failures",
-            "Uploads whose event could not be added to the outbox",
+            "Uploads whose event could not be added to the outbox, nor to the spool",
+            registry=registry,
+        )
+        self.spooled = Counter(
+            "upload_auth_webhooks_spooled",
+            "Events added to the local spool because the shared outbox did not answer",
+            registry=registry,
+        )
+        self.outbox_lost = Counter(
+            "upload_auth_webhooks_outbox_lost",
+            "Times the shared outbox was found to have lost its data (Redis restarted empty)",
             registry=registry,
         )
         self.pending = Gauge(
@@ -98,8 +114,12 @@ class WebhookSender:
         retry_base: float = 5.0,
         poll_seconds: float = 1.0,
         jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),  # noqa: S311
+        spool: Outbox | None = None,
     ) -> None:
         self.outbox = outbox
+        #: Where an event goes when the outbox does not take it (None: the outbox is local).
+        self.spool = spool
+        self.outboxes = (outbox,) if spool is None else (outbox, spool)
         self.url = url
         self.secret = secret
         self.clock = clock
@@ -133,10 +153,24 @@ class WebhookSender:
         return room
 
     async def enqueue(self, event_id: str, body: bytes) -> None:
-        """Add an upload's event; never raises (a failure is logged and counted)."""
+        """Add an upload's event, to the outbox or else to the spool; never raises (a failure of
+        both is logged and counted)."""
         try:
             await self.outbox.add(event_id, body, self._now_ms())
-        except Exception as exc:  # the upload is stored: say so, do not fail it
+        except Exception as exc:  # the upload is stored: its event must be kept somewhere
+            if self.spool is not None:
+                try:
+                    await self.spool.add(event_id, body, self._now_ms())
+                except Exception:  # noqa: S110 - counted and logged just below
+                    pass
+                else:
+                    self.metrics.spooled.inc()
+                    log.warning(
+                        "webhook outbox unavailable: event spooled locally",
+                        extra={"event_id": event_id, "error": type(exc).__name__},
+                    )
+                    self.wake.set()
+                    return
             self.metrics.enqueue_failures.inc()
             log.error(
                 "webhook event could not be queued",
@@ -145,11 +179,11 @@ class WebhookSender:
             return
         self.wake.set()
 
-    async def _release(self, event: Pending) -> None:
+    async def _release(self, outbox: Outbox, event: Pending) -> None:
         """Give a claimed event back, due now (shutting down before or during its delivery):
         the next process, or another replica, sends it at once instead of after the lease. A
         delivered event is gone already: nothing to give back."""
-        await self.outbox.retry(event.event_id, event.attempts, self._now_ms(), "interrupted")
+        await outbox.retry(event.event_id, event.attempts, self._now_ms(), "interrupted")
 
     def backoff(self, attempts: int) -> float:
         """Seconds before attempt ``attempts + 1``: doubling from ``retry_base``, capped."""
@@ -157,28 +191,35 @@ class WebhookSender:
         return wait * self.jitter()
 
     async def deliver_due(self) -> int:
-        """Deliver what is due now (one batch); how many events were tried."""
-        claiming = asyncio.ensure_future(self.outbox.claim(self._now_ms(), self.lease_ms, BATCH))
+        """Deliver what is due now (one batch from the outbox, one from the spool); how many
+        events were tried."""
+        tried = 0
+        for outbox in self.outboxes:
+            tried += await self._deliver_from(outbox)
+        return tried
+
+    async def _deliver_from(self, outbox: Outbox) -> int:
+        claiming = asyncio.ensure_future(outbox.claim(self._now_ms(), self.lease_ms, BATCH))
         try:
             claimed = await asyncio.shield(claiming)
         except asyncio.CancelledError:  # shutting down: what the claim took is given back
             with contextlib.suppress(Exception):
                 for event in await claiming:
-                    await self._release(event)
+                    await self._release(outbox, event)
             raise
         if claimed:
-            await asyncio.gather(*(self._attempt(event) for event in claimed))
+            await asyncio.gather(*(self._attempt(outbox, event) for event in claimed))
         return len(claimed)
 
-    async def _attempt(self, event: Pending) -> None:
+    async def _attempt(self, outbox: Outbox, event: Pending) -> None:
         try:
-            await self._deliver(event)
+            await self._deliver(outbox, event)
         except asyncio.CancelledError:  # shutting down, whatever the step: the event goes back
             with contextlib.suppress(Exception):
-                await self._release(event)
+                await self._release(outbox, event)
             raise
 
-    async def _deliver(self, event: Pending) -> None:
+    async def _deliver(self, outbox: Outbox, event: Pending) -> None:
         headers = signature_headers(self.secret, event.event_id, event.body, self.clock())
         try:
             response = await self._client.post(self.url, content=event.body, headers=headers)
@@ -188,14 +229,14 @@ class WebhookSender:
             error = type(exc).__name__
         else:
             if response.is_success:
-                await self.outbox.done(event.event_id)
+                await outbox.done(event.event_id)
                 self.metrics.delivered.inc()
                 log.info("webhook delivered", extra={"event_id": event.event_id})
                 return
             error = f"status {response.status_code}"
         attempts = event.attempts + 1
         if attempts >= self.max_attempts:
-            evicted = await self.outbox.dead(event.event_id, attempts, error, self._now_ms())
+            evicted = await outbox.dead(event.event_id, attempts, error, self._now_ms())
             self.metrics.dead.inc()
             if evicted:
                 self.metrics.dead_removed.labels("cap").inc(evicted)
@@ -206,7 +247,7 @@ class WebhookSender:
             )
             return
         delay = self.backoff(attempts)
-        await self.outbox.retry(event.event_id, attempts, self._now_ms() + int(delay * 1000), error)
+        await outbox.retry(event.event_id, attempts, self._now_ms() + int(delay * 1000), error)
         self.metrics.retried.labels(error.split(" ")[0]).inc()
         log.warning(
             "webhook delivery failed; will retry",
@@ -218,9 +259,17 @@ class WebhookSender:
         ``poll_seconds`` (events due after a back-off, or leased by a sender that died)."""
         while True:
             try:
-                while await self.deliver_due() == BATCH:
+                if not await self.outbox.check_marker(self._now_ms()):
+                    self.metrics.outbox_lost.inc()
+                    log.warning(
+                        "the webhook outbox had lost its data (Redis restarted without "
+                        "persistence, or flushed): events queued before then are gone"
+                    )
+                while await self.deliver_due() >= BATCH:
                     pass
-                expired = await self.outbox.expire_dead(self._now_ms())
+                expired = 0
+                for outbox in self.outboxes:
+                    expired += await outbox.expire_dead(self._now_ms())
                 if expired:
                     self.metrics.dead_removed.labels("expired").inc(expired)
                 counts = await self.outbox.counts()
@@ -248,4 +297,5 @@ class WebhookSender:
             await asyncio.wait([self._task], timeout=5)
             self._task = None
         await self._client.aclose()
-        await self.outbox.close()
+        for outbox in self.outboxes:
+            await outbox.close()
