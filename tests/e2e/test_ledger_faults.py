@@ -252,3 +252,52 @@ def test_a_killed_replicas_uploads_in_flight_go_when_it_restarts(tmp_path: Path)
         assert before[folder] == parts  # the live replica's upload, untouched
         for sock in stalled:
             sock.close()
+
+
+def test_a_full_redis_refuses_uploads_and_readiness_says_so(tmp_path: Path) -> None:
+    """Redis at its maxmemory (noeviction, as shipped): uploads get ImageKit's 503 (a credential
+    that cannot be burned is never accepted) and /readyz says not ready; with room again, both
+    recover (#28: what happens when Redis is full)."""
+    server = Redis(tmp_path / "redis", maxmemory="64mb")
+    server.start()
+    public, private = new_public_key(), new_private_key()
+    pair = KeyPair(public, private.encode())
+    env = clean_env(
+        IMAGEKIT_PUBLIC_KEY=public,
+        IMAGEKIT_PRIVATE_KEY=private,
+        UPLOAD_AUTH_REDIS_URL=server.url,
+        UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"),
+        UPLOAD_AUTH_MEDIA_WORKERS="0",
+    )
+    try:
+        with running(["upload-api"], env=env, log=tmp_path / "api.log", ready="/readyz") as api:
+
+            def upload() -> httpx.Response:
+                fields = v2_fields(pair, FakeClock(time.time()), png())
+                return httpx.post(
+                    api.url + "/api/v2/files/upload",
+                    data=fields,
+                    files={"file": ("a.png", png())},
+                    timeout=30,
+                )
+
+            assert upload().status_code == 200
+            admin = redis.Redis.from_url(server.url)
+            for n in range(256):  # data of its own, then a maxmemory below what it holds
+                admin.set(f"other:{n}", b"x" * 4096)
+            admin.config_set("maxmemory", "1mb")
+            with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+                admin.set("one:more", b"x")
+            full = upload()
+            not_ready = httpx.get(api.url + "/readyz")
+            admin.config_set("maxmemory", "64mb")  # room again
+            admin.close()
+            ready_again = httpx.get(api.url + "/readyz")
+            recovered = upload()
+    finally:
+        server.stop()
+    assert full.status_code == 503
+    assert full.json()["message"] == "The upload API cannot check tokens right now. Please retry."
+    assert not_ready.status_code == 503
+    assert ready_again.status_code == 200
+    assert recovered.status_code == 200, recovered.text

@@ -177,8 +177,12 @@ class Redis:
     every key.
     """
 
-    def __init__(self, workdir: Path, *, persistence: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, persistence: bool = False, maxmemory: str | None = None
+    ) -> None:
         self.binary = require_program("redis-server")
+        #: ``--maxmemory`` (with ``noeviction``, as compose and Kubernetes run it), if any.
+        self.maxmemory = maxmemory
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.persistence = persistence
@@ -204,6 +208,8 @@ class Redis:
             "--protected-mode",
             "yes",
         ]
+        if self.maxmemory is not None:
+            argv += ["--maxmemory", self.maxmemory, "--maxmemory-policy", "noeviction"]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10

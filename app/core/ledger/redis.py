@@ -10,6 +10,7 @@ from app.core.ledger import (
     EPOCH_KEY,
     FORGOTTEN_MARGIN_MS,
     GRANT_PREFIX,
+    KEY_PREFIX,
     RECEIPT_PREFIX,
     USED_PREFIX,
     Burn,
@@ -19,6 +20,8 @@ from app.core.ledger import (
 from app.core.redis_client import connect
 
 log = logging.getLogger("upload_auth.ledger")
+#: Written (briefly) by readiness: a Redis that refuses writes is not ready.
+PROBE_KEY: Final = KEY_PREFIX + "probe"
 
 
 #: Burn a credential, read its grant and check the epoch, atomically. KEYS: used key, grant
@@ -134,13 +137,16 @@ class RedisLedger:
         return Burn(bool(fresh), epoch_ms, grant)
 
     async def ping(self, now_ms: int | None = None) -> bool:
-        """Whether Redis answers; with ``now_ms``, also begin a new epoch (with the margin) if
-        the ledger has none, as a burn would."""
+        """Whether Redis answers; with ``now_ms``, also whether it takes a write (a Redis at its
+        ``maxmemory`` refuses them, and every burn with them) and begin a new epoch (with the
+        margin) if the ledger has none, as a burn would."""
         try:
             if now_ms is None:
                 await self.redis.ping()
-            elif await self.epoch_script(keys=[EPOCH_KEY], args=[now_ms + FORGOTTEN_MARGIN_MS]):
-                log.warning(_FORGOTTEN, extra={"epoch_ms": now_ms + FORGOTTEN_MARGIN_MS})
+            else:
+                await self.redis.set(PROBE_KEY, str(now_ms), px=10_000)
+                if await self.epoch_script(keys=[EPOCH_KEY], args=[now_ms + FORGOTTEN_MARGIN_MS]):
+                    log.warning(_FORGOTTEN, extra={"epoch_ms": now_ms + FORGOTTEN_MARGIN_MS})
         except (RedisError, OSError) as exc:
             self._failed(exc)
             return False
