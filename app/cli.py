@@ -70,6 +70,28 @@ _COMMANDS = (
 )
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1 to 65535 (argparse says which value is wrong, and exits 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: ports are 1 to 65535")
+    return port
+
+
+#: Addresses that mean "every interface": a listener's, never a URL a client can use.
+_ANY_HOST = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, nothing bound
+
+
+def _reachable(host: str) -> str:
+    """The host a client on this machine reaches a listener on ``host`` by (in URLs)."""
+    if host in _ANY_HOST:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown after each option; the epilog kept as written."""
 
@@ -93,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=_Formatter,
         )
         command.add_argument("--host", default="127.0.0.1", help="address to listen on")
-        command.add_argument("--port", type=int, default=port, help="port to listen on")
+        command.add_argument("--port", type=_port, default=port, help="port to listen on")
     upload = commands.add_parser("upload", help="upload files and folders, N at a time")
     from app.bulk import command as bulk_command
 
@@ -206,7 +228,8 @@ def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     from app.dev import serve_both
 
     settings = load_settings(
-        dev_mode=True, **_unless_set(log_format="text", upload_api_url=f"http://{host}:{port}")
+        dev_mode=True,
+        **_unless_set(log_format="text", upload_api_url=f"http://{_reachable(host)}:{port}"),
     )
     return serve_both(settings), settings
 
@@ -258,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"upload-auth: {busy}", file=sys.stderr)
         return 2
     if args.command == "dev":
-        base = f"http://{args.host}:{args.port}"
+        base = f"http://{_reachable(args.host)}:{args.port}"
         print(
             DEV_HELP.format(base=base, storage=settings.storage_dir.resolve()),
             file=sys.stderr,

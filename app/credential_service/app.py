@@ -63,7 +63,7 @@ def create_app(
         if settings.dev_mode:
             generated = (
                 ""
-                if settings.public_key or settings.keys
+                if settings.public_key or settings.public_key_file or settings.keys
                 else (", and the key pair is a throwaway one generated at start-up")
             )
             log.warning(DEV_BANNER, generated)

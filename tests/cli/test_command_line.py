@@ -138,3 +138,37 @@ def test_upload_help_names_its_environment_and_defaults(
     for default in ("(default /)", "(default 8)", "(default v2)", "(default free", "(default 5)"):
         assert default in text, default
     assert "write nothing" in text
+
+
+@pytest.mark.parametrize("port", ["80000", "-1", "0", "eighty"])
+def test_a_port_out_of_range_is_refused_naming_it(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--port 80000 is not announced and bound to 14464, and --port -1 does not blame the
+    host: argparse refuses it (exit 2), naming the value and the range."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["dev", "--port", port])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err
+    assert port in err
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8123"),  # noqa: S104 - a listener's address, judged
+        ("::", "http://127.0.0.1:8123"),
+        ("127.0.0.1", "http://127.0.0.1:8123"),
+        ("::1", "http://[::1]:8123"),
+        ("upload.local", "http://upload.local:8123"),
+    ],
+)
+def test_dev_on_every_interface_hands_out_a_url_clients_can_use(
+    host: str, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Development mode listening on 0.0.0.0 or :: gives uploadUrl on 127.0.0.1, never the
+    wildcard address; other hosts are used as they are (IPv6 in brackets)."""
+    monkeypatch.setenv("UPLOAD_AUTH_STORAGE_DIR", str(tmp_path / "store"))
+    _, settings = cli.build("dev", host, 8123)
+    assert settings.upload_api_url == url

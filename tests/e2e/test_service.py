@@ -140,3 +140,22 @@ def test_serve_loads_only_what_it_runs(keys: tuple[str, str]) -> None:
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_dev_mode_with_key_files_does_not_call_them_throwaway(tmp_path: Path) -> None:
+    """Keys from files (the SDKs' `..._FILE` variables) are the operator's, not a throwaway
+    pair: the development banner does not say so, and they sign."""
+    public, private = new_public_key(), new_private_key()
+    (tmp_path / "public").write_text(public + "\n")
+    (tmp_path / "private").write_text(private + "\n")
+    env = clean_env(
+        UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "uploads"),
+        IMAGEKIT_PUBLIC_KEY_FILE=str(tmp_path / "public"),
+        IMAGEKIT_PRIVATE_KEY_FILE=str(tmp_path / "private"),
+    )
+    with running(["dev"], env=env, log=tmp_path / "log") as server:
+        body = httpx.get(server.url + "/v1/auth").json()
+        output = server.output()
+    assert body["publicKey"] == public
+    assert "DEVELOPMENT MODE" in output
+    assert "throwaway" not in output

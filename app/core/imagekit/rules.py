@@ -128,7 +128,7 @@ def check_file_name(name: str) -> FileType:
         shown = f"'.{extension}'" if _SHOWN_EXTENSION_RE.fullmatch(extension) else "this extension"
         raise UnknownType(
             f"{shown} is not an allowed upload type: the {len(ALLOWED)} allowed types are listed "
-            "in upload-auth's docs/api.md (Upload API) and in app/imagekit/filetypes.py"
+            "in upload-auth's docs/api.md (Allowed file types)"
         )
     return file_type
 
