@@ -262,3 +262,28 @@ async def test_a_provider_that_is_down_is_asked_once_then_after_a_backoff(
             upstream.publish(*provider_keys.values())
             assert await status() == 200
             assert upstream.fetches() == 3
+
+
+async def test_a_cold_cache_fetches_the_key_set_once_however_requests_arrive(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+) -> None:
+    """The provider takes half a second to answer: requests that arrive before the fetch and
+    while it is under way all wait for it, and the key set is fetched once (#33: it was
+    fetched again by every request that came after the fetch began)."""
+    import asyncio
+
+    upstream.publish(*provider_keys.values())
+    upstream.jwks_delay = 0.5
+    token = bearer(provider_keys["ES256"].sign(claims()))
+    async with in_process(idp_settings, clock) as http:
+
+        async def ask(after: float) -> int:
+            await asyncio.sleep(after)
+            return (await http.post("/v2/token", json=FILE, headers=token)).status_code
+
+        statuses = await asyncio.gather(*(ask(0.02 * n) for n in range(20)))
+    assert statuses == [200] * 20
+    assert upstream.fetches() == 1

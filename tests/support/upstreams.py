@@ -53,6 +53,8 @@ class Upstream:
     jwks: dict[str, Any] = field(default_factory=lambda: {"keys": []})
     #: Answer the JWKS with a 500, as a provider that is down.
     fail_jwks: bool = False
+    #: Seconds the JWKS takes to answer (a slow provider).
+    jwks_delay: float = 0.0
 
     def publish(self, *keys: SigningKey) -> None:
         self.jwks = {"keys": [k.public_jwk for k in keys]}
@@ -88,6 +90,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 }
             )
             if self.path == "/jwks.json":
+                time.sleep(upstream.jwks_delay)
                 if upstream.fail_jwks:
                     self._send(500, {"error": "down"})
                 else:

@@ -56,6 +56,9 @@ class JwksCache:
         self.on_fetch = on_fetch
         self.keys: dict[str, jwt.PyJWK] | None = None
         self.fetched_at = float("-inf")
+        #: Fetches finished so far: a request that waited for the lock while one finished
+        #: uses its result (a time could not tell: the clock may not move during a fetch).
+        self.generation = 0
         self.lock = asyncio.Lock()
         self.failures = 0
         self.retry_at = float("-inf")
@@ -63,47 +66,52 @@ class JwksCache:
     def _unavailable(self) -> errors.AuthUpstreamUnavailable:
         return errors.AuthUpstreamUnavailable("the identity provider's keys cannot be fetched")
 
-    async def _refresh(self, since: float) -> None:
+    async def _refresh(self, seen: int) -> None:
         async with self.lock:
-            if self.fetched_at > since:  # another request fetched while we waited: its result
+            if self.generation != seen:  # a fetch finished while we waited: its result
                 if self.keys is None:
                     raise self._unavailable()
                 return
-            now = self.clock()
-            if now < self.retry_at:  # backing off after a failure
-                if self.keys is None:
-                    raise self._unavailable()
-                return
-            self.fetched_at = now
             try:
-                response = await self.http.get(
-                    self.settings.jwks_url, timeout=self.settings.timeout
-                )
-                response.raise_for_status()
-                keys = {
-                    key.key_id: key
-                    for key in jwt.PyJWKSet.from_dict(response.json()).keys
-                    if key.key_id is not None
-                }
-            except (httpx.HTTPError, ValueError, jwt.PyJWTError):
-                self.on_fetch("error")
-                self.failures += 1
-                backoff = min(float(self.settings.refetch_seconds), 2.0 ** (self.failures - 1))
-                self.retry_at = now + backoff
-                if self.keys is None:
-                    raise self._unavailable() from None
-                return  # keep serving the keys we have
-            self.on_fetch("ok")
-            self.keys = keys
-            self.failures, self.retry_at = 0, float("-inf")
+                await self._fetch()
+            finally:
+                self.generation += 1
+
+    async def _fetch(self) -> None:
+        """One fetch of the key set (or none while backing off after a failure)."""
+        now = self.clock()
+        if now < self.retry_at:  # backing off after a failure
+            if self.keys is None:
+                raise self._unavailable()
+            return
+        self.fetched_at = now
+        try:
+            response = await self.http.get(self.settings.jwks_url, timeout=self.settings.timeout)
+            response.raise_for_status()
+            keys = {
+                key.key_id: key
+                for key in jwt.PyJWKSet.from_dict(response.json()).keys
+                if key.key_id is not None
+            }
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError):
+            self.on_fetch("error")
+            self.failures += 1
+            backoff = min(float(self.settings.refetch_seconds), 2.0 ** (self.failures - 1))
+            self.retry_at = now + backoff
+            if self.keys is None:
+                raise self._unavailable() from None
+            return  # keep serving the keys we have
+        self.on_fetch("ok")
+        self.keys = keys
+        self.failures, self.retry_at = 0, float("-inf")
 
     async def get(self, kid: str) -> jwt.PyJWK | None:
         now = self.clock()
         if self.keys is None or now - self.fetched_at > self.settings.cache_seconds:
-            await self._refresh(self.fetched_at)
+            await self._refresh(self.generation)
         key = self.keys.get(kid) if self.keys else None
         if key is None and now - self.fetched_at >= self.settings.refetch_seconds:
-            await self._refresh(self.fetched_at)  # maybe rotated: look once more
+            await self._refresh(self.generation)  # maybe rotated: look once more
             key = self.keys.get(kid) if self.keys else None
         return key
 
