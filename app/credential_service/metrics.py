@@ -43,6 +43,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.idp_refusals = Counter(
+            "upload_auth_idp_refusals",
+            "Identity-provider tokens refused, by the check that failed",
+            ["reason"],
+            registry=self.registry,
+        )
         self.forward_auth = Counter(
             "upload_auth_forward_auth",
             "Forward-auth session checks",

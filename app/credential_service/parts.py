@@ -86,7 +86,14 @@ async def caller_chain(
         jwks = JwksCache(
             http, callers.idp, clock, lambda outcome: metrics.jwks_fetches.labels(outcome).inc()
         )
-        chain.append(IdpAuthenticator(callers.idp, jwks, clock))
+        chain.append(
+            IdpAuthenticator(
+                callers.idp,
+                jwks,
+                clock,
+                lambda reason: metrics.idp_refusals.labels(reason).inc(),
+            )
+        )
     if callers.forward is not None:
         from app.credential_service.callers.forward import ForwardAuthenticator
 

@@ -287,3 +287,71 @@ async def test_a_cold_cache_fetches_the_key_set_once_however_requests_arrive(
         statuses = await asyncio.gather(*(ask(0.02 * n) for n in range(20)))
     assert statuses == [200] * 20
     assert upstream.fetches() == 1
+
+
+async def test_each_refusal_says_which_check_failed(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A wrong audience, issuer, kid or clock is counted by reason in /metrics and logged at
+    info once per reason (a burst is one line), never with the token (#33)."""
+    upstream.publish(*provider_keys.values())
+    rsa = provider_keys["RS256"]
+    tokens = {
+        "audience": rsa.sign(claims(aud="someone-else")),
+        "issuer": rsa.sign(claims(iss="https://evil.test/")),
+        "unknown-kid": make_key("kid-unknown", "RS256").sign(claims()),
+        "expired": rsa.sign(claims(exp=START - 31)),
+        "signature": make_key(rsa.kid, "RS256").sign(claims()),
+        "caller-claim": rsa.sign(claims(sub=None)),
+        "algorithm": rsa.sign(claims(), kid=provider_keys["ES256"].kid),
+    }
+    async with in_process(idp_settings, clock) as http:
+        for token in tokens.values():
+            for _ in range(3):
+                assert (await http.get("/v1/auth", headers=bearer(token))).status_code == 401
+        metrics = (await http.get("/metrics")).text
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if "token refused" in line]
+    assert sorted(line["reason"] for line in lines) == sorted(tokens)
+    assert all(token not in out for token in tokens.values())
+    for reason in tokens:
+        assert f'upload_auth_idp_refusals_total{{reason="{reason}"}} 3.0' in metrics
+
+
+async def test_a_jwks_url_that_is_not_a_key_set_is_said_so(
+    make_settings: Callable[..., Settings],
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """jwks_url pointed at something that is not a key set (the discovery document, say):
+    the provider's users get 503, and the log says the fetch failed and why (#33)."""
+    settings = make_settings(
+        dev_mode=False,
+        callers=CallersConfig(
+            idp=IdpConfig(
+                jwks_url=upstream.url + "/.well-known/openid-configuration",
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                timeout=1,
+            )
+        ),
+        profiles={"avatar": ProfileConfig(allow_v1=True)},
+        default_profile="avatar",
+    )
+    token = provider_keys["ES256"].sign(claims())
+    async with in_process(settings, clock) as http:
+        assert (await http.get("/v1/auth", headers=bearer(token))).status_code == 503
+    fetches = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if "key set not fetched" in line
+    ]
+    assert len(fetches) == 1
+    assert fetches[0]["level"] == "warning"
+    assert fetches[0]["url"].endswith("/.well-known/openid-configuration")

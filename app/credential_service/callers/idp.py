@@ -14,6 +14,7 @@ Decisions, all deliberate:
 """
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -22,6 +23,7 @@ import jwt
 
 from app.core import errors
 from app.core.clock import LEEWAY_SECONDS, Clock
+from app.core.logs import get_logger
 from app.core.settings import IdpConfig
 from app.credential_service.callers.base import (
     MAX_CALLER_ID,
@@ -31,7 +33,17 @@ from app.credential_service.callers.base import (
     profile_set,
 )
 
+log = get_logger("callers")
 ALLOWED_ALGORITHMS: Final = frozenset({"RS256", "ES256", "EdDSA"})
+
+
+def _fetch_error(exc: Exception) -> str:
+    """What went wrong with a key-set fetch, for the operator (never a body)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"status {exc.response.status_code}"
+    if isinstance(exc, ValueError | jwt.PyJWTError):
+        return "not a JSON Web Key Set (is jwks_url the provider's jwks_uri?)"
+    return type(exc).__name__
 
 
 class JwksCache:
@@ -93,8 +105,12 @@ class JwksCache:
                 for key in jwt.PyJWKSet.from_dict(response.json()).keys
                 if key.key_id is not None
             }
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError):
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             self.on_fetch("error")
+            log.warning(
+                "identity provider's key set not fetched",
+                extra={"url": self.settings.jwks_url, "error": _fetch_error(exc)},
+            )
             self.failures += 1
             backoff = min(float(self.settings.refetch_seconds), 2.0 ** (self.failures - 1))
             self.retry_at = now + backoff
@@ -102,6 +118,7 @@ class JwksCache:
                 raise self._unavailable() from None
             return  # keep serving the keys we have
         self.on_fetch("ok")
+        log.info("identity provider's key set fetched", extra={"kids": sorted(keys)})
         self.keys = keys
         self.failures, self.retry_at = 0, float("-inf")
 
@@ -116,14 +133,45 @@ class JwksCache:
         return key
 
 
+#: The claim checks PyJWT reports, as the refusal reasons an operator reads.
+_DECODE_REASONS: Final[tuple[tuple[type[jwt.PyJWTError], str], ...]] = (
+    (jwt.InvalidAudienceError, "audience"),
+    (jwt.InvalidIssuerError, "issuer"),
+    (jwt.MissingRequiredClaimError, "missing-claim"),
+    (jwt.InvalidSignatureError, "signature"),
+)
+#: Each refusal reason is logged at most this often (an attack would otherwise flood the log).
+_LOG_EVERY_SECONDS: Final = 10.0
+
+
 class IdpAuthenticator:
     name = "idp"
 
-    def __init__(self, settings: IdpConfig, jwks: JwksCache, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: IdpConfig,
+        jwks: JwksCache,
+        clock: Clock,
+        on_refused: Callable[[str], None] = lambda _: None,
+    ) -> None:
         self.settings = settings
         self.profiles = profile_set(settings.profiles)
         self.jwks = jwks
         self.clock = clock
+        self.on_refused = on_refused
+        self._logged: dict[str, float] = {}
+
+    def _refuse(self, reason: str) -> errors.Unauthenticated:
+        """The 401 for a token that failed ``reason``: counted, and logged (at info, at most
+        once per reason every ten seconds, never the token) so an operator sees which check
+        fails: a wrong ``audience`` or ``issuer`` setting, an ``unknown-kid`` (a wrong
+        ``jwks_url``), tokens ``expired`` by a skewed clock."""
+        self.on_refused(reason)
+        now = time.monotonic()
+        if now - self._logged.get(reason, float("-inf")) >= _LOG_EVERY_SECONDS:
+            self._logged[reason] = now
+            log.info("identity-provider token refused", extra={"reason": reason})
+        return errors.Unauthenticated()
 
     async def authenticate(self, request: RequestInfo) -> Caller | None:
         token = bearer_token(request.headers)
@@ -132,13 +180,17 @@ class IdpAuthenticator:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise errors.Unauthenticated() from None
+            raise self._refuse("malformed") from None
         alg, kid = header.get("alg"), header.get("kid")
-        if alg not in self.settings.algorithms or not isinstance(kid, str):
-            raise errors.Unauthenticated()
+        if alg not in self.settings.algorithms:
+            raise self._refuse("algorithm")
+        if not isinstance(kid, str):
+            raise self._refuse("no-kid")
         key = await self.jwks.get(kid)
-        if key is None or key.algorithm_name != alg:
-            raise errors.Unauthenticated()
+        if key is None:
+            raise self._refuse("unknown-kid")
+        if key.algorithm_name != alg:
+            raise self._refuse("algorithm")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -156,20 +208,21 @@ class IdpAuthenticator:
                     "verify_iat": False,
                 },
             )
-        except jwt.PyJWTError:
-            raise errors.Unauthenticated() from None
+        except jwt.PyJWTError as exc:
+            reason = next((name for kind, name in _DECODE_REASONS if isinstance(exc, kind)), None)
+            raise self._refuse(reason or "invalid") from None
         self._check_times(claims)
         caller = claims.get(self.settings.caller_claim)
         if not isinstance(caller, str) or not caller or len(caller) > MAX_CALLER_ID:
-            raise errors.Unauthenticated()
+            raise self._refuse("caller-claim")
         return Caller(caller, self.name, self.settings.namespace, self.profiles)
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         now = self.clock()
         exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
         if not isinstance(exp, int | float) or exp + LEEWAY_SECONDS <= now:
-            raise errors.Unauthenticated()
+            raise self._refuse("expired")
         if nbf is not None and (not isinstance(nbf, int | float) or nbf > now + LEEWAY_SECONDS):
-            raise errors.Unauthenticated()
+            raise self._refuse("not-yet-valid")
         if iat is not None and (not isinstance(iat, int | float) or iat > now + LEEWAY_SECONDS):
-            raise errors.Unauthenticated()
+            raise self._refuse("issued-in-the-future")
