@@ -61,18 +61,21 @@ class World:
         """A v1 upload with a fresh credential of ``caller``, the client choosing ``fields``."""
         answer = await self.v1(caller)
         assert answer.status_code == 200, answer.text
-        cred = answer.json()
-        form = {
-            "fileName": name,
+        form = self.form(answer.json(), fileName=name, **fields)
+        return await self.http.post(
+            self.upload_api + "/api/v1/files/upload", data=form, files={"file": (name, data)}
+        )
+
+    @staticmethod
+    def form(cred: dict[str, Any], **fields: str) -> dict[str, str]:
+        """A v1 credential's answer as the upload's form fields, with ``fields``."""
+        return {
             "publicKey": cred["publicKey"],
             "signature": cred["signature"],
             "expire": str(cred["expire"]),
             "token": cred["token"],
             **fields,
         }
-        return await self.http.post(
-            self.upload_api + "/api/v1/files/upload", data=form, files={"file": (name, data)}
-        )
 
     def stored(self, file_path: str) -> bytes | None:
         path = self.storage / "files" / file_path.lstrip("/")
@@ -368,15 +371,7 @@ async def test_a_provider_user_named_like_a_back_end_is_another_caller(world: Wo
     as_user = await world.http.get(
         world.service + "/v1/auth", headers={"Authorization": f"Bearer {token}"}
     )
-    cred = as_user.json()
-    form = {
-        "fileName": "me.png",
-        "publicKey": cred["publicKey"],
-        "signature": cred["signature"],
-        "expire": str(cred["expire"]),
-        "token": cred["token"],
-        "folder": "/users/key-other/avatar",
-    }
+    form = World.form(as_user.json(), fileName="me.png", folder="/users/key-other/avatar")
     response = await world.http.post(
         world.upload_api + "/api/v1/files/upload", data=form, files={"file": ("me.png", png())}
     )
@@ -388,15 +383,7 @@ async def test_a_malformed_field_leaves_the_credential_good_on_any_replica(
 ) -> None:
     """customMetadata nested 500 deep is refused by one replica before the credential is
     burned: the same credential, with the field corrected, uploads on the other (#27)."""
-    answer = await world.v1("other")
-    cred = answer.json()
-    form = {
-        "fileName": "me.png",
-        "publicKey": cred["publicKey"],
-        "signature": cred["signature"],
-        "expire": str(cred["expire"]),
-        "token": cred["token"],
-    }
+    form = World.form((await world.v1("other")).json(), fileName="me.png")
     deep = json.dumps({"a": json.loads("[" * 500 + "]" * 500)})
     bad = await world.http.post(
         world.upload_api + "/api/v1/files/upload",

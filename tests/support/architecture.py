@@ -143,38 +143,33 @@ def wing_crossings(graph: Mapping[str, Imports]) -> list[str]:
     return sorted(crossings)
 
 
-def upward_from_core(graph: Mapping[str, Imports]) -> list[str]:
-    """``importer -> imported`` for every import from the core into a wing or the glue."""
-    above = (*WINGS, *GLUE)
+def _imports_from(
+    graph: Mapping[str, Imports], importers: tuple[str, ...], imported: tuple[str, ...]
+) -> list[str]:
+    """``importer -> imported`` for every import from a module under ``importers`` of a name
+    under ``imported``."""
     return sorted(
         f"{module} -> {name}"
         for module, imports in graph.items()
-        if _within(module, CORE)
+        if any(_within(module, package) for package in importers)
         for name in imports.all
-        if any(_within(name, package) for package in above)
+        if any(_within(name, package) for package in imported)
     )
+
+
+def upward_from_core(graph: Mapping[str, Imports]) -> list[str]:
+    """``importer -> imported`` for every import from the core into a wing or the glue."""
+    return _imports_from(graph, (CORE,), (*WINGS, *GLUE))
 
 
 def wings_into_glue(graph: Mapping[str, Imports]) -> list[str]:
     """``importer -> imported`` for every import from a wing into the glue above it."""
-    return sorted(
-        f"{module} -> {name}"
-        for module, imports in graph.items()
-        if any(_within(module, wing) for wing in WINGS)
-        for name in imports.all
-        if any(_within(name, glue) for glue in GLUE)
-    )
+    return _imports_from(graph, WINGS, GLUE)
 
 
 def bulk_outside_core(graph: Mapping[str, Imports]) -> list[str]:
     """The bulk uploader is a client: it imports the core, never a wing."""
-    return sorted(
-        f"{module} -> {name}"
-        for module, imports in graph.items()
-        if _within(module, "app.bulk")
-        for name in imports.all
-        if any(_within(name, wing) for wing in WINGS)
-    )
+    return _imports_from(graph, ("app.bulk",), WINGS)
 
 
 def impure(graph: Mapping[str, Imports]) -> list[str]:

@@ -24,46 +24,43 @@ log = logging.getLogger("upload_auth.ledger")
 PROBE_KEY: Final = KEY_PREFIX + "probe"
 
 
-#: Burn a credential, read its grant and check the epoch, atomically. KEYS: used key, grant
-#: key, epoch key. ARGV: remember-for seconds, the epoch to begin if there is none. Returns
-#: {fresh 0/1, epoch, forgotten 0/1, grant or nil}.
-_BURN: Final = """
-local epoch = redis.call('GET', KEYS[3])
+#: Every script's first step: the epoch (KEYS[1]), begun as ARGV[1] if the ledger has none (it
+#: forgot). Sets ``epoch`` and ``forgotten`` (1 if it had to begin one).
+_EPOCH: Final = """
+local epoch = redis.call('GET', KEYS[1])
 local forgotten = 0
 if not epoch then
-  epoch = ARGV[2]
-  redis.call('SET', KEYS[3], epoch)
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
   forgotten = 1
 end
-local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
-return {fresh and 1 or 0, epoch, forgotten, redis.call('GET', KEYS[2])}
 """
 
+#: Burn a credential, read its grant and check the epoch, atomically. KEYS: epoch key, used
+#: key, grant key. ARGV: the epoch to begin if there is none, remember-for seconds. Returns
+#: {fresh 0/1, epoch, forgotten 0/1, grant or nil}.
+_BURN: Final = (
+    _EPOCH
+    + """
+local fresh = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2])
+return {fresh and 1 or 0, epoch, forgotten, redis.call('GET', KEYS[3])}
+"""
+)
 
-#: Record a grant and read the epoch, beginning a new one if the ledger has none (it forgot):
-#: the issuer learns of a loss before it hands out a credential the ledger would refuse. KEYS:
-#: grant key, epoch key. ARGV: the grant, remember-for seconds, the epoch to begin if there is
-#: none. Returns {epoch, forgotten 0/1}.
-_RECORD: Final = """
-local epoch = redis.call('GET', KEYS[2])
-local forgotten = 0
-if not epoch then
-  epoch = ARGV[3]
-  redis.call('SET', KEYS[2], epoch)
-  forgotten = 1
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+#: Record a grant and read the epoch: the issuer learns of a loss before it hands out a
+#: credential the ledger would refuse. KEYS: epoch key, grant key. ARGV: the epoch to begin if
+#: there is none, the grant, remember-for seconds. Returns {epoch, forgotten 0/1}.
+_RECORD: Final = (
+    _EPOCH
+    + """
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 return {epoch, forgotten}
 """
-
+)
 
 #: Readiness: begin a new epoch if the ledger has none (it forgot while nobody used it).
 #: KEYS: epoch key. ARGV: the epoch to begin. Returns 1 if it had to begin one.
-_CHECK_EPOCH: Final = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-"""
+_CHECK_EPOCH: Final = _EPOCH + "return forgotten\n"
 
 _FORGOTTEN: Final = (
     "the credential ledger had lost its data (Redis restarted without persistence, or "
@@ -111,8 +108,8 @@ class RedisLedger:
     async def record(self, key: str, grant: bytes, ttl: int, *, now_ms: int) -> int:
         try:
             epoch, forgotten = await self.record_script(
-                keys=[GRANT_PREFIX + key, EPOCH_KEY],
-                args=[grant, remember_for(ttl), now_ms + FORGOTTEN_MARGIN_MS],
+                keys=[EPOCH_KEY, GRANT_PREFIX + key],
+                args=[now_ms + FORGOTTEN_MARGIN_MS, grant, remember_for(ttl)],
             )
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
@@ -123,10 +120,10 @@ class RedisLedger:
         return epoch_ms
 
     async def burn(self, key: str, ttl: int, *, now_ms: int) -> Burn:
-        keys = [USED_PREFIX + key, GRANT_PREFIX + key, EPOCH_KEY]
+        keys = [EPOCH_KEY, USED_PREFIX + key, GRANT_PREFIX + key]
         try:
             fresh, epoch, forgotten, grant = await self.burn_script(
-                keys=keys, args=[remember_for(ttl), now_ms + FORGOTTEN_MARGIN_MS]
+                keys=keys, args=[now_ms + FORGOTTEN_MARGIN_MS, remember_for(ttl)]
             )
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
