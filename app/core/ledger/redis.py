@@ -105,6 +105,13 @@ class RedisLedger:
             raise self._failed(exc) from None
         self._answered()
 
+    def _epoch(self, epoch: bytes | str, forgotten: int) -> int:
+        """A script's answer about the epoch, after Redis answered: the loss said once."""
+        self._answered()
+        if forgotten:
+            log.warning(_FORGOTTEN, extra={"epoch_ms": int(epoch)})
+        return int(epoch)
+
     async def record(self, key: str, grant: bytes, ttl: int, *, now_ms: int) -> int:
         try:
             epoch, forgotten = await self.record_script(
@@ -113,11 +120,7 @@ class RedisLedger:
             )
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
-        self._answered()
-        epoch_ms = int(epoch)
-        if forgotten:
-            log.warning(_FORGOTTEN, extra={"epoch_ms": epoch_ms})
-        return epoch_ms
+        return self._epoch(epoch, forgotten)
 
     async def burn(self, key: str, ttl: int, *, now_ms: int) -> Burn:
         keys = [EPOCH_KEY, USED_PREFIX + key, GRANT_PREFIX + key]
@@ -127,11 +130,7 @@ class RedisLedger:
             )
         except (RedisError, OSError) as exc:
             raise self._failed(exc) from None
-        self._answered()
-        epoch_ms = int(epoch)
-        if forgotten:
-            log.warning(_FORGOTTEN, extra={"epoch_ms": epoch_ms})
-        return Burn(bool(fresh), epoch_ms, grant)
+        return Burn(bool(fresh), self._epoch(epoch, forgotten), grant)
 
     async def ping(self, now_ms: int | None = None) -> bool:
         """Whether Redis answers; with ``now_ms``, also whether it takes a write (a Redis at its
