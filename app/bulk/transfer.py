@@ -150,7 +150,8 @@ def check(response: httpx.Response) -> dict[str, Any]:
     if response.status_code in (400, 401, 403) and any(
         phrase in message for phrase in _FRESH_CREDENTIAL_FIXES
     ):
-        raise Transient(f"{response.status_code}: {message} (a fresh credential)", 0.0)
+        # after the usual jittered back-off, not at once: a lost ledger is a moment's state
+        raise Transient(f"{response.status_code}: {message} (a fresh credential)")
     if response.status_code in _FATAL_HINTS:
         raise _fatal(response)
     raise Refusal(response.status_code, _message(response))
