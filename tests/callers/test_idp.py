@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -355,3 +356,25 @@ async def test_a_jwks_url_that_is_not_a_key_set_is_said_so(
     assert len(fetches) == 1
     assert fetches[0]["level"] == "warning"
     assert fetches[0]["url"].endswith("/.well-known/openid-configuration")
+
+
+async def test_a_token_without_kid_is_verified_by_a_one_key_set_only(
+    idp_settings: Settings,
+    clock: FakeClock,
+    upstream: Upstream,
+    provider_keys: dict[str, SigningKey],
+) -> None:
+    """A token that names no key is verified against the provider's only key (with or
+    without a kid of its own); with several keys published it is refused, never guessed (#33)."""
+    es = provider_keys["ES256"]
+    unnamed = jwt.encode(claims(), es.private, algorithm="ES256")  # no kid in the header
+    assert "kid" not in jwt.get_unverified_header(unnamed)
+    async with in_process(idp_settings, clock) as http:
+        upstream.publish(es)
+        assert (await http.get("/v1/auth", headers=bearer(unnamed))).status_code == 200
+    upstream.jwks = {"keys": [{k: v for k, v in es.public_jwk.items() if k != "kid"}]}
+    async with in_process(idp_settings, clock) as http:
+        assert (await http.get("/v1/auth", headers=bearer(unnamed))).status_code == 200
+    upstream.publish(*provider_keys.values())
+    async with in_process(idp_settings, clock) as http:
+        assert (await http.get("/v1/auth", headers=bearer(unnamed))).status_code == 401

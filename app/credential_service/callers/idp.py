@@ -100,11 +100,9 @@ class JwksCache:
         try:
             response = await self.http.get(self.settings.jwks_url, timeout=self.settings.timeout)
             response.raise_for_status()
-            keys = {
-                key.key_id: key
-                for key in jwt.PyJWKSet.from_dict(response.json()).keys
-                if key.key_id is not None
-            }
+            # a key without a kid is kept under "": it can serve a token without one, when it
+            # is the set's only key
+            keys = {key.key_id or "": key for key in jwt.PyJWKSet.from_dict(response.json()).keys}
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             self.on_fetch("error")
             log.warning(
@@ -122,15 +120,24 @@ class JwksCache:
         self.keys = keys
         self.failures, self.retry_at = 0, float("-inf")
 
-    async def get(self, kid: str) -> jwt.PyJWK | None:
+    async def get(self, kid: str | None) -> jwt.PyJWK | None:
+        """The key named ``kid``; for a token without one (``None``), the key set's only key
+        (RFC 7515 lets a sender leave ``kid`` out when the recipient can tell which key),
+        never a guess among several."""
         now = self.clock()
         if self.keys is None or now - self.fetched_at > self.settings.cache_seconds:
             await self._refresh(self.generation)
-        key = self.keys.get(kid) if self.keys else None
+        key = self._find(kid)
         if key is None and now - self.fetched_at >= self.settings.refetch_seconds:
             await self._refresh(self.generation)  # maybe rotated: look once more
-            key = self.keys.get(kid) if self.keys else None
+            key = self._find(kid)
         return key
+
+    def _find(self, kid: str | None) -> jwt.PyJWK | None:
+        keys = self.keys or {}
+        if kid is None:
+            return next(iter(keys.values())) if len(keys) == 1 else None
+        return keys.get(kid)
 
 
 #: The claim checks PyJWT reports, as the refusal reasons an operator reads.
@@ -184,11 +191,11 @@ class IdpAuthenticator:
         alg, kid = header.get("alg"), header.get("kid")
         if alg not in self.settings.algorithms:
             raise self._refuse("algorithm")
-        if not isinstance(kid, str):
+        if kid is not None and not isinstance(kid, str):
             raise self._refuse("no-kid")
         key = await self.jwks.get(kid)
         if key is None:
-            raise self._refuse("unknown-kid")
+            raise self._refuse("no-kid" if kid is None else "unknown-kid")
         if key.algorithm_name != alg:
             raise self._refuse("algorithm")
         try:
