@@ -40,6 +40,8 @@ class JsonFields:
     custom_metadata: dict[str, Any] | None = None
     #: The requested extensions' names, in order.
     extensions: tuple[str, ...] = ()
+    #: The ``checks`` expression, parsed (evaluated once the file has been read).
+    check_tree: checks.Node | None = None
 
 
 def _json(text: str) -> Any:
@@ -134,12 +136,13 @@ def check_json_fields(fields: Mapping[str, str]) -> JsonFields:
             transformation(fields["transformation"])
         except ValueError:
             raise messages.invalid_transformation() from None
+    tree = None
     if "checks" in fields:
         try:
-            checks.parse(fields["checks"])
+            tree = checks.parse(fields["checks"])
         except checks.ChecksSyntaxError:
             raise messages.checks_syntax() from None
-    return JsonFields(metadata, names)
+    return JsonFields(metadata, names, tree)
 
 
 def extension_status(names: tuple[str, ...]) -> dict[str, str]:

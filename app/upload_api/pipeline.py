@@ -9,7 +9,6 @@ upload still uses it up. Each stage hands the next a typed value; any stage may 
 
 import contextlib
 import errno
-import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from app.upload_api.authenticate import (
 )
 from app.upload_api.context import UploadContext
 from app.upload_api.detect import detect
-from app.upload_api.fields import check_json_fields
+from app.upload_api.fields import JsonFields, check_json_fields
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.media import Probe
 from app.upload_api.options import UploadOptions, check_grant, parse_options, within_grant
@@ -76,7 +75,7 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
         options = parse_options(fields, json_fields)
         form.file = await fetch_if_remote(ctx, form.file)
         accepted = accept(ctx, form.file, options, authenticated)
-        found = await inspect(ctx, accepted, fields)
+        found = await inspect(ctx, accepted, fields, json_fields)
         if ctx.events is not None and not await ctx.events.has_room():
             raise messages.events_unavailable()  # never stored without its event
         stored = store(ctx, accepted, options, found)
@@ -141,10 +140,13 @@ def accept(
     return Accepted(file, file_type)
 
 
-async def inspect(ctx: UploadContext, accepted: Accepted, fields: Mapping[str, str]) -> Probe:
-    """What the media workers read in the file, and the upload's ``checks`` evaluated on it."""
+async def inspect(
+    ctx: UploadContext, accepted: Accepted, fields: Mapping[str, str], json_fields: JsonFields
+) -> Probe:
+    """What the media workers read in the file, and the upload's ``checks`` (parsed before the
+    credential was burned) evaluated on it."""
     found = await ctx.media.probe(accepted.file.path, accepted.file_type)
-    if "checks" in fields:
+    if json_fields.check_tree is not None:
         values: dict[str, checks.Value] = {
             "file.size": accepted.file.size,
             "file.mime": accepted.file_type.mime,
@@ -152,7 +154,7 @@ async def inspect(ctx: UploadContext, accepted: Accepted, fields: Mapping[str, s
         for name in ("width", "height", *MEDIA_FIELDS):
             if name in found:
                 values[f"mediaMetadata.{name}"] = found[name]
-        run_checks(fields["checks"], fields, values)
+        run_checks(json_fields.check_tree, fields, json_fields.custom_metadata, values)
     return found
 
 
@@ -214,20 +216,20 @@ def file_type_of(upload: UploadedFile, file_name: str) -> FileType:
     return found
 
 
-def run_checks(expression: str, fields: Mapping[str, str], values: dict[str, checks.Value]) -> None:
-    try:
-        tree = checks.parse(expression)
-    except checks.ChecksSyntaxError:
-        raise messages.checks_syntax() from None
+def run_checks(
+    tree: checks.Node,
+    fields: Mapping[str, str],
+    custom_metadata: Mapping[str, Any] | None,
+    values: dict[str, checks.Value],
+) -> None:
+    """``checks`` on the file's values and the request's fields (custom metadata by field)."""
     for name, value in fields.items():
         values[f"request.{name}"] = value
     if "tags" in fields:
         values["request.tags"] = tuple(t.strip() for t in fields["tags"].split(","))
-    if fields.get("customMetadata"):
-        with contextlib.suppress(ValueError, AttributeError, RecursionError):
-            for key, value in json.loads(fields["customMetadata"]).items():
-                values[f"request.customMetadata.{key}"] = (
-                    value if isinstance(value, int) and not isinstance(value, bool) else str(value)
-                )
+    for key, value in (custom_metadata or {}).items():
+        values[f"request.customMetadata.{key}"] = (
+            value if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        )
     if not checks.evaluate(tree, values):
         raise messages.checks_failed()
