@@ -4,6 +4,7 @@ rather than stored without its event; an event's size bounded; the operator's co
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -169,3 +170,29 @@ def test_the_operator_lists_replays_and_purges_dead_letters(
     assert run("purge", "--all") == [{"purged": 2}]
     status = run("status")[0]
     assert (status["pending"], status["dead"]) == (1, 0)
+
+
+async def test_an_outbox_from_before_the_totals_starts_them_from_its_events(
+    tmp_path: Path,
+) -> None:
+    """An SQLite outbox written before its pending totals were kept (events waiting, a dead
+    letter) opens with the right totals, and keeps them as events come and go."""
+    path = tmp_path / "outbox.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE events (id TEXT PRIMARY KEY, body BLOB NOT NULL, attempts INTEGER "
+            "NOT NULL DEFAULT 0, due_ms INTEGER NOT NULL, dead INTEGER NOT NULL DEFAULT 0, "
+            "last_error TEXT, created_ms INTEGER NOT NULL)"
+        )
+        db.executemany(
+            "INSERT INTO events (id, body, due_ms, dead, created_ms) VALUES (?, ?, 0, ?, 0)",
+            [("a", BODY, 0), ("b", BODY, 0), ("c", BODY, 1)],
+        )
+    db.close()
+    outbox = SqliteOutbox(path, LIMITS)
+    assert await outbox.counts() == {"pending": 2, "pending_bytes": 2 * len(BODY), "dead": 1}
+    await outbox.add("d", BODY, now_ms=1)
+    assert not await outbox.has_room()
+    await outbox.done("a")
+    assert await outbox.counts() == {"pending": 2, "pending_bytes": 2 * len(BODY), "dead": 1}
+    assert await SqliteOutbox(path, LIMITS).has_room()  # opened again: totals kept, not redone

@@ -121,6 +121,34 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_due ON events (dead, due_ms);
 """
 
+#: The pending events' number and bytes, kept by triggers as events come, go and die (as the
+#: Redis outbox keeps its byte counter): an upload's ``has_room`` reads one row instead of
+#: summing every pending body (100 ms with 100,000 waiting). Begun from the events already
+#: there when an older outbox first opens with it; one transaction, so no add slips between.
+_TOTALS: Final = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    events INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO pending (id, events, bytes)
+    SELECT 1, COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM events WHERE dead = 0;
+CREATE TRIGGER IF NOT EXISTS pending_added AFTER INSERT ON events WHEN NEW.dead = 0 BEGIN
+    UPDATE pending SET events = events + 1, bytes = bytes + LENGTH(NEW.body);
+END;
+CREATE TRIGGER IF NOT EXISTS pending_removed AFTER DELETE ON events WHEN OLD.dead = 0 BEGIN
+    UPDATE pending SET events = events - 1, bytes = bytes - LENGTH(OLD.body);
+END;
+CREATE TRIGGER IF NOT EXISTS pending_moved AFTER UPDATE OF dead ON events
+    WHEN OLD.dead <> NEW.dead BEGIN
+    UPDATE pending SET
+        events = events + CASE NEW.dead WHEN 0 THEN 1 ELSE -1 END,
+        bytes = bytes + CASE NEW.dead WHEN 0 THEN LENGTH(NEW.body) ELSE -LENGTH(OLD.body) END;
+END;
+COMMIT;
+"""
+
 
 class SqliteOutbox:
     """SQLite in WAL mode; every call runs in a thread, off the event loop."""
@@ -136,6 +164,7 @@ class SqliteOutbox:
             columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
             if "dead_ms" not in columns:  # an outbox from before dead letters were bounded
                 db.execute("ALTER TABLE events ADD COLUMN dead_ms INTEGER")
+            db.executescript(_TOTALS)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -173,12 +202,9 @@ class SqliteOutbox:
         return True
 
     async def has_room(self) -> bool:
-        counts = await self.counts()
+        ((events, size),) = await self._run("SELECT events, bytes FROM pending")
         limits = self.limits
-        return (
-            counts["pending"] < limits.max_pending
-            and counts["pending_bytes"] < limits.max_pending_bytes
-        )
+        return int(str(events)) < limits.max_pending and int(str(size)) < limits.max_pending_bytes
 
     async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
         await self._run(
@@ -290,15 +316,13 @@ class SqliteOutbox:
         return await self._transaction(steps)
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._run(
-            "SELECT dead, COUNT(*), COALESCE(SUM(LENGTH(body)), 0) FROM events GROUP BY dead"
+        ((events, size, dead),) = await self._run(
+            "SELECT events, bytes, (SELECT COUNT(*) FROM events WHERE dead = 1) FROM pending"
         )
-        found = {bool(dead): (int(str(n)), int(str(size))) for dead, n, size in rows}
-        pending, pending_bytes = found.get(False, (0, 0))
         return {
-            "pending": pending,
-            "pending_bytes": pending_bytes,
-            "dead": found.get(True, (0, 0))[0],
+            "pending": int(str(events)),
+            "pending_bytes": int(str(size)),
+            "dead": int(str(dead)),
         }
 
     async def close(self) -> None:
@@ -430,7 +454,10 @@ class RedisOutbox:
         return found
 
     async def has_room(self) -> bool:
-        pending, size = await self.redis.hlen(EVENTS_KEY), await self.redis.get(BYTES_KEY)
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+            pipe.hlen(EVENTS_KEY)
+            pipe.get(BYTES_KEY)
+            pending, size = await pipe.execute()
         limits = self.limits
         return int(pending) < limits.max_pending and int(size or 0) < limits.max_pending_bytes
 
