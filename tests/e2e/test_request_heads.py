@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.apps import new_private_key, new_public_key
-from tests.support.servers import Server, clean_env, peak_rss_kib, running
+from tests.support.servers import Server, peak_rss_kib, running_role
 
 pytestmark = pytest.mark.e2e
 
@@ -21,16 +20,9 @@ MIB = 1024 * 1024
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("heads")
-    env = clean_env(
-        IMAGEKIT_PUBLIC_KEY=new_public_key(),
-        IMAGEKIT_PRIVATE_KEY=new_private_key(),
-        UPLOAD_AUTH_STORAGE_DIR=str(root / "store"),
-        UPLOAD_AUTH_CALLERS='{"api_keys": []}',
-    )
-    if request.param == "serve":
-        env["UPLOAD_AUTH_DEV_MODE"] = "true"  # no callers configured: development mode
-    with running([request.param], env=env, log=root / "server.log") as started:
+    with running_role(
+        request.param, tmp_path_factory.mktemp("heads"), callers='{"api_keys": []}'
+    ) as started:
         yield started
 
 
@@ -90,12 +82,6 @@ def test_ordinary_heads_and_keep_alive_still_work(server: Server) -> None:
 
 def test_the_limits_are_settings(tmp_path: Path) -> None:
     """UPLOAD_AUTH_MAX_HEADER_BYTES lowers the bound: an 8 KiB header is then refused."""
-    env = clean_env(
-        IMAGEKIT_PUBLIC_KEY=new_public_key(),
-        IMAGEKIT_PRIVATE_KEY=new_private_key(),
-        UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store"),
-        UPLOAD_AUTH_MAX_HEADER_BYTES="4096",
-    )
-    with running(["upload-api"], env=env, log=tmp_path / "log") as server:
+    with running_role("upload-api", tmp_path, max_header_bytes="4096") as server:
         answer = exchange(server, b"GET /healthz HTTP/1.1\r\nX-A: " + b"a" * 8192 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 431 ")

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.apps import new_private_key, new_public_key
-from tests.support.servers import Server, clean_env, running
+from tests.support.servers import Server, running_role
 
 pytestmark = pytest.mark.e2e
 
@@ -27,19 +26,14 @@ def role(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def server(role: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("slow")
-    env = clean_env(
-        IMAGEKIT_PUBLIC_KEY=new_public_key(),
-        IMAGEKIT_PRIVATE_KEY=new_private_key(),
-        UPLOAD_AUTH_STORAGE_DIR=str(root / "store"),
-        UPLOAD_AUTH_HEAD_TIMEOUT="2",
-        UPLOAD_AUTH_BODY_TIMEOUT="2",
-        UPLOAD_AUTH_MAX_CONNECTIONS=str(CAP),
-        UPLOAD_AUTH_ACCESS_LOG="false",
-    )
-    if role == "serve":
-        env["UPLOAD_AUTH_DEV_MODE"] = "true"
-    with running([role], env=env, log=root / "server.log") as started:
+    with running_role(
+        role,
+        tmp_path_factory.mktemp("slow"),
+        head_timeout="2",
+        body_timeout="2",
+        max_connections=str(CAP),
+        access_log="false",
+    ) as started:
         yield started
 
 

@@ -83,6 +83,25 @@ def running(
 
 
 @contextmanager
+def running_role(role: str, root: Path, **settings: str) -> Iterator[Server]:
+    """``upload-auth serve``, ``upload-api`` or ``dev`` with a fresh key pair, its storage under
+    ``root`` and these ``UPLOAD_AUTH_*`` settings (by name, without the prefix); ``serve`` in
+    development mode, as it has no callers configured."""
+    from tests.support.apps import new_private_key, new_public_key
+
+    env = clean_env(
+        IMAGEKIT_PUBLIC_KEY=new_public_key(),
+        IMAGEKIT_PRIVATE_KEY=new_private_key(),
+        UPLOAD_AUTH_STORAGE_DIR=str(root / "store"),
+        **{f"UPLOAD_AUTH_{name.upper()}": value for name, value in settings.items()},
+    )
+    if role == "serve":
+        env["UPLOAD_AUTH_DEV_MODE"] = "true"
+    with running([role], env=env, log=root / "server.log") as server:
+        yield server
+
+
+@contextmanager
 def running_argv(
     argv: list[str],
     *,
