@@ -324,7 +324,7 @@ async def test_each_refusal_says_which_check_failed(
 
 
 async def test_a_jwks_url_that_is_not_a_key_set_is_said_so(
-    make_settings: Callable[..., Settings],
+    idp_settings: Settings,
     clock: FakeClock,
     upstream: Upstream,
     provider_keys: dict[str, SigningKey],
@@ -332,18 +332,11 @@ async def test_a_jwks_url_that_is_not_a_key_set_is_said_so(
 ) -> None:
     """jwks_url pointed at something that is not a key set (the discovery document, say):
     the provider's users get 503, and the log says the fetch failed and why (#33)."""
-    settings = make_settings(
-        dev_mode=False,
-        callers=CallersConfig(
-            idp=IdpConfig(
-                jwks_url=upstream.url + "/.well-known/openid-configuration",
-                issuer=ISSUER,
-                audience=AUDIENCE,
-                timeout=1,
-            )
-        ),
-        profiles={"avatar": ProfileConfig(allow_v1=True)},
-        default_profile="avatar",
+    idp = idp_settings.callers.idp
+    assert idp is not None
+    wrong = idp.model_copy(update={"jwks_url": upstream.url + "/.well-known/openid-configuration"})
+    settings = idp_settings.model_copy(
+        update={"callers": idp_settings.callers.model_copy(update={"idp": wrong})}
     )
     token = provider_keys["ES256"].sign(claims())
     async with in_process(settings, clock) as http:

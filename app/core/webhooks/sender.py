@@ -155,29 +155,23 @@ class WebhookSender:
     async def enqueue(self, event_id: str, body: bytes) -> None:
         """Add an upload's event, to the outbox or else to the spool; never raises (a failure of
         both is logged and counted)."""
-        try:
-            await self.outbox.add(event_id, body, self._now_ms())
-        except Exception as exc:  # the upload is stored: its event must be kept somewhere
-            if self.spool is not None:
-                try:
-                    await self.spool.add(event_id, body, self._now_ms())
-                except Exception:  # noqa: S110 - counted and logged just below
-                    pass
-                else:
-                    self.metrics.spooled.inc()
-                    log.warning(
-                        "webhook outbox unavailable: event spooled locally",
-                        extra={"event_id": event_id, "error": type(exc).__name__},
-                    )
-                    self.wake.set()
-                    return
-            self.metrics.enqueue_failures.inc()
-            log.error(
-                "webhook event could not be queued",
-                extra={"event_id": event_id, "error": type(exc).__name__},
-            )
+        error = ""
+        for outbox in self.outboxes:  # the shared outbox first, then this replica's spool
+            try:
+                await outbox.add(event_id, body, self._now_ms())
+            except Exception as exc:  # the upload is stored: its event must be kept somewhere
+                error = error or type(exc).__name__
+                continue
+            if outbox is self.spool:
+                self.metrics.spooled.inc()
+                log.warning(
+                    "webhook outbox unavailable: event spooled locally",
+                    extra={"event_id": event_id, "error": error},
+                )
+            self.wake.set()
             return
-        self.wake.set()
+        self.metrics.enqueue_failures.inc()
+        log.error("webhook event could not be queued", extra={"event_id": event_id, "error": error})
 
     async def _release(self, outbox: Outbox, event: Pending) -> None:
         """Give a claimed event back, due now (shutting down before or during its delivery):
