@@ -6,7 +6,7 @@ from urllib.parse import quote
 from app.core.imagekit.filetypes import FileType, Kind
 from app.upload_api.fields import extension_status
 from app.upload_api.media import Probe, format_name
-from app.upload_api.options import UploadOptions
+from app.upload_api.options import RESPONSE_FIELDS
 from app.upload_api.storage import StoredFile
 
 #: The probe's fields that go into the response as they are (ImageKit's names).
@@ -25,9 +25,15 @@ def file_url(base_url: str, file_path: str, transformation: str | None = None) -
 
 
 def response_body(
-    stored: StoredFile, options: UploadOptions, file_type: FileType, base_url: str
+    stored: StoredFile,
+    file_type: FileType,
+    base_url: str,
+    *,
+    wanted: frozenset[str] = RESPONSE_FIELDS,
+    extensions: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """ImageKit's upload response for a stored file."""
+    """ImageKit's upload response for a stored file: with the ``responseFields`` asked for
+    (every one unless said) and the status of the ``extensions`` asked for."""
     url = file_url(base_url, stored.file_path)
     image = file_type.kind is Kind.IMAGE
     found: Probe = stored.media or {}  # type: ignore[assignment]
@@ -50,9 +56,8 @@ def response_body(
             body[name] = found[name]
     if stored.description is not None:
         body["description"] = stored.description
-    if options.extensions:
-        body["extensionStatus"] = extension_status(options.extensions)
-    wanted = options.response_fields
+    if extensions:
+        body["extensionStatus"] = extension_status(extensions)
     if "tags" in wanted:
         body["tags"] = stored.tags
     if "customCoordinates" in wanted:

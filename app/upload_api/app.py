@@ -70,7 +70,7 @@ def create_upload_app(
             await used.start(now_ms(clock))
         except LedgerUnavailable:
             log.warning("the credential ledger does not answer yet; uploads wait for it (503)")
-        events = parts.webhooks(settings, secret, clock, webhook_metrics)
+        events = parts.webhooks(settings, secret, clock, webhook_metrics, storage)
         context = parts.context(settings, source, clock, used, storage, events)
         storage.claim()
         swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)

@@ -2,6 +2,8 @@
 workers, URL fetching and the webhook sender. ``create_upload_app`` calls these; the parts both
 apps share (keys, limits, the ledger) come from ``app.core.parts``."""
 
+from functools import partial
+
 from app.core import parts as shared
 from app.core.clock import Clock
 from app.core.keysource import KeySource
@@ -11,6 +13,7 @@ from app.core.webhooks.sender import WebhookMetrics, WebhookSender
 from app.upload_api.admission import InFlight
 from app.upload_api.context import UploadContext
 from app.upload_api.fetch import RemoteFiles
+from app.upload_api.report import recover_events
 from app.upload_api.storage import LocalStorage
 from app.upload_api.workers import MediaWorkers
 
@@ -22,10 +25,15 @@ def ledger(settings: Settings, clock: Clock, given: Ledger | None) -> Ledger:
 
 
 def webhooks(
-    settings: Settings, secret: bytes | None, clock: Clock, metrics: WebhookMetrics
+    settings: Settings,
+    secret: bytes | None,
+    clock: Clock,
+    metrics: WebhookMetrics,
+    storage: LocalStorage,
 ) -> WebhookSender | None:
-    """The webhook sender, over Redis (shared by the replicas) or SQLite on the storage volume;
-    None when no webhook is configured (``secret`` is None exactly then: ``webhook_secret``)."""
+    """The webhook sender, over Redis (shared by the replicas) or SQLite on the storage volume,
+    refilling a Redis outbox that lost its data from the stored files; None when no webhook is
+    configured (``secret`` is None exactly then: ``webhook_secret``)."""
     if secret is None or settings.webhook_url is None:
         return None
     return WebhookSender(
@@ -38,6 +46,7 @@ def webhooks(
         max_attempts=settings.webhook_max_attempts,
         retry_base=settings.webhook_retry_base,
         spool=shared.webhook_spool(settings),
+        refill=partial(recover_events, storage),
     )
 
 

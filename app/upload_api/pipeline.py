@@ -30,7 +30,7 @@ from app.upload_api.fields import JsonFields, check_json_fields
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.media import Probe
 from app.upload_api.options import UploadOptions, check_grant, parse_options, within_grant
-from app.upload_api.report import report
+from app.upload_api.report import event_note, report
 from app.upload_api.storage import FileDetails, NameTaken, StoredFile
 
 log = get_logger("upload_api")
@@ -78,9 +78,16 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
         found = await inspect(ctx, accepted, fields, json_fields)
         if ctx.events is not None and not await ctx.events.has_room():
             raise messages.events_unavailable()  # never stored without its event
-        stored = store(ctx, accepted, options, found)
-        await report(ctx, authenticated, stored, options, accepted.file_type, request.base_url)
-        return response_body(stored, options, accepted.file_type, request.base_url)
+        note = None if ctx.events is None else event_note(ctx, authenticated, request.base_url)
+        stored = store(ctx, accepted, options, found, note)
+        await report(ctx, authenticated, stored, request.base_url)
+        return response_body(
+            stored,
+            accepted.file_type,
+            request.base_url,
+            wanted=options.response_fields,
+            extensions=options.extensions,
+        )
     finally:
         if form.file is not None:
             with contextlib.suppress(FileNotFoundError):
@@ -159,9 +166,14 @@ async def inspect(
 
 
 def store(
-    ctx: UploadContext, accepted: Accepted, options: UploadOptions, found: Probe
+    ctx: UploadContext,
+    accepted: Accepted,
+    options: UploadOptions,
+    found: Probe,
+    event: dict[str, Any] | None,
 ) -> StoredFile:
-    """Publish the file under its folder and name, with what is known of it."""
+    """Publish the file under its folder and name, with what is known of it (and its webhook
+    event's note, if events are sent)."""
     file, file_type = accepted.file, accepted.file_type
     details = FileDetails(
         size=file.size,
@@ -176,6 +188,7 @@ def store(
         description=options.description,
         is_private_file=options.private,
         is_published=options.published,
+        event=event,
     )
     try:
         return ctx.storage.commit(

@@ -25,6 +25,7 @@ import shutil
 import string
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
@@ -52,6 +53,9 @@ class FileDetails:
     is_published: bool = True
     #: What the media workers read in the file (``media.Probe``); None for files not read.
     media: dict[str, Any] | None = None
+    #: The upload's webhook event, enough to make it again (``report.EventNote``): kept with
+    #: the file so an outbox that lost its data can be refilled from the storage.
+    event: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,6 +271,25 @@ class LocalStorage:
         except OSError as exc:
             return f"the storage refuses writes ({exc.strerror or type(exc).__name__})"
         return None
+
+    def events_since(self, since_ms: int) -> Iterator[StoredFile]:
+        """The stored files whose upload's event was made at ``since_ms`` or later (newest
+        metadata first). Reads only the metadata documents written since then."""
+        cutoff = since_ms / 1000 - 1  # a document is written after its event's moment
+        recent: list[tuple[float, str]] = []
+        with os.scandir(self.meta) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    modified = entry.stat().st_mtime
+                    if modified >= cutoff and entry.name.endswith(".json"):
+                        recent.append((modified, entry.path))
+        for _, path in sorted(recent, reverse=True):
+            try:
+                stored = StoredFile(**json.loads(Path(path).read_text()))
+            except (FileNotFoundError, ValueError, TypeError):
+                continue
+            if stored.event is not None and stored.event.get("at", 0) >= since_ms:
+                yield stored
 
     def sweep(self, older_than: float) -> int:
         """Remove uploads left directly in ``tmp/`` (by versions before process folders) once

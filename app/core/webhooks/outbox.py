@@ -70,8 +70,9 @@ class Outbox(Protocol):
         False once when it was found to have lost it (the marker is set again)."""
         ...
 
-    async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
-        """Add an event (always: whether it fits was asked before its upload was stored)."""
+    async def add(self, event_id: str, body: bytes, now_ms: int) -> bool:
+        """Add an event (always: whether it fits was asked before its upload was stored);
+        False if one with its id is there already."""
         ...
 
     async def claim(self, now_ms: int, lease_ms: int, limit: int) -> list[Pending]: ...
@@ -103,6 +104,11 @@ class Outbox(Protocol):
 
     async def counts(self) -> dict[str, int]:
         """``pending`` events, ``pending_bytes``, ``dead`` letters."""
+        ...
+
+    async def oldest_pending_ms(self) -> int | None:
+        """When the oldest pending event was added (None: none pending, or an outbox that
+        cannot lose its data and need not say)."""
         ...
 
     async def close(self) -> None: ...
@@ -206,14 +212,16 @@ class SqliteOutbox:
         limits = self.limits
         return int(str(events)) < limits.max_pending and int(str(size)) < limits.max_pending_bytes
 
-    async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
-        await self._run(
-            "INSERT OR IGNORE INTO events (id, body, due_ms, created_ms) VALUES (?, ?, ?, ?)",
+    async def add(self, event_id: str, body: bytes, now_ms: int) -> bool:
+        found = await self._run(
+            "INSERT OR IGNORE INTO events (id, body, due_ms, created_ms) VALUES (?, ?, ?, ?) "
+            "RETURNING id",
             event_id,
             body,
             now_ms,
             now_ms,
         )
+        return bool(found)
 
     async def claim(self, now_ms: int, lease_ms: int, limit: int) -> list[Pending]:
         def run() -> list[Pending]:
@@ -325,6 +333,9 @@ class SqliteOutbox:
             "dead": int(str(dead)),
         }
 
+    async def oldest_pending_ms(self) -> int | None:
+        return None  # a file does not forget: nothing to refill it from
+
     async def close(self) -> None:
         return None
 
@@ -335,6 +346,8 @@ EVENTS_KEY: Final = _PREFIX + "events"
 DEAD_KEY: Final = _PREFIX + "dead"
 DEAD_AT_KEY: Final = _PREFIX + "dead-at"
 BYTES_KEY: Final = _PREFIX + "pending-bytes"
+#: The pending events' ids by when they were added: where a refill after a loss starts.
+ADDED_KEY: Final = _PREFIX + "added"
 #: Set once by the first sender; gone means Redis lost the outbox (restarted empty, flushed).
 MARKER_KEY: Final = _PREFIX + "marker"
 
@@ -355,19 +368,23 @@ end
 return found
 """
 
-#: Add an event once: KEYS events, due, bytes; ARGV id, record, now, body length.
+#: Add an event once: KEYS events, due, bytes, added; ARGV id, record, now, body length.
 _ADD: Final = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[1])
   redis.call('INCRBY', KEYS[3], ARGV[4])
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[1])
+  return 1
 end
-return 1
+return 0
 """
 
-#: Forget a pending event: KEYS events, due, bytes; ARGV id. Its body's bytes are given back.
+#: Forget a pending event: KEYS events, due, bytes, added; ARGV id. Its body's bytes are given
+#: back.
 _DONE: Final = """
 local record = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 if record then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('DECRBY', KEYS[3], string.len(cjson.decode(record)['body']))
@@ -376,12 +393,13 @@ return 1
 """
 
 #: A pending event becomes a dead letter, the oldest dead letters over the cap go: KEYS events,
-#: due, bytes, dead, dead-at; ARGV id, record, now, max dead. Returns how many went.
+#: due, bytes, dead, dead-at, added; ARGV id, record, now, max dead. Returns how many went.
 _DEAD: Final = """
 local record = redis.call('HGET', KEYS[1], ARGV[1])
 if not record then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('DECRBY', KEYS[3], string.len(cjson.decode(record)['body']))
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
@@ -402,7 +420,7 @@ return #old
 """
 
 #: A dead letter back to pending, due now, attempts from zero: KEYS dead, dead-at, events, due,
-#: bytes; ARGV id, now. Returns 1 if there was one.
+#: bytes, added; ARGV id, now. Returns 1 if there was one.
 _REPLAY: Final = """
 local record = redis.call('HGET', KEYS[1], ARGV[1])
 if not record then return 0 end
@@ -414,6 +432,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(decoded))
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 redis.call('INCRBY', KEYS[5], string.len(decoded['body']))
+redis.call('ZADD', KEYS[6], ARGV[2], ARGV[1])
 return 1
 """
 
@@ -461,11 +480,12 @@ class RedisOutbox:
         limits = self.limits
         return int(pending) < limits.max_pending and int(size or 0) < limits.max_pending_bytes
 
-    async def add(self, event_id: str, body: bytes, now_ms: int) -> None:
-        await self.add_script(
-            keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY],
+    async def add(self, event_id: str, body: bytes, now_ms: int) -> bool:
+        added = await self.add_script(
+            keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY, ADDED_KEY],
             args=[event_id, self._record(body, 0), now_ms, len(body.decode())],
         )
+        return bool(added)
 
     async def claim(self, now_ms: int, lease_ms: int, limit: int) -> list[Pending]:
         found = await self.claim_script(keys=[DUE_KEY, EVENTS_KEY], args=[now_ms, lease_ms, limit])
@@ -478,7 +498,7 @@ class RedisOutbox:
         return pending
 
     async def done(self, event_id: str) -> None:
-        await self.done_script(keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY], args=[event_id])
+        await self.done_script(keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY, ADDED_KEY], args=[event_id])
 
     async def retry(self, event_id: str, attempts: int, due_ms: int, error: str) -> None:
         raw = await self.redis.hget(EVENTS_KEY, event_id)
@@ -495,7 +515,7 @@ class RedisOutbox:
         if raw is None:
             return 0
         record = self._record(json.loads(raw)["body"].encode(), attempts, error)
-        keys = [EVENTS_KEY, DUE_KEY, BYTES_KEY, DEAD_KEY, DEAD_AT_KEY]
+        keys = [EVENTS_KEY, DUE_KEY, BYTES_KEY, DEAD_KEY, DEAD_AT_KEY, ADDED_KEY]
         evicted = await self.dead_script(
             keys=keys, args=[event_id, record, now_ms, self.limits.max_dead]
         )
@@ -529,7 +549,7 @@ class RedisOutbox:
         return [_text(key) for key in await self.redis.hkeys(DEAD_KEY)]
 
     async def replay(self, event_ids: list[str] | None, now_ms: int) -> int:
-        keys = [DEAD_KEY, DEAD_AT_KEY, EVENTS_KEY, DUE_KEY, BYTES_KEY]
+        keys = [DEAD_KEY, DEAD_AT_KEY, EVENTS_KEY, DUE_KEY, BYTES_KEY, ADDED_KEY]
         moved = 0
         for event_id in await self._ids(event_ids):
             moved += int(await self.replay_script(keys=keys, args=[event_id, now_ms]))
@@ -552,6 +572,10 @@ class RedisOutbox:
             pipe.hlen(DEAD_KEY)
             pending, size, dead = await pipe.execute()
         return {"pending": int(pending), "pending_bytes": int(size or 0), "dead": int(dead)}
+
+    async def oldest_pending_ms(self) -> int | None:
+        oldest = await self.redis.zrange(ADDED_KEY, 0, 0, withscores=True)
+        return int(oldest[0][1]) if oldest else None
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -9,14 +9,20 @@ delivery is at least once, so receivers deduplicate by ``webhook-id``.
 An event that cannot be added to the shared outbox (Redis went away between the upload's check
 for room and its end) goes to a **spool**, an SQLite outbox on the process's storage volume,
 and is delivered from there: an acknowledged upload always has its event somewhere durable.
+
 The sender also notices a shared outbox that lost its data (its marker gone: Redis restarted
-without persistence, or flushed), logs it and counts it.
+without persistence, or flushed), logs it, counts it, and **refills** it: every event pending
+then was added after the oldest pending event it last saw (or, if it saw none pending, after
+that moment), so it asks the upload API for the events of the files stored since then, less
+``REFILL_MARGIN_MS`` for the replicas' clocks (``refill``: made again from the files'
+metadata), and adds them under their ids. Events delivered in that span are delivered again
+(same ``webhook-id``: receivers deduplicate); dead letters are not made again.
 """
 
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import httpx
@@ -33,6 +39,11 @@ log = get_logger("webhooks")
 MAX_BACKOFF_SECONDS: Final = 3600
 #: Events delivered at once by one sender.
 BATCH: Final = 16
+#: A refill starts this much before the oldest pending event seen (replicas' clocks differ).
+REFILL_MARGIN_MS: Final = 60_000
+
+#: The events (id, body) of the files stored since a moment (Unix ms), made again.
+Refill = Callable[[int], Awaitable[list[tuple[str, bytes]]]]
 
 
 class WebhookMetrics:
@@ -64,6 +75,11 @@ class WebhookMetrics:
         self.outbox_lost = Counter(
             "upload_auth_webhooks_outbox_lost",
             "Times the shared outbox was found to have lost its data (Redis restarted empty)",
+            registry=registry,
+        )
+        self.refilled = Counter(
+            "upload_auth_webhooks_refilled",
+            "Events made again from the stored files after the shared outbox lost its data",
             registry=registry,
         )
         self.pending = Gauge(
@@ -115,8 +131,15 @@ class WebhookSender:
         poll_seconds: float = 1.0,
         jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),  # noqa: S311
         spool: Outbox | None = None,
+        refill: Refill | None = None,
     ) -> None:
         self.outbox = outbox
+        #: Makes the events of recent uploads again, for an outbox that lost its data.
+        self.refill = refill
+        #: No event pending in the outbox was added before this (Unix ms; None: not seen yet).
+        self.pending_since: int | None = None
+        #: Where a refill due (the outbox found to have lost its data) starts.
+        self._refill_from: int | None = None
         #: Where an event goes when the outbox does not take it (None: the outbox is local).
         self.spool = spool
         self.outboxes = (outbox,) if spool is None else (outbox, spool)
@@ -248,17 +271,51 @@ class WebhookSender:
             extra={"event_id": event.event_id, "attempts": attempts, "error": error},
         )
 
+    def delivery_span_ms(self) -> int:
+        """The longest an event stays pending: every back-off at its longest, and a lease."""
+        waits = sum(self.retry_base * 2 ** (n - 1) for n in range(1, self.max_attempts))
+        capped = min(waits, MAX_BACKOFF_SECONDS * self.max_attempts)
+        return int(capped * 1.2 * 1000) + self.lease_ms
+
+    async def _watch_pending(self) -> None:
+        """Note where a refill would start (the oldest pending event, or now if none), unless
+        the outbox lost its data: then say so, and refill it from there."""
+        seen = self._now_ms()
+        oldest = await self.outbox.oldest_pending_ms()
+        if await self.outbox.check_marker(seen):  # what was read came before any loss
+            self.pending_since = seen if oldest is None else min(oldest, seen)
+            return
+        self.metrics.outbox_lost.inc()
+        since = self.pending_since
+        if since is None:  # lost before this sender saw it: the longest an event waits
+            since = seen - self.delivery_span_ms()
+        self._refill_from = since - REFILL_MARGIN_MS
+
+    async def _refill(self, since: int) -> None:
+        """Add again the events of the files stored since ``since``."""
+        made = [] if self.refill is None else await self.refill(since)
+        kept = made[: self.outbox.limits.max_pending]
+        now, added = self._now_ms(), 0
+        for event_id, body in kept:
+            added += await self.outbox.add(event_id, body, now)  # not twice: by id
+        self._refill_from = None
+        self.metrics.refilled.inc(added)
+        log.warning(
+            "the webhook outbox had lost its data (Redis restarted without persistence, or "
+            "flushed): refilled from the stored files",
+            extra={"since_ms": since, "refilled": added, "not_refilled": len(made) - len(kept)},
+        )
+        if added:
+            self.wake.set()
+
     async def run(self) -> None:
         """Deliver until cancelled: at once when an upload adds an event, else every
         ``poll_seconds`` (events due after a back-off, or leased by a sender that died)."""
         while True:
             try:
-                if not await self.outbox.check_marker(self._now_ms()):
-                    self.metrics.outbox_lost.inc()
-                    log.warning(
-                        "the webhook outbox had lost its data (Redis restarted without "
-                        "persistence, or flushed): events queued before then are gone"
-                    )
+                await self._watch_pending()
+                if self._refill_from is not None:  # tried again until it is done
+                    await self._refill(self._refill_from)
                 while await self.deliver_due() >= BATCH:
                     pass
                 expired = 0
