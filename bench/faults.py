@@ -1,36 +1,54 @@
 """The fault run: mixed traffic against the whole set-up while its parts fail.
 
-    .venv/bin/python -m bench.faults [--seconds 60] [--workers 8] [--persistence both|on|off]
+    .venv/bin/python -m bench.faults [--seconds 70] [--workers 8] [--persistence both|on|off]
+                                     [--check]
 
 One credential service and two upload-API replicas behind nginx, sharing one redis-server (run
 as compose and Kubernetes run it, with an append-only file, or as they ran it before, without
-persistence). Workers send a mix for ``--seconds``: v2 and v1 credentials with their uploads,
-replays of uploads already accepted, uploads with a tampered field, and junk bodies. A third of
-the way in Redis is killed with SIGKILL and started again; two thirds in, one replica is killed
-with SIGKILL and started again. Afterwards every accepted upload is read back from the store.
+persistence), one storage volume (a tmpfs, so that it can be filled) and one webhook receiver.
+Workers send a mix for ``--seconds``: v2 and v1 credentials with their uploads, replays of
+uploads already accepted, uploads with a tampered field, and junk bodies. Meanwhile, one after
+the other (``FAULTS``): Redis is killed with SIGKILL and started again; Redis is wiped
+(FLUSHALL: a Redis that lost its data); Redis is stopped for five seconds; the receiver is
+stopped for six; the storage is filled until it refuses writes, for five (readiness is watched
+meanwhile); one replica is killed with SIGKILL and started again. Afterwards the events are
+let drain and every accepted upload is read back from the storage and matched to its events.
 
-Reported per Redis mode: requests, 5xx outside the injected windows (target 0), accepted uploads
-lost (0), credentials accepted twice (0), credentials refused because the ledger forgot (the
-cost of running without persistence), and each process's RSS drift (MiB, from warm-up to end).
-Bounded: every loop stops at the deadline; every process is stopped at the end.
+Reported per Redis mode: requests, 5xx outside the fault windows (target 0), 500s anywhere (0),
+accepted uploads lost (0), credentials accepted twice (0), accepted uploads without a delivered
+event (0) or with more than one event id (0), deliveries of an event already delivered (counted:
+at least once allows them), the replicas' ``/readyz`` answering 200 while the storage refused
+(0), credentials refused because the ledger forgot (the cost of a wipe), and each process's RSS
+drift (MiB, from warm-up to end). With ``--check`` the exit status is 1 when a target is missed.
+Bounded: every loop stops at the deadline; every process is stopped at the end; the run's
+folder (logs, Redis's files) is removed when every target is met, else named. The tmpfs needs
+root (or a user namespace); without it the disk fault is reported as not run, a miss under
+``--check``.
 """
 
 import argparse
 import base64
+import errno
 import hashlib
 import json
+import os
 import random
+import secrets
+import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from contextlib import ExitStack
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from bench.harness import memory_kib
@@ -49,6 +67,20 @@ from tests.support.servers import (
 
 #: After a fault is over, this long still counts as its window (clients and pools settle).
 GRACE_SECONDS = 3.0
+#: The faults, in the order they come, evenly spaced over the run.
+FAULTS = (
+    "Redis restart",
+    "Redis wipe",
+    "Redis down",
+    "receiver down",
+    "disk full",
+    "replica killed",
+)
+#: The storage volume's size, and the free space under which a replica is not ready.
+STORAGE_MB = 512
+MIN_FREE = "8mb"
+#: How long the events may take to drain once the load stops.
+DRAIN_SECONDS = 90.0
 
 
 @dataclass
@@ -182,7 +214,8 @@ class Load:
 
 
 def _start(url: str, argv: list[str], env: dict[str, str], log: Path) -> Server:
-    """A replica on a port of our choosing (so it can come back on the same one)."""
+    """A server (a replica, the receiver) on a port of our choosing, so that it can come back
+    on the same one."""
     with log.open("ab") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
@@ -196,48 +229,153 @@ def _start(url: str, argv: list[str], env: dict[str, str], log: Path) -> Server:
     return Server(url, process, log)
 
 
-def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="faults-"))
-    api_key = new_api_key()
-    public, private = new_public_key(), new_private_key()
-    record = Record()
-    windows: list[tuple[float, float]] = []
-    with ExitStack() as stack:
-        redis = Redis(root / "redis", persistence=persistence)
-        redis.start()
-        stack.callback(redis.stop)
-        env = clean_env(
-            IMAGEKIT_PUBLIC_KEY=public,
-            IMAGEKIT_PRIVATE_KEY=private,
-            UPLOAD_AUTH_REDIS_URL=redis.url,
-            UPLOAD_AUTH_STORAGE_DIR=str(root / "store"),
+@contextmanager
+def tmpfs(path: Path, size_mb: int) -> Iterator[bool]:
+    """A tmpfs of ``size_mb`` at ``path`` (True), or just the directory if it cannot be
+    mounted (False: not root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    option = f"size={size_mb}m"
+    mounted = (
+        shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", option, "upload-auth-faults", str(path)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def fill(volume: Path) -> Path:
+    """Write a ballast file until the volume refuses (ENOSPC); returns it."""
+    ballast = volume / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):
+            chunk = bytes(size)
+            while True:
+                try:
+                    os.write(fd, chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return ballast
+
+
+@dataclass
+class Readiness:
+    """The replicas' ``/readyz`` answers while the storage refused writes."""
+
+    ready: int = 0
+    not_ready: int = 0
+
+    def watch(self, urls: list[str], until: Callable[[], bool]) -> None:
+        with httpx.Client(timeout=2) as http:
+            while not until():
+                for url in urls:
+                    try:
+                        answer = http.get(url + "/readyz").status_code
+                    except httpx.TransportError:
+                        continue
+                    if answer == 200:
+                        self.ready += 1
+                    else:
+                        self.not_ready += 1
+                time.sleep(0.2)
+
+
+def delivered_events(log: Path) -> tuple[dict[str, set[str]], int, int]:
+    """From the receiver's log of deliveries (each answered 200): the event ids by file path,
+    how many deliveries, and how many of them repeated an event already delivered."""
+    by_path: dict[str, set[str]] = defaultdict(set)
+    seen: set[str] = set()
+    lines = log.read_text().splitlines() if log.exists() else []
+    repeated = 0
+    for line in lines:
+        event_id, _, file_path = line.partition("\t")
+        if not file_path:  # a line being written
+            continue
+        if event_id in seen:
+            repeated += 1
+            continue
+        seen.add(event_id)
+        by_path[file_path].add(event_id)
+    return by_path, len(lines), repeated
+
+
+def event_id_of(store: Path, file_path: str) -> str | None:
+    """The event id the file's metadata keeps (to find a missing event in the logs)."""
+    meta = store / "meta" / (hashlib.sha256(file_path.encode()).hexdigest() + ".json")
+    try:
+        return str(json.loads(meta.read_text())["event"]["id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class Deployment:
+    """The parts, started, and the faults done to them."""
+
+    def __init__(self, root: Path, stack: ExitStack, persistence: bool) -> None:
+        self.root = root
+        self.store = root / "store"
+        self.disk_mounted = stack.enter_context(tmpfs(self.store, STORAGE_MB))
+        self.redis = Redis(root / "redis", persistence=persistence)
+        self.redis.start()
+        stack.callback(self.redis.stop)
+        receiver_port = free_port()
+        self.deliveries = root / "deliveries.tsv"
+        self.receiver_url = f"http://127.0.0.1:{receiver_port}"
+        self.receiver_argv = [
+            sys.executable,
+            *("-m", "uvicorn", "bench.receiver_app:app", "--no-access-log"),
+            *("--host", "127.0.0.1", "--port", str(receiver_port)),
+        ]
+        self.receiver: Server | None = None
+        self.receiver_up()
+        stack.callback(self.receiver_down)
+        self.api_key = new_api_key()
+        self.env = clean_env(
+            IMAGEKIT_PUBLIC_KEY=new_public_key(),
+            IMAGEKIT_PRIVATE_KEY=new_private_key(),
+            UPLOAD_AUTH_REDIS_URL=self.redis.url,
+            UPLOAD_AUTH_STORAGE_DIR=str(self.store),
+            UPLOAD_AUTH_STORAGE_MIN_FREE=MIN_FREE,
             UPLOAD_AUTH_ACCESS_LOG="false",
             UPLOAD_AUTH_CALLERS=json.dumps(
-                {"api_keys": [{"name": "load", "hash": hash_api_key(api_key)}]}
+                {"api_keys": [{"name": "load", "hash": hash_api_key(self.api_key)}]}
             ),
             UPLOAD_AUTH_PROFILES=json.dumps({"default": {"allow_v1": True}}),
             UPLOAD_AUTH_RATE_LIMIT_V1="off",
             UPLOAD_AUTH_RATE_LIMIT_V2="off",
             UPLOAD_AUTH_QUOTA_V2="off",
+            UPLOAD_AUTH_WEBHOOK_URL=self.receiver_url + "/hook",
+            UPLOAD_AUTH_WEBHOOK_SECRET="whsec_" + secrets.token_urlsafe(24),
+            UPLOAD_AUTH_WEBHOOK_TIMEOUT="2",
+            UPLOAD_AUTH_WEBHOOK_RETRY_BASE="0.5",
         )
-        a = stack.enter_context(
-            running(["upload-api"], env=env, log=root / "a.log", ready="/readyz")
+        self.a = stack.enter_context(
+            running(["upload-api"], env=self.env, log=root / "a.log", ready="/readyz")
         )
         b_port = free_port()
-        b_argv = [
+        self.b_argv = [
             str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "upload-auth"),
-            "upload-api",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(b_port),
+            *("upload-api", "--host", "127.0.0.1", "--port", str(b_port)),
         ]
-        b = _start(f"http://127.0.0.1:{b_port}", b_argv, env, root / "b.log")
+        self.b = _start(f"http://127.0.0.1:{b_port}", self.b_argv, self.env, root / "b.log")
+        stack.callback(self.stop_b)
         port = free_port()
-        service = stack.enter_context(
+        self.service = stack.enter_context(
             running(
                 ["serve"],
-                env={**env, "UPLOAD_AUTH_UPLOAD_API_URL": f"http://127.0.0.1:{port}"},
+                env={**self.env, "UPLOAD_AUTH_UPLOAD_API_URL": f"http://127.0.0.1:{port}"},
                 log=root / "service.log",
             )
         )
@@ -245,24 +383,94 @@ def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
             nginx(
                 root,
                 [
-                    upstream("service", [service.url.removeprefix("http://")]),
-                    upstream("uploads", [a.url.removeprefix("http://"), f"127.0.0.1:{b_port}"]),
+                    upstream("service", [self.service.url.removeprefix("http://")]),
+                    upstream(
+                        "uploads", [self.a.url.removeprefix("http://"), f"127.0.0.1:{b_port}"]
+                    ),
                 ],
                 [proxy(port, {"/api/": "uploads", "/": "service"})],
             )
         )
-        base = f"http://127.0.0.1:{port}"
+        self.base = f"http://127.0.0.1:{port}"
+        self.readiness = Readiness()
+
+    def receiver_up(self) -> None:
+        env = {**clean_env(), "RECEIVER_LOG": str(self.deliveries)}
+        self.receiver = _start(self.receiver_url, self.receiver_argv, env, self.root / "r.log")
+
+    def receiver_down(self) -> None:
+        if self.receiver is not None:
+            self.receiver.process.terminate()
+            self.receiver.process.wait(timeout=10)
+            self.receiver = None
+
+    def stop_b(self) -> None:
+        self.b.process.terminate()
+        self.b.process.wait(timeout=20)
+
+    # -- the faults: each returns once the part is back ---------------------------------------
+
+    def redis_restart(self) -> None:
+        self.redis.kill()
+        time.sleep(1.5)
+        self.redis.start()
+
+    def redis_wipe(self) -> None:
+        with redis.Redis.from_url(self.redis.url) as client:
+            client.flushall()
+
+    def redis_down(self) -> None:
+        self.redis.stop()
+        time.sleep(5)
+        self.redis.start()
+
+    def receiver_outage(self) -> None:
+        self.receiver_down()
+        time.sleep(6)
+        self.receiver_up()
+
+    def disk_full(self) -> None:
+        if not self.disk_mounted:
+            return
+        ballast = fill(self.store)
+        over = time.monotonic() + 5
+        self.readiness.watch([self.a.url, self.b.url], lambda: time.monotonic() > over)
+        ballast.unlink()
+
+    def replica_killed(self) -> None:
+        self.b.process.kill()
+        self.b.process.wait()
+        time.sleep(1.0)
+        self.b = _start(self.b.url, self.b_argv, self.env, self.root / "b.log")
+
+    def do(self, fault: str) -> None:
+        {
+            "Redis restart": self.redis_restart,
+            "Redis wipe": self.redis_wipe,
+            "Redis down": self.redis_down,
+            "receiver down": self.receiver_outage,
+            "disk full": self.disk_full,
+            "replica killed": self.replica_killed,
+        }[fault]()
+
+
+def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="faults-"))
+    record = Record()
+    windows: list[tuple[float, float]] = []
+    with ExitStack() as stack:
+        parts = Deployment(root, stack, persistence)
         time.sleep(0.5)
-        warm = Load(base, api_key, Record(), 0)
+        warm = Load(parts.base, parts.api_key, Record(), 0)
         for _ in range(50):
             warm.step()
-        measured = (("service", service), ("a", a))
+        measured = (("service", parts.service), ("a", parts.a))
         rss_start = {name: memory_kib(server.process.pid) for name, server in measured}
         start = time.monotonic()
         deadline = start + seconds
 
         def work(index: int) -> None:
-            load = Load(base, api_key, record, index)
+            load = Load(parts.base, parts.api_key, record, index)
             while time.monotonic() < deadline:
                 try:
                     load.step()
@@ -272,63 +480,93 @@ def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
         threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
         for thread in threads:
             thread.start()
-        time.sleep(max(0.0, start + seconds / 3 - time.monotonic()))
-        began = time.monotonic()
-        redis.kill()
-        time.sleep(1.5)
-        redis.start()
-        windows.append((began, time.monotonic() + GRACE_SECONDS))
-        time.sleep(max(0.0, start + 2 * seconds / 3 - time.monotonic()))
-        began = time.monotonic()
-        b.process.kill()
-        b.process.wait()
-        time.sleep(1.0)
-        b = _start(b.url, b_argv, env, root / "b.log")
-        windows.append((began, time.monotonic() + GRACE_SECONDS))
+        for index, fault in enumerate(FAULTS, start=1):
+            time.sleep(max(0.0, start + seconds * index / (len(FAULTS) + 1) - time.monotonic()))
+            began = time.monotonic()
+            parts.do(fault)
+            windows.append((began, time.monotonic() + GRACE_SECONDS))
         for thread in threads:
             thread.join()
         rss_end = {name: memory_kib(server.process.pid) for name, server in measured}
-        b.process.terminate()
-        b.process.wait(timeout=20)
+        accepted = dict(record.accepted.values())
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < drain_until:
+            by_path, _, _ = delivered_events(parts.deliveries)
+            if all(by_path.get(path) for path in accepted):
+                break
+            time.sleep(0.5)
+        by_path, deliveries, repeated = delivered_events(parts.deliveries)
+        lost = 0
+        for file_path, digest in accepted.items():
+            path = parts.store / "files" / file_path.lstrip("/")
+            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+                lost += 1
+        missing = [path for path in accepted if not by_path.get(path)]
+        missing_sample = {path: event_id_of(parts.store, path) for path in missing[:5]}
+        disk_fault_run = parts.disk_mounted
+        readiness = parts.readiness
 
+    in_window = [any(lo <= t <= hi for lo, hi in windows) for t, _, _ in record.statuses]
     outside = [
-        (t, kind, status)
-        for t, kind, status in record.statuses
-        if status >= 500 and not any(lo <= t <= hi for lo, hi in windows)
+        (kind, status)
+        for (_, kind, status), inside in zip(record.statuses, in_window, strict=True)
+        if status >= 500 and not inside
     ]
-    inside = sum(
-        1
-        for t, _, status in record.statuses
-        if status >= 500 and any(lo <= t <= hi for lo, hi in windows)
-    )
-    lost = 0
-    for file_path, digest in record.accepted.values():
-        path = root / "store" / "files" / file_path.lstrip("/")
-        if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            lost += 1
     return {
         "redis": "AOF everysec" if persistence else "no persistence",
         "requests": len(record.statuses),
         "by_status": dict(Counter(status for _, _, status in record.statuses)),
         "5xx_outside_windows": len(outside),
-        "5xx_outside_detail": Counter((kind, status) for _, kind, status in outside),
-        "5xx_inside_windows": inside,
-        "accepted_uploads": len(record.accepted),
+        "5xx_outside_detail": Counter(outside),
+        "5xx_inside_windows": sum(
+            1
+            for (_, _, status), inside in zip(record.statuses, in_window, strict=True)
+            if status >= 500 and inside
+        ),
+        "500s": sum(1 for _, _, status in record.statuses if status == 500),
+        "accepted_uploads": len(accepted),
         "lost": lost,
         "accepted_twice": record.twice,
+        "events_missing": sum(1 for path in accepted if not by_path.get(path)),
+        "events_missing_sample": missing_sample,
+        "several_event_ids": sum(1 for path in accepted if len(by_path.get(path, ())) > 1),
+        "deliveries": deliveries,
+        "repeated_deliveries": repeated,
+        "disk_fault": "run" if disk_fault_run else "not run (no tmpfs: needs root)",
+        "ready_while_full": readiness.ready if disk_fault_run else None,
+        "not_ready_while_full": readiness.not_ready,
         "refused_fetch_new": record.forgotten,
         "rss_drift_mib": {
             name: round((rss_end[name] - rss_start[name]) / 1024, 1) for name in rss_start
         },
         "seconds": seconds,
+        "logs": str(root),
     }
+
+
+def missed(report: dict[str, Any]) -> list[str]:
+    """The targets a run missed."""
+    zero = (
+        "5xx_outside_windows",
+        "500s",
+        "lost",
+        "accepted_twice",
+        "events_missing",
+        "several_event_ids",
+        "ready_while_full",
+    )
+    found = [name for name in zero if report[name] != 0]
+    if report["ready_while_full"] is not None and report["not_ready_while_full"] == 0:
+        found.append("not_ready_while_full")
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seconds", type=float, default=70)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--persistence", choices=["both", "on", "off"], default="both")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.persistence]
     rows = []
@@ -337,19 +575,35 @@ def main() -> None:
         print(json.dumps(report, default=str), flush=True)
         rows.append(report)
     print(
-        "\n| Redis | requests | 5xx outside the fault windows | 5xx inside | accepted uploads "
-        "| lost | accepted twice | refused: fetch a new credential | RSS drift MiB "
-        "(service / replica) |"
+        f"\nFaults, in order: {', '.join(FAULTS)}.\n\n"
+        "| Redis | requests | 5xx outside the fault windows | 5xx inside | 500s "
+        "| accepted uploads | lost | accepted twice | events missing | several event ids "
+        "| repeated deliveries | ready while the disk was full | refused: fetch a new "
+        "credential | RSS drift MiB (service / replica) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         drift = r["rss_drift_mib"]
+        ready = (
+            "not run"
+            if r["ready_while_full"] is None
+            else (f"{r['ready_while_full']} of {r['ready_while_full'] + r['not_ready_while_full']}")
+        )
         print(
             f"| {r['redis']} | {r['requests']:,} | {r['5xx_outside_windows']} | "
-            f"{r['5xx_inside_windows']} | {r['accepted_uploads']:,} | {r['lost']} | "
-            f"{r['accepted_twice']} | {r['refused_fetch_new']} | "
-            f"{drift['service']} / {drift['a']} |"
+            f"{r['5xx_inside_windows']} | {r['500s']} | {r['accepted_uploads']:,} | "
+            f"{r['lost']} | {r['accepted_twice']} | {r['events_missing']} | "
+            f"{r['several_event_ids']} | {r['repeated_deliveries']} | {ready} | "
+            f"{r['refused_fetch_new']} | {drift['service']} / {drift['a']} |"
         )
+    misses = {r["redis"]: missed(r) for r in rows if missed(r)}
+    if misses:
+        logs = ", ".join(r["logs"] for r in rows)
+        print(f"fault run: targets missed: {misses}; the logs: {logs}", file=sys.stderr)
+        sys.exit(1 if args.check else 0)
+    for r in rows:  # every target met: nothing to look into
+        shutil.rmtree(r["logs"], ignore_errors=True)
+    print("fault run: every target met")
 
 
 if __name__ == "__main__":

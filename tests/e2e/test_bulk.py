@@ -8,9 +8,11 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import redis
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from tests.support.apps import new_private_key, new_public_key
@@ -192,14 +194,13 @@ def test_a_flaky_upload_api_is_retried_to_the_end(
     assert stored(tmp_path / "store") == {remote(r): d for r, d in files.items()}
 
 
-@pytest.mark.parametrize("credential", ["v1", "v2"])
-def test_client_side_mode(
-    tmp_path: Path, keys: dict[str, str], upload_api: Server, redis_url: str, credential: str
-) -> None:
-    """Credentials from a running credential service (API-key caller), v1 and v2."""
-    files = make_tree(tmp_path / "src", 30)
+def credential_service(
+    keys: dict[str, str], upload_api: Server, redis_url: str, log: Path
+) -> tuple[str, AbstractContextManager[Server]]:
+    """A credential service for the bulk uploader's client-side mode: an API key (returned)
+    for a caller whose profile overwrites, v1 allowed, on the upload API's Redis."""
     api_key = new_api_key()
-    service_env = clean_env(
+    env = clean_env(
         **keys,
         UPLOAD_AUTH_CALLERS=json.dumps(
             {"api_keys": [{"name": "bulk", "hash": hash_api_key(api_key)}]}
@@ -211,35 +212,63 @@ def test_client_side_mode(
         UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url,
         UPLOAD_AUTH_REDIS_URL=redis_url,
     )
+    return api_key, running(["serve"], env=env, log=log)
+
+
+def client_side(upload_api: Server, service: Server, credential: str) -> list[str]:
+    """``upload-auth upload`` arguments for src/ with credentials from ``service``."""
+    return [
+        "src",
+        *("--to", upload_api.url, "--folder", "/bulk", "--auth-url", service.url),
+        *("--credential", credential, "--caller-token-file", "token"),
+    ]
+
+
+@pytest.mark.parametrize("credential", ["v1", "v2"])
+def test_client_side_mode(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server, redis_url: str, credential: str
+) -> None:
+    """Credentials from a running credential service (API-key caller), v1 and v2."""
+    files = make_tree(tmp_path / "src", 30)
+    api_key, service_running = credential_service(
+        keys, upload_api, redis_url, tmp_path / "service.log"
+    )
     (tmp_path / "token").write_text(api_key + "\n")
-    with running(["serve"], env=service_env, log=tmp_path / "service.log") as service:
-        result = subprocess.run(
-            [
-                str(BIN / "upload-auth"),
-                "upload",
-                "src",
-                "--to",
-                upload_api.url,
-                "--folder",
-                "/bulk",
-                "--auth-url",
-                service.url,
-                "--credential",
-                credential,
-                "--caller-token-file",
-                "token",
-            ],
-            env=clean_env(),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+    with service_running as service:
+        args = client_side(upload_api, service, credential)
+        result = upload_run(args, env=clean_env(), cwd=tmp_path)
         service_log = service.output()
     assert result.returncode == 0, result.stdout + result.stderr
     assert stored(upload_api_storage(upload_api)) == {remote(r): d for r, d in files.items()}
     assert api_key not in result.stdout + service_log
+
+
+@pytest.mark.parametrize("credential", ["v1", "v2"])
+def test_the_tree_is_finished_through_redis_wipes(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server, redis_url: str, credential: str
+) -> None:
+    """Redis is flushed every few tenths of a second while the uploader runs: the ledger
+    begins new epochs, credentials issued before one are refused with "fetch a new
+    credential", and the uploader fetches new ones and finishes the tree (#28)."""
+    files = make_tree(tmp_path / "src", 150)
+    api_key, service_running = credential_service(
+        keys, upload_api, redis_url, tmp_path / "service.log"
+    )
+    (tmp_path / "token").write_text(api_key + "\n")
+    with service_running as service:
+        args = [*client_side(upload_api, service, credential), "--concurrency", "8"]
+        run = uploader([*args, "--report", "report.json"], env=clean_env(), cwd=tmp_path)
+        wipes = 0
+        with redis.Redis.from_url(redis_url) as client:
+            while run.poll() is None and wipes < 200:
+                time.sleep(0.15)
+                client.flushall()
+                wipes += 1
+        output, _ = run.communicate(timeout=120)
+    assert run.returncode == 0, output
+    assert wipes >= 3  # the run outlasted several wipes
+    assert "lost its data" in upload_api.output()
+    assert stored(upload_api_storage(upload_api)) == {remote(r): d for r, d in files.items()}
 
 
 def test_dry_run_and_usage_errors(tmp_path: Path, upload_api: Server) -> None:

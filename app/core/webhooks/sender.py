@@ -40,7 +40,7 @@ MAX_BACKOFF_SECONDS: Final = 3600
 #: Events delivered at once by one sender.
 BATCH: Final = 16
 #: A refill starts this much before the oldest pending event seen (replicas' clocks differ).
-REFILL_MARGIN_MS: Final = 60_000
+REFILL_MARGIN_MS: Final = 5_000
 
 #: The events (id, body) of the files stored since a moment (Unix ms), made again.
 Refill = Callable[[int], Awaitable[list[tuple[str, bytes]]]]
