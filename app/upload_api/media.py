@@ -15,7 +15,7 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 #: Thumbnails fit in a square of this many pixels (ImageKit's media library thumbnail size).
 THUMBNAIL_SIZE: Final = 200
@@ -529,25 +529,35 @@ def _camel(key: str) -> str:
 # -- thumbnails ----------------------------------------------------------------------------------
 
 
-def thumbnail(source: str, target: str, kind: str) -> bool:
+#: What ``thumbnail`` did: made it, could not decode the file, or could not write the
+#: thumbnail (the file system refused: full, read-only).
+Thumbnail = Literal["made", "undecodable", "unwritable"]
+
+
+def thumbnail(source: str, target: str, kind: str) -> Thumbnail:
     """Write a WebP thumbnail of ``source`` (the first frame of a video) that fits in
-    ``THUMBNAIL_SIZE`` pixels, upright, transparency kept, to ``target``; False when the file
-    cannot be decoded."""
+    ``THUMBNAIL_SIZE`` pixels, upright, transparency kept, to ``target``."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         picture = _first_frame(source) if kind == "video" else _open_image(source, decode=True)
         if picture is None:
-            return False
+            return "undecodable"
         with picture:
             picture.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             turned = ImageOps.exif_transpose(picture)
             turned.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
             alpha = "A" in turned.getbands() or "transparency" in turned.info
-            turned.convert("RGBA" if alpha else "RGB").save(target, "WEBP", quality=80)
+            small = turned.convert("RGBA" if alpha else "RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return False
-    return True
+        return "undecodable"
+    try:
+        small.save(target, "WEBP", quality=80)
+    except OSError as exc:
+        if exc.errno is None:  # an encoder's complaint, not the file system's
+            return "undecodable"
+        return "unwritable"
+    return "made"
 
 
 def _first_frame(path: str) -> Any:

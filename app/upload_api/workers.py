@@ -103,9 +103,11 @@ class MediaWorkers:
         found = await self.run(media.probe, str(path), file_type.extension, file_type.kind.value)
         return found or {}
 
-    async def thumbnail(self, source: Path, target: Path, kind: Kind) -> bool:
-        """Write ``source``'s thumbnail to ``target`` (``media.thumbnail``); whether it did."""
-        return bool(await self.run(media.thumbnail, str(source), str(target), kind.value))
+    async def thumbnail(self, source: Path, target: Path, kind: Kind) -> media.Thumbnail:
+        """Write ``source``'s thumbnail to ``target`` (``media.thumbnail``); a worker that
+        failed made none of a file it could not decode."""
+        done = await self.run(media.thumbnail, str(source), str(target), kind.value)
+        return done or "undecodable"
 
     async def close(self) -> None:
         """Stop the workers (off the event loop: joining them may take a moment)."""

@@ -82,3 +82,33 @@ async def test_readiness_tells_the_truth_about_the_storage(
         full = await http.get("/readyz")
     assert full.status_code == 503
     assert "MiB free (under the minimum)" in full.json()["message"]
+
+
+async def test_a_thumbnail_on_a_full_disk_is_a_503_and_made_once_it_is_back(
+    upload_settings: Settings,
+    clock: FakeClock,
+    private_key: str,
+    storage_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The media worker (another process) writes the thumbnail where the disk is full (the
+    kernel's /dev/full under its name): ImageKit's 503, not a 404 saying the file is gone,
+    nothing kept; with the disk back, the thumbnail is made and served."""
+    async with upload_client(upload_settings, clock) as http:
+        stored = await http.post(
+            V1,
+            headers=basic(private_key),
+            data={"fileName": "pic.png"},
+            files={"file": ("pic.png", png(64, 64), "image/png")},
+        )
+        url = stored.json()["thumbnailUrl"].removeprefix("http://files.test")
+        work = next((storage_dir / "tmp").glob("proc-*"))
+        (work / "thumbnail-full.webp").symlink_to("/dev/full")
+        with monkeypatch.context() as patch:
+            patch.setattr("app.upload_api.routes.files.new_id", lambda: "full")
+            refused = await http.get(url)
+        assert_imagekit_error(refused, 503, STORAGE)
+        assert list((storage_dir / "thumbnails").iterdir()) == []
+        served = await http.get(url)
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/webp"

@@ -133,7 +133,7 @@ def test_a_huge_image_gives_its_size_and_is_never_decoded(tmp_path: Path) -> Non
     assert (found["width"], found["height"]) == (40_000, 30_000)
     assert found["thumbnail"] is False
     target = tmp_path / "thumbnail.webp"
-    assert not media.thumbnail(str(tmp_path / "bomb.png"), str(target), "image")
+    assert media.thumbnail(str(tmp_path / "bomb.png"), str(target), "image") == "undecodable"
 
 
 def test_thumbnails_fit_in_the_box_upright_and_keep_transparency(tmp_path: Path) -> None:
@@ -141,20 +141,23 @@ def test_thumbnails_fit_in_the_box_upright_and_keep_transparency(tmp_path: Path)
 
     source = mf.write(tmp_path, "camera.jpg", mf.camera_jpeg(640, 480))
     target = tmp_path / "thumbnail.webp"
-    assert media.thumbnail(str(source), str(target), "image")
+    assert media.thumbnail(str(source), str(target), "image") == "made"
     with Image.open(target) as made:
         assert made.format == "WEBP"
         assert made.size == (150, 200)  # EXIF orientation 6: the camera was held upright
     transparent = mf.write(tmp_path, "icon.png", mf.image("png", 400, 100))
-    assert media.thumbnail(str(transparent), str(target), "image")
+    assert media.thumbnail(str(transparent), str(target), "image") == "made"
     with Image.open(target) as made:
         assert made.size == (200, 50)
         assert made.mode == "RGBA"
     video = mf.write(tmp_path, "clip.mp4", mf.mp4(1, 320, 240))
-    assert media.thumbnail(str(video), str(target), "video")
+    assert media.thumbnail(str(video), str(target), "video") == "made"
     with Image.open(target) as made:
         assert made.size == (200, 150)
-    assert not media.thumbnail(str(mf.write(tmp_path, "a.eps", mf.eps())), str(target), "image")
+    assert (
+        media.thumbnail(str(mf.write(tmp_path, "a.eps", mf.eps())), str(target), "image")
+        == "undecodable"
+    )
 
 
 # -- the workers --------------------------------------------------------------------------------

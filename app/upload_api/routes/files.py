@@ -70,7 +70,8 @@ async def serve_file(request: Request, file_path: str) -> Response:
 
 async def _thumbnail(context: UploadContext, stored: StoredFile) -> tuple[Path, str]:
     """The stored file's thumbnail (WebP), made by a media worker on the first request and
-    kept per version; 404 for a file of which none can be made."""
+    kept per version; 404 for a file of which none can be made, 503 (``storage_failed``) while
+    the storage refuses to keep it."""
     file_type = ALLOWED.get(stored.extension)
     if file_type is None or not (stored.media or {}).get("thumbnail"):
         raise messages.file_not_found()
@@ -79,9 +80,15 @@ async def _thumbnail(context: UploadContext, stored: StoredFile) -> tuple[Path, 
     if not kept.exists():
         made = storage.work / f"thumbnail-{new_id()}.webp"
         try:
-            if not await context.media.thumbnail(storage.content(stored), made, file_type.kind):
+            done = await context.media.thumbnail(storage.content(stored), made, file_type.kind)
+            if done == "unwritable":
+                raise messages.storage_failed()
+            if done != "made":
                 raise messages.file_not_found()
-            storage.keep_thumbnail(made, kept)
+            try:
+                storage.keep_thumbnail(made, kept)
+            except OSError:
+                raise messages.storage_failed() from None
         finally:
             made.unlink(missing_ok=True)
     return kept, "image/webp"
