@@ -256,6 +256,21 @@ def _port_in_use(host: str, port: int) -> str | None:
     return None
 
 
+def _reachable_parts(settings: "Settings") -> bool:
+    """Say what the service cannot reach (``credential_service.startup``): False to stop, on
+    a configuration mistake."""
+    import asyncio
+
+    from app.credential_service import startup
+
+    found = asyncio.run(startup.check(settings))
+    for line in found.warnings:
+        print(f"upload-auth: warning: {line}", file=sys.stderr)
+    for line in found.errors:
+        print(f"upload-auth: config error: {line}", file=sys.stderr)
+    return not found.errors
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "new-api-key":
@@ -279,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     busy = _port_in_use(args.host, args.port)
     if busy is not None:
         print(f"upload-auth: {busy}", file=sys.stderr)
+        return 2
+    if args.command == "serve" and not _reachable_parts(settings):
         return 2
     if args.command == "dev":
         base = f"http://{_reachable(args.host)}:{args.port}"

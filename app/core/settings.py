@@ -180,7 +180,7 @@ def _check_endpoint(url: str) -> str:
     return url
 
 
-def _check_secure_endpoint(url: str) -> str:
+def check_secure_endpoint(url: str) -> str:
     """https, or plain http only to this machine (a test, a local proxy)."""
     parsed = urlsplit(_check_endpoint(url))
     if parsed.scheme != "https" and parsed.hostname not in _LOOPBACK_HOSTS:
@@ -191,7 +191,7 @@ def _check_secure_endpoint(url: str) -> str:
 #: Where the app's session check lives: often plain http inside a compose or cluster network.
 Endpoint = Annotated[str, AfterValidator(_check_endpoint)]
 #: Where signing keys come from: https, so nobody on the path can swap them.
-SecureEndpoint = Annotated[str, AfterValidator(_check_secure_endpoint)]
+SecureEndpoint = Annotated[str, AfterValidator(check_secure_endpoint)]
 
 
 class ApiKeyConfig(BaseModel):
@@ -215,36 +215,71 @@ class ApiKeyConfig(BaseModel):
 
 
 #: Asymmetric only: no HS* (a public key must never serve as an HMAC secret), never none.
-IdpAlgorithm = Literal["RS256", "ES256", "EdDSA"]
+#: ``Ed25519`` is the fully-specified name of EdDSA over Ed25519 (RFC 9864).
+IdpAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
+    "Ed25519",
+]  # fmt: skip
+
+
+def _listed(value: object) -> object:
+    """One value where a list is wanted is the list of that value."""
+    return [value] if isinstance(value, str | dict | BaseModel) else value
 
 
 class IdpConfig(BaseModel):
-    """``[callers.idp]``: end-user JWTs from an OpenID Connect / OAuth identity provider."""
+    """A ``[callers.idp]`` provider (``[[callers.idp]]`` for several): end-user JWTs from an
+    OpenID Connect / OAuth identity provider."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    jwks_url: SecureEndpoint
-    """The provider's JWKS document; https (plain http only to localhost)."""
-    issuer: str = Field(min_length=1)
-    """The `iss` the tokens must carry."""
-    audience: str = Field(min_length=1)
-    """The `aud` the tokens must carry."""
+    issuer: str = Field(min_length=1, max_length=2048)
+    """The `iss` the tokens must carry, exactly. Without `jwks_url`, the keys are found from
+    it by discovery (`ISSUER/.well-known/openid-configuration`, else OAuth server metadata),
+    so it must then be https (plain http only to localhost)."""
+    jwks_url: SecureEndpoint | None = None
+    """The provider's key set, when discovery is not wanted or not offered; https (plain http
+    only to localhost)."""
+    audience: Annotated[list[str], BeforeValidator(_listed)] = Field(min_length=1, max_length=20)
+    """The audience(s) accepted, any one of them (several client ids: an iOS and an Android
+    app, a web client)."""
+    audience_claim: Literal["aud", "azp", "client_id"] = "aud"
+    """Where the tokens carry their audience: `aud` (OpenID ID tokens, most access tokens),
+    `client_id` (Cognito access tokens) or `azp` (Clerk session tokens), as the provider
+    documents; with `azp` or `client_id`, `aud` is not required."""
+    scopes: list[str] = Field(default_factory=list, max_length=20)
+    """Scopes every token must grant (`scope`, space-separated, or `scp`, a list or a string);
+    none: not checked."""
     algorithms: list[IdpAlgorithm] = Field(
         default_factory=lambda: list(get_args(IdpAlgorithm)), min_length=1
     )
     """Accepted signature algorithms; asymmetric only."""
     caller_claim: str = Field(default="sub", min_length=1)
-    """The claim naming the caller."""
+    """The claim naming the caller (a string of 1 to 256 characters)."""
     namespace: str = Field(default="idp", pattern=NAMESPACE_PATTERN)
-    """The namespace of these callers' identities (`idp:SUB`; `idp-SUB` in folders)."""
+    """The namespace of these callers' identities (`idp:SUB`; `idp-SUB` in folders); each
+    provider its own when there are several."""
     profiles: list[str] | None = None
     """The profiles these callers may use; unset: all."""
-    cache_seconds: int = Field(default=300, ge=10, le=86400)
-    """How long fetched keys are kept, seconds."""
-    refetch_seconds: int = Field(default=30, ge=1, le=3600)
-    """Least time between fetches for an unknown `kid`, seconds."""
+    cache_seconds: int = Field(default=60, ge=10, le=86400)
+    """How long fetched keys are kept, seconds: a key the provider removed is trusted this
+    long at most."""
+    refetch_seconds: int = Field(default=10, ge=1, le=3600)
+    """Least time between two fetches prompted by a token (an unknown `kid`, or a signature
+    failing under a known one: the provider rotated), seconds."""
     timeout: float = Field(default=2.0, gt=0, le=10)
-    """JWKS fetch timeout, seconds."""
+    """Discovery and key-set fetch timeout, seconds."""
+
+    @model_validator(mode="after")
+    def _discoverable(self) -> "IdpConfig":
+        if self.jwks_url is None:
+            try:
+                check_secure_endpoint(self.issuer)
+            except ValueError as exc:
+                raise ValueError(
+                    f"issuer {self.issuer!r} cannot be discovered ({exc}): give jwks_url"
+                ) from None
+        return self
 
 
 class ForwardAuthConfig(BaseModel):
@@ -290,18 +325,33 @@ class CallersConfig(BaseModel):
 
     api_keys: list[ApiKeyConfig] = Field(default_factory=list, max_length=1000)
     """Back ends with an API key (`upload-auth new-api-key`); at most 1000."""
-    idp: IdpConfig | None = None
-    """End users with a JWT from an OpenID Connect / OAuth identity provider."""
+    idp: Annotated[list[IdpConfig], BeforeValidator(_listed)] = Field(
+        default_factory=list, max_length=20
+    )
+    """End users with a JWT from OpenID Connect / OAuth identity providers: one table, or an
+    array of tables for several issuers (each its own namespace)."""
     forward: ForwardAuthConfig | None = None
     """Users of a cookie-session web app, checked by asking the app."""
 
+    @model_validator(mode="after")
+    def _providers_apart(self) -> "CallersConfig":
+        for field_name in ("issuer", "namespace"):
+            values = [getattr(provider, field_name) for provider in self.idp]
+            twice = sorted({value for value in values if values.count(value) > 1})
+            if twice:
+                raise ValueError(
+                    f"two identity providers share the {field_name} {twice[0]!r}: give each "
+                    "its own (one provider takes several audiences)"
+                )
+        return self
+
     @property
     def configured(self) -> bool:
-        return bool(self.api_keys) or self.idp is not None or self.forward is not None
+        return bool(self.api_keys) or bool(self.idp) or self.forward is not None
 
     def profile_names(self) -> set[str]:
         lists = [k.profiles for k in self.api_keys]
-        lists += [m.profiles for m in (self.idp, self.forward) if m is not None]
+        lists += [m.profiles for m in (*self.idp, self.forward) if m is not None]
         return {name for names in lists if names for name in names}
 
 

@@ -74,22 +74,23 @@ async def caller_chain(
     chain: list[Authenticator] = []
     if callers.api_keys:
         chain.append(ApiKeyAuthenticator(callers.api_keys))
-    if callers.idp is not None or callers.forward is not None:
+    if callers.idp or callers.forward is not None:
         import httpx
 
         http = await stack.enter_async_context(
             httpx.AsyncClient(follow_redirects=False, timeout=5.0)
         )
-    if callers.idp is not None:
-        from app.credential_service.callers.idp import IdpAuthenticator, JwksCache
+    if callers.idp:
+        from app.credential_service.callers import idp
 
-        jwks = JwksCache(
-            http, callers.idp, clock, lambda outcome: metrics.jwks_fetches.labels(outcome).inc()
-        )
         chain.append(
-            IdpAuthenticator(
-                callers.idp,
-                jwks,
+            idp.IdpAuthenticator(
+                idp.providers(
+                    http,
+                    callers.idp,
+                    clock,
+                    lambda outcome: metrics.jwks_fetches.labels(outcome).inc(),
+                ),
                 clock,
                 lambda reason: metrics.idp_refusals.labels(reason).inc(),
             )

@@ -332,11 +332,10 @@ async def test_a_jwks_url_that_is_not_a_key_set_is_said_so(
 ) -> None:
     """jwks_url pointed at something that is not a key set (the discovery document, say):
     the provider's users get 503, and the log says the fetch failed and why (#33)."""
-    idp = idp_settings.callers.idp
-    assert idp is not None
+    (idp,) = idp_settings.callers.idp
     wrong = idp.model_copy(update={"jwks_url": upstream.url + "/.well-known/openid-configuration"})
     settings = idp_settings.model_copy(
-        update={"callers": idp_settings.callers.model_copy(update={"idp": wrong})}
+        update={"callers": idp_settings.callers.model_copy(update={"idp": [wrong]})}
     )
     token = provider_keys["ES256"].sign(claims())
     async with in_process(settings, clock) as http:

@@ -1,0 +1,58 @@
+"""What ``upload-auth serve`` checks before it listens, so a set-up mistake is one line at
+start rather than 401s and 503s for the first users: each identity provider's key set (found
+by discovery when no ``jwks_url`` is given) and Redis.
+
+A configuration mistake (no discovery document, one naming another issuer, an address that
+answers 4xx or is not a key set) stops the start: ``errors``. A part that does not answer now
+(connection refused, a timeout, a 5xx) may come up later: ``warnings``, and the start goes on
+(its users get 503 until it answers; rate limits use process memory until Redis does).
+"""
+
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.core.settings import Settings
+from app.credential_service.callers import idp
+
+
+@dataclass
+class Findings:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _where(url: str) -> str:
+    """A Redis URL without its credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+
+
+async def check(settings: Settings) -> Findings:
+    found = Findings()
+    if settings.callers.idp:
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+            providers = idp.providers(http, settings.callers.idp, time.time, lambda _: None)
+            for keys in await idp.check_providers(providers):
+                line = f"identity provider {keys.settings.issuer}: {keys.problem}"
+                if keys.misconfigured:
+                    found.errors.append(line)
+                else:
+                    found.warnings.append(line + " (its users get 503 until it answers)")
+    if settings.redis_url is not None:
+        from app.core.redis_client import connect
+
+        url = settings.redis_url.get_secret_value()
+        client = connect(url, timeout=2)
+        try:
+            await client.ping()
+        except Exception as exc:  # any failure to answer is the same finding
+            found.warnings.append(
+                f"Redis at {_where(url)} does not answer "
+                f"({type(exc).__name__}): rate limits use this process's memory until it does"
+            )
+        finally:
+            await client.aclose()
+    return found
