@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
 
 from app.core.settings import CallersConfig, IdpConfig, ProfileConfig, Settings
 from tests.support.apps import START, FakeClock, in_process
@@ -370,3 +371,171 @@ async def test_a_token_without_kid_is_verified_by_a_one_key_set_only(
     upstream.publish(*provider_keys.values())
     async with in_process(idp_settings, clock) as http:
         assert (await http.get("/v1/auth", headers=bearer(unnamed))).status_code == 401
+
+
+def provider_settings(
+    make_settings: Callable[..., Settings], upstream: Upstream, **idp: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "jwks_url": upstream.url + "/jwks.json",
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+    }
+    return make_settings(
+        dev_mode=False,
+        callers=CallersConfig(idp=IdpConfig(**(values | idp))),
+        profiles={"avatar": ProfileConfig(folder="/users/{caller}")},
+        default_profile="avatar",
+    )
+
+
+async def statuses(settings: Settings, clock: FakeClock, tokens: dict[str, str]) -> dict[str, int]:
+    async with in_process(settings, clock) as http:
+        return {
+            name: (await http.post("/v2/token", json=FILE, headers=bearer(token))).status_code
+            for name, token in tokens.items()
+        }
+
+
+async def test_several_audiences_and_where_providers_put_them(
+    make_settings: Callable[..., Settings], clock: FakeClock, upstream: Upstream
+) -> None:
+    """Two client ids (an iOS and an Android app) both accepted, a third not; Cognito's access
+    tokens carry the client in ``client_id`` and Clerk's session tokens in ``azp``, with no
+    ``aud``: accepted where the provider is set up so, refused where the claim is missing."""
+    key = make_key("k", "RS256")
+    upstream.publish(key)
+    two_apps = provider_settings(make_settings, upstream, audience=["ios", "android"])
+    found = await statuses(
+        two_apps,
+        clock,
+        {
+            "ios": key.sign(claims(aud="ios")),
+            "android": key.sign(claims(aud="android")),
+            "both listed": key.sign(claims(aud=["web", "android"])),
+            "web": key.sign(claims(aud="web")),
+        },
+    )
+    assert found == {"ios": 200, "android": 200, "both listed": 200, "web": 401}
+    for claim in ("client_id", "azp"):
+        settings = provider_settings(
+            make_settings, upstream, audience="app-client", audience_claim=claim
+        )
+        found = await statuses(
+            settings,
+            clock,
+            {
+                "named": key.sign(claims(aud=None, **{claim: "app-client"})),
+                "another": key.sign(claims(aud=None, **{claim: "other-client"})),
+                "missing": key.sign(claims(aud=None)),
+            },
+        )
+        assert found == {"named": 200, "another": 401, "missing": 401}, claim
+
+
+async def test_required_scopes_in_every_shape_providers_use(
+    make_settings: Callable[..., Settings], clock: FakeClock, upstream: Upstream
+) -> None:
+    """``scope`` as a space-separated string (RFC 9068, Auth0, Cognito), ``scp`` as a list
+    (Okta) or a string (Entra ID): every required scope must be granted."""
+    key = make_key("k", "ES256")
+    upstream.publish(key)
+    settings = provider_settings(make_settings, upstream, scopes=["upload", "profile"])
+    found = await statuses(
+        settings,
+        clock,
+        {
+            "scope": key.sign(claims(scope="openid upload profile")),
+            "scp list": key.sign(claims(scp=["upload", "profile"])),
+            "scp string": key.sign(claims(scp="profile upload")),
+            "one missing": key.sign(claims(scope="openid upload")),
+            "none": key.sign(claims()),
+        },
+    )
+    assert found == {
+        "scope": 200,
+        "scp list": 200,
+        "scp string": 200,
+        "one missing": 401,
+        "none": 401,
+    }
+
+
+async def test_keys_without_alg_serve_their_key_types_algorithms_only(
+    make_settings: Callable[..., Settings], clock: FakeClock, upstream: Upstream
+) -> None:
+    """A JWK that names no algorithm (as many providers publish them) verifies PS256 and RS256
+    tokens if it is RSA, never an ES256 token; a key for encryption verifies nothing; a token
+    naming an algorithm the operator did not allow is refused before any key is used."""
+    rsa = make_key("rsa", "PS256")
+    ec = make_key("ec", "ES256")
+    bare = {k: v for k, v in rsa.public_jwk.items() if k != "alg"}
+    sealed = {**{k: v for k, v in ec.public_jwk.items() if k != "alg"}, "use": "enc"}
+    upstream.jwks = {"keys": [bare, sealed]}
+    rs256 = SigningKey("rsa", "RS256", rsa.private, bare)
+    ps512 = SigningKey("rsa", "PS512", rsa.private, bare)
+    settings = provider_settings(make_settings, upstream)
+    found = await statuses(
+        settings,
+        clock,
+        {
+            "PS256": rsa.sign(claims()),
+            "RS256": rs256.sign(claims()),
+            "PS512": ps512.sign(claims()),
+            "ES256 under the RSA key": jwt.encode(
+                claims(), ec.private, algorithm="ES256", headers={"kid": "rsa"}
+            ),
+            "an encryption key": ec.sign(claims()),
+        },
+    )
+    assert found == {
+        "PS256": 200,
+        "RS256": 200,
+        "PS512": 200,
+        "ES256 under the RSA key": 401,
+        "an encryption key": 401,
+    }
+    only_ps256 = provider_settings(make_settings, upstream, algorithms=["PS256"])
+    assert await statuses(only_ps256, clock, {"RS256": rs256.sign(claims())}) == {"RS256": 401}
+
+
+async def test_a_caller_id_is_one_to_256_characters(
+    make_settings: Callable[..., Settings], clock: FakeClock, upstream: Upstream
+) -> None:
+    key = make_key("k", "EdDSA")
+    upstream.publish(key)
+    settings = provider_settings(make_settings, upstream)
+    found = await statuses(
+        settings,
+        clock,
+        {
+            "256": key.sign(claims(sub="u" * 256)),
+            "257": key.sign(claims(sub="u" * 257)),
+            "empty": key.sign(claims(sub="")),
+            "a number": key.sign(claims(sub=42)),
+        },
+    )
+    assert found == {"256": 200, "257": 401, "empty": 401, "a number": 401}
+
+
+def test_provider_settings_that_cannot_work_are_refused() -> None:
+    """Two providers for one issuer or in one namespace (their callers would merge), and an
+    issuer that cannot be discovered without jwks_url (not https), are setting errors."""
+    jwks = "https://a.test/jwks.json"
+    with pytest.raises(ValidationError, match="share the issuer"):
+        CallersConfig(
+            idp=[
+                IdpConfig(issuer="https://a.test", audience="x", jwks_url=jwks, namespace="a"),
+                IdpConfig(issuer="https://a.test", audience="y", jwks_url=jwks, namespace="b"),
+            ]
+        )
+    with pytest.raises(ValidationError, match="share the namespace 'idp'"):
+        CallersConfig(
+            idp=[
+                IdpConfig(issuer="https://a.test", audience="x"),
+                IdpConfig(issuer="https://b.test", audience="x"),
+            ]
+        )
+    with pytest.raises(ValidationError, match="cannot be discovered"):
+        IdpConfig(issuer="http://idp.example.com", audience="x")
+    assert IdpConfig(issuer="http://idp.example.com", audience="x", jwks_url=jwks).audience == ["x"]

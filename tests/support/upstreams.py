@@ -32,9 +32,9 @@ class SigningKey:
 
 
 def make_key(kid: str, alg: str) -> SigningKey:
-    """A fresh key pair for ``alg`` (RS256, ES256 or EdDSA), generated now."""
+    """A fresh key pair for ``alg`` (RS* or PS*, ES256, EdDSA), generated now."""
     private: Any
-    if alg == "RS256":
+    if alg[:2] in ("RS", "PS"):
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
     elif alg == "ES256":

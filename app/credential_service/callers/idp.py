@@ -206,11 +206,7 @@ class KeySet:
                 self.jwks_url = url = await self._discover()
             response = await self.http.get(url, timeout=self.settings.timeout)
             response.raise_for_status()
-            document = response.json()
-            jwt.PyJWKSet.from_dict(document)  # a key set PyJWT can read, or it raises
-            # a key without a kid is kept under "": it can serve a token without one, when it
-            # is the set's only key
-            keys = {str(jwk.get("kid", "")): dict(jwk) for jwk in document["keys"]}
+            keys = _key_set(response.json())
         except (httpx.HTTPError, ValueError, jwt.PyJWTError, DiscoveryError, KeyError) as exc:
             self.problem, self.misconfigured = _fetch_error(exc), _configuration_fault(exc)
             self.on_fetch("error")
@@ -266,6 +262,18 @@ class KeySet:
         if kid is None:
             return next(iter(keys.values())) if len(keys) == 1 else None
         return keys.get(kid)
+
+
+def _key_set(document: object) -> dict[str, dict[str, Any]]:
+    """A JWK Set's keys by kid (RFC 7517 §5: an object whose ``keys`` are JWKs, each with a
+    ``kty``); a key without a kid is kept under "": it can serve a token without one, when it
+    is the set's only key. Keys are read into verifiers when a token first needs them."""
+    listed = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(listed, list) or not all(
+        isinstance(jwk, dict) and isinstance(jwk.get("kty"), str) for jwk in listed
+    ):
+        raise ValueError("not a JSON Web Key Set")
+    return {str(jwk.get("kid", "")): dict(jwk) for jwk in listed}
 
 
 def _secure(url: object) -> str:
@@ -398,7 +406,7 @@ class IdpAuthenticator:
                 if attempt == 0 and await keys.refetch():
                     continue
                 raise self._refuse("signature", settings.issuer) from None
-            except jwt.PyJWTError as exc:
+            except (jwt.PyJWTError, ValueError) as exc:  # ValueError: a key PyJWT cannot read
                 found = (name for kind, name in _DECODE_REASONS if isinstance(exc, kind))
                 raise self._refuse(next(found, "invalid"), settings.issuer) from None
             return claims
