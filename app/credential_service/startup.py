@@ -12,10 +12,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
-
 from app.core.settings import Settings
-from app.credential_service.callers import idp
 
 
 @dataclass
@@ -32,7 +29,11 @@ def _where(url: str) -> str:
 
 async def check(settings: Settings) -> Findings:
     found = Findings()
-    if settings.callers.idp:
+    if settings.callers.idp:  # the HTTP client and the JWT verifier only where they are used
+        import httpx
+
+        from app.credential_service.callers import idp
+
         async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
             providers = idp.providers(http, settings.callers.idp, time.time, lambda _: None)
             for keys in await idp.check_providers(providers):
