@@ -111,8 +111,10 @@ def running_argv(
     ready: str = "/healthz",
     timeout: float = 20.0,
     cwd: Path | None = None,
+    ready_status: int = 200,
 ) -> Iterator[Server]:
-    """Start any server command that listens on ``port``; wait until ``ready`` answers 200."""
+    """Start any server command that listens on ``port``; wait until ``ready`` answers
+    ``ready_status``."""
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -125,7 +127,7 @@ def running_argv(
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{server.output()}")
             try:
-                if httpx.get(url + ready, timeout=1).status_code == 200:
+                if httpx.get(url + ready, timeout=1).status_code == ready_status:
                     break
             except httpx.TransportError:
                 pass

@@ -13,6 +13,14 @@
 //     signal: abortController.signal,
 //   });
 //
+// Where the credential comes from, one of:
+//   authUrl          the credential service itself (the browser is a caller: its identity
+//                    provider's token in `headers`, or its session cookie with withCredentials);
+//   credentialUrl    your back end's relay (the API-key set-up): the helper POSTs it
+//                    {version, fileName, fileSize, mimeType, profile?, folder?} with the page's
+//                    cookies, and it answers what the credential service answered it;
+//   getCredential    a function of that same request, resolving to that same answer.
+//
 // Every attempt fetches a new credential (they are single use); transient failures (network,
 // 429, 5xx) are retried with backoff; errors are UploadError with a readable message.
 
@@ -81,34 +89,62 @@ async function call(url, init, where) {
   return response.json();
 }
 
-async function credential(file, options) {
-  const authUrl = base(options.authUrl || location.origin);
+// The credential service's answer for this file: from the service, the app's relay, or the
+// app's own function.
+async function answer(request, options) {
+  if (options.getCredential) {
+    try {
+      return await options.getCredential({ ...request });
+    } catch (error) {
+      if (error.name === "AbortError" || error instanceof UploadError) throw error;
+      throw new UploadError(`The app's credential function failed (${error.message}).`, {
+        retryable: true,
+      });
+    }
+  }
   const init = {
     headers: { ...(options.headers || {}) },
     credentials: options.withCredentials ? "include" : "same-origin",
     cache: "no-store",
     signal: options.signal,
   };
+  if (options.credentialUrl) {
+    init.method = "POST";
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(request);
+    return call(options.credentialUrl, init, "The app's credential endpoint");
+  }
+  const authUrl = base(options.authUrl || location.origin);
+  const { version, ...file } = request;
+  if (version === "v1") return call(`${authUrl}/v1/auth`, init, "The credential service");
+  init.method = "POST";
+  init.headers["Content-Type"] = "application/json";
+  init.body = JSON.stringify(file);
+  return call(`${authUrl}/v2/token`, init, "The credential service");
+}
+
+async function credential(file, options) {
   const fileName = options.fileName || file.name;
-  if ((options.version || "v2") === "v1") {
-    const cred = await call(`${authUrl}/v1/auth`, init, "The credential service");
+  const version = options.version || "v2";
+  const request = { version, fileName };
+  if (version === "v2") {
+    request.fileSize = file.size;
+    request.mimeType = file.type || "application/octet-stream";
+    if (options.profile) request.profile = options.profile;
+  }
+  if (options.folder) request.folder = options.folder;
+  const given = await answer(request, options);
+  if (version === "v1") {
     const fields = {
-      fileName, publicKey: cred.publicKey, signature: cred.signature,
-      expire: String(cred.expire), token: cred.token,
+      fileName, publicKey: given.publicKey, signature: given.signature,
+      expire: String(given.expire), token: given.token,
     };
     if (options.folder) fields.folder = options.folder;
     const uploadBase = base(options.uploadUrl || DEFAULT_UPLOAD_URL);
     return { url: `${uploadBase}/api/v1/files/upload`, fields };
   }
-  const request = { fileName, fileSize: file.size, mimeType: file.type || "application/octet-stream" };
-  if (options.profile) request.profile = options.profile;
-  if (options.folder) request.folder = options.folder;
-  init.method = "POST";
-  init.headers["Content-Type"] = "application/json";
-  init.body = JSON.stringify(request);
-  const grant = await call(`${authUrl}/v2/token`, init, "The credential service");
-  const url = options.uploadUrl ? `${base(options.uploadUrl)}/api/v2/files/upload` : grant.uploadUrl;
-  return { url, fields: { ...grant.fields, token: grant.token } };
+  const url = options.uploadUrl ? `${base(options.uploadUrl)}/api/v2/files/upload` : given.uploadUrl;
+  return { url, fields: { ...given.fields, token: given.token } };
 }
 
 function send(url, fields, file, fileName, options) {

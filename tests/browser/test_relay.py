@@ -1,0 +1,166 @@
+"""The API-key set-up from a browser, as docs/clients.md writes it: the page asks its own back
+end's relay (``credentialUrl``), the relay asks upload-auth with the API key, and the file
+lands. Both relays of the docs (Python with FastAPI, Node without dependencies) run exactly as
+written, behind one origin (nginx: the page and the relay), in Chromium (#29)."""
+
+import json
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from tests.support.apps import new_private_key, new_public_key
+from tests.support.samples import png
+from tests.support.servers import (
+    Server,
+    clean_env,
+    free_port,
+    nginx,
+    redis_server,
+    require_program,
+    running,
+    running_argv,
+    upstream,
+)
+
+ROOT = Path(__file__).parents[2]
+CLIENTS_DOC = ROOT / "docs" / "clients.md"
+HELPER = ROOT / "app" / "credential_service" / "web" / "upload-auth.js"
+
+
+def doc_block(name: str) -> str:
+    """The code block docs/clients.md marks ``<!-- relay: NAME -->``, as written."""
+    found = re.search(rf"<!-- relay: {name} -->\n```\w+\n(.*?)```", CLIENTS_DOC.read_text(), re.S)
+    assert found is not None, f"docs/clients.md lost its {name} relay"
+    return found[1]
+
+
+def write_page(site: Path) -> None:
+    """The docs' page snippet in a page: its imports at the top of a module, the rest run
+    for a chosen file (``v1``: the same with version and upload API given)."""
+    block = doc_block("page").strip().splitlines()
+    imports = "\n".join(line for line in block if line.startswith("import "))
+    body = "\n".join(line for line in block if not line.startswith("import "))
+    (site / "index.html").write_text(f"""<!doctype html>
+<meta charset="utf-8">
+<input type="file" id="file"><pre id="out">ready</pre>
+<script type="module">
+{imports}
+window.asWritten = async (file) => {{
+{body}
+  return stored;
+}};
+window.asV1 = (file, uploadUrl) =>
+  upload(file, {{ credentialUrl: "/upload-credential", version: "v1", uploadUrl }});
+window.viaFunction = (file) => upload(file, {{
+  getCredential: async (request) => (await fetch("/upload-credential", {{
+    method: "POST", headers: {{ "Content-Type": "application/json" }},
+    body: JSON.stringify(request),
+  }})).json(),
+}});
+document.getElementById("out").dataset.ready = "yes";
+</script>
+""")
+    shutil.copy(HELPER, site / "upload-auth.js")
+
+
+@contextmanager
+def relay(kind: str, root: Path, env: dict[str, str]) -> Iterator[Server]:
+    port = free_port()
+    if kind == "python":
+        (root / "relay.py").write_text(doc_block("python"))
+        argv = [sys.executable, "-m", "uvicorn", "relay:app", "--port", str(port)]
+    else:
+        (root / "relay.mjs").write_text(doc_block("node"))
+        argv = [require_program("node"), "relay.mjs"]
+    with running_argv(
+        argv,
+        port=port,
+        env={**env, "PORT": str(port)},
+        log=root / f"relay-{kind}.log",
+        ready="/",
+        cwd=root,
+        ready_status=404,  # the relay answers only its one POST
+    ) as server:
+        yield server
+
+
+@pytest.mark.parametrize("kind", ["python", "node"])
+def test_a_page_uploads_through_its_back_ends_relay(page: Page, tmp_path: Path, kind: str) -> None:
+    api_key = new_api_key()
+    keys = {"IMAGEKIT_PUBLIC_KEY": new_public_key(), "IMAGEKIT_PRIVATE_KEY": new_private_key()}
+    site = tmp_path / "site"
+    site.mkdir()
+    write_page(site)
+    app_port = free_port()
+    origin = f"http://127.0.0.1:{app_port}"
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(tmp_path / "redis.log"))
+        shared = {
+            "UPLOAD_AUTH_REDIS_URL": redis_url,
+            "UPLOAD_AUTH_CORS_ORIGINS": json.dumps([origin]),
+        }
+        uploads = stack.enter_context(
+            running(
+                ["upload-api"],
+                env=clean_env(**keys, **shared, UPLOAD_AUTH_STORAGE_DIR=str(tmp_path / "store")),
+                log=tmp_path / "upload-api.log",
+            )
+        )
+        service = stack.enter_context(
+            running(
+                ["serve"],
+                env=clean_env(
+                    **keys,
+                    **shared,
+                    UPLOAD_AUTH_CALLERS=json.dumps(
+                        {"api_keys": [{"name": "shop", "hash": hash_api_key(api_key)}]}
+                    ),
+                    UPLOAD_AUTH_PROFILES=json.dumps(
+                        {"photos": {"folder": "/products", "allow_v1": True}}
+                    ),
+                    UPLOAD_AUTH_DEFAULT_PROFILE="photos",
+                    UPLOAD_AUTH_UPLOAD_API_URL=uploads.url,
+                ),
+                log=tmp_path / "service.log",
+            )
+        )
+        back_end = stack.enter_context(
+            relay(
+                kind,
+                tmp_path,
+                clean_env(UPLOAD_AUTH_URL=service.url, UPLOAD_AUTH_API_KEY=api_key),
+            )
+        )
+        stack.enter_context(
+            nginx(
+                tmp_path,
+                [upstream("relay", [back_end.url.removeprefix("http://")])],
+                [
+                    f"  server {{ listen 127.0.0.1:{app_port}; root {site};\n"
+                    "    types { text/html html; text/javascript js; }\n"
+                    "    location /upload-credential { proxy_pass http://relay; } }"
+                ],
+            )
+        )
+        page.goto(origin + "/index.html")
+        expect(page.locator("#out")).to_have_attribute("data-ready", "yes")
+        picture = tmp_path / "shoe.png"
+        picture.write_bytes(png(8, 8))
+        page.set_input_files("#file", str(picture))
+        handle = "document.getElementById('file').files[0]"
+        written = page.evaluate(f"async () => await window.asWritten({handle})")
+        v1 = page.evaluate(f"async (url) => await window.asV1({handle}, url)", uploads.url)
+        through_function = page.evaluate(f"async () => await window.viaFunction({handle})")
+        relay_log = back_end.output()
+    for answer in (written, v1, through_function):
+        assert answer["filePath"].startswith("/products/shoe")
+    stored = [p for p in (tmp_path / "store" / "files").rglob("*") if p.is_file()]
+    assert sorted(p.read_bytes() for p in stored) == [picture.read_bytes()] * 3
+    assert api_key not in relay_log
