@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 # The servers' imports (FastAPI, pydantic-settings, uvicorn) are made by the commands that run
 # a server: `upload-auth upload` starts in a fraction of the time without them.
@@ -211,6 +211,25 @@ def _unless_set(**defaults: Any) -> dict[str, Any]:
     return {k: v for k, v in defaults.items() if ENV_PREFIX + k.upper() not in os.environ}
 
 
+#: What the upload API imports that the credential service does not (the ``upload-api`` extra).
+UPLOAD_API_MODULES: Final = ("python_multipart", "pebble", "PIL", "pillow_heif", "av", "defusedxml")
+
+
+class MissingExtra(Exception):
+    """The upload API's dependencies are not installed (the credential-service image)."""
+
+
+def _upload_api_installed() -> None:
+    import importlib.util
+
+    missing = [name for name in UPLOAD_API_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra(
+            f"the upload API needs its own dependencies ({', '.join(missing)} missing): "
+            "pip install 'upload-auth[upload-api]', or run the full image"
+        )
+
+
 def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
     """The app and settings for a command; raises ConfigError."""
     from app.core.settings import load_settings
@@ -221,10 +240,12 @@ def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
         settings = load_settings()
         return create_app(settings), settings
     if command == "upload-api":
+        _upload_api_installed()
         from app.upload_api.app import create_upload_app
 
         settings = load_settings()
         return create_upload_app(settings), settings
+    _upload_api_installed()
     from app.dev import serve_both
 
     settings = load_settings(
@@ -277,6 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(new_api_key(args.name, args.profiles))
         return 0
     if args.command == "upload":
+        import importlib.util
+
+        if importlib.util.find_spec("rich") is None:
+            print(
+                "upload-auth: the bulk uploader needs its own dependency (rich missing): "
+                "pip install 'upload-auth[bulk]', or run the full image",
+                file=sys.stderr,
+            )
+            return 2
         from app.bulk import command as bulk_command
 
         return bulk_command.main(args)
@@ -290,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app, settings = build(args.command, args.host, args.port)
     except ConfigError as exc:
         print(f"upload-auth: config error: {exc}", file=sys.stderr)
+        return 2
+    except MissingExtra as exc:
+        print(f"upload-auth: {exc}", file=sys.stderr)
         return 2
     busy = _port_in_use(args.host, args.port)
     if busy is not None:

@@ -154,7 +154,25 @@ def check(response: httpx.Response) -> dict[str, Any]:
         raise Transient(f"{response.status_code}: {message} (a fresh credential)")
     if response.status_code in _FATAL_HINTS:
         raise _fatal(response)
+    if _problem_type(response) == _INVALID_FOLDER:  # the same for every file under --folder
+        raise Fatal(f"{message}: pass --folder within it")
     raise Refusal(response.status_code, _message(response))
+
+
+#: The credential service's refusal of a folder outside the caller's profile.
+_INVALID_FOLDER: Final = "/problems/invalid-folder"
+
+
+def _problem_type(response: httpx.Response) -> str | None:
+    """The RFC 9457 ``type`` of a problem answer (the credential service's), if it is one."""
+    if not response.headers.get("content-type", "").startswith("application/problem+json"):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 _IDEMPOTENT: Final = {"useUniqueFileName": "false", "overwriteFile": "true"}

@@ -127,7 +127,7 @@ def choose_folder(base: str, requested: str | None) -> str:
     folder = normalise_folder(requested)
     if is_within(folder, base):
         return folder
-    raise rules.BadFolder("folder must lie within the profile's folder")
+    raise rules.BadFolder(f"folder {folder} is outside this profile's folder {base}")
 
 
 # -- the decision -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ in flight, and no key in the container's logs."""
 import base64
 import json
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -343,3 +344,43 @@ def test_the_media_workers_run_in_the_locked_down_container(
     assert thumbnail.status_code == 200, thumbnail.text
     assert thumbnail.headers["content-type"] == "image/webp"
     assert "media worker task failed" not in container.logs()
+
+
+def test_the_credential_service_image_runs_serve_and_nothing_it_does_not_need(
+    keys: dict[str, Path], data: Path, started: list[str]
+) -> None:
+    """The Dockerfile's credential-service target: ``serve`` locked down as in compose, without
+    the upload API's media libraries or the bulk uploader's progress bar; asked for the upload
+    API, it says in one line what is missing, and exits 2."""
+    small = container_images()["UPLOAD_AUTH_SERVICE_IMAGE"]
+    api_key = new_api_key()
+    env = dict(COMPOSE_KEYS)
+    env["UPLOAD_AUTH_CALLERS"] = json.dumps(
+        {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
+    )
+    name = f"upload-auth-test-service-{secrets.token_hex(4)}"
+    started.append(name)
+    container = run(small, name, ["serve"], compose_mounts(keys, data), env)
+    container.wait_ready()
+    token = httpx.post(
+        container.url + "/v2/token",
+        json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    assert token.status_code == 200, token.text
+    absent = podman(
+        "exec",
+        name,
+        "python",
+        "-c",
+        "import importlib.util as u; print(u.find_spec('PIL'), "
+        "u.find_spec('av'), u.find_spec('rich'))",
+    )
+    assert absent.stdout.strip() == "None None None"
+    refused = podman("run", "--rm", *LOCKED_DOWN, small, "upload-api", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "upload-auth: the upload API needs its own dependencies (python_multipart, pebble, "
+        "PIL, pillow_heif, av, defusedxml missing): pip install 'upload-auth[upload-api]', "
+        "or run the full image"
+    ]

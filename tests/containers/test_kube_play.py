@@ -121,6 +121,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         ):
             if container["image"].startswith("upload-auth:"):
                 container["image"] = names["UPLOAD_AUTH_IMAGE"]
+            elif container["image"].startswith("upload-auth-credential-service:"):
+                container["image"] = names["UPLOAD_AUTH_SERVICE_IMAGE"]
             elif container["image"].startswith("redis:"):
                 container["image"] = names["REDIS_IMAGE"]
     secrets = {

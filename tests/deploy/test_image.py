@@ -31,6 +31,25 @@ class Image:
     user: str
 
 
+def default_target(lines: list[str]) -> list[str]:
+    """The instructions of the last stage (what ``docker build`` builds without --target),
+    after those of the stages it is built FROM, by name."""
+    stages: list[tuple[str | None, str, list[str]]] = []  # name, FROM, instructions
+    for line in lines:
+        if line.startswith("FROM "):
+            words = line.split()
+            stages.append((words[3] if len(words) > 3 else None, words[1], []))
+        elif stages:
+            stages[-1][2].append(line)
+    named = {name: (base, body) for name, base, body in stages if name}
+    _, base, body = stages[-1]
+    chain = [body]
+    while base in named:
+        base, parent = named[base]
+        chain.insert(0, parent)
+    return [line for part in chain for line in part]
+
+
 def read_dockerfile() -> Image:
     """ENTRYPOINT, CMD, USER, the runtime ENV and the uv commands, read from the Dockerfile."""
     text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
@@ -39,13 +58,13 @@ def read_dockerfile() -> Image:
         for line in text.splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    final = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
+    final = default_target(lines)
     env: dict[str, str] = {}
     for line in final:
         if line.startswith("ENV "):
             env.update(dict(re.findall(r"(\w+)=(\S+)", line[4:])))
     syncs = [
-        match.group(1).split() for line in lines if (match := re.search(r"uv sync (.*)", line))
+        match.group(1).split() for line in lines if (match := re.search(r"uv sync ([^&;]*)", line))
     ]
     return Image(
         entrypoint=json.loads(next(line[11:] for line in final if line.startswith("ENTRYPOINT "))),

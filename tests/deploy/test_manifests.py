@@ -68,7 +68,9 @@ def test_pods_are_locked_down() -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["resources"]["limits"]["memory"]
-        assert container["image"] == "registry.example.com/upload-auth:0.1.0"
+        role = container["args"][0] if container.get("args") else container["command"][-1]
+        image = {"serve": "upload-auth-credential-service"}.get(role, "upload-auth")
+        assert container["image"] == f"registry.example.com/{image}:0.1.0", role
         secret = next(v for v in pod["volumes"] if v["name"] == "keys")
         assert secret["secret"]["secretName"] == "upload-auth-keys"
 

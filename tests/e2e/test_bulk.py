@@ -195,10 +195,11 @@ def test_a_flaky_upload_api_is_retried_to_the_end(
 
 
 def credential_service(
-    keys: dict[str, str], upload_api: Server, redis_url: str, log: Path
+    keys: dict[str, str], upload_api: Server, redis_url: str, log: Path, folder: str = "/"
 ) -> tuple[str, AbstractContextManager[Server]]:
     """A credential service for the bulk uploader's client-side mode: an API key (returned)
-    for a caller whose profile overwrites, v1 allowed, on the upload API's Redis."""
+    for a caller whose profile overwrites, v1 allowed, under ``folder``, on the upload API's
+    Redis."""
     api_key = new_api_key()
     env = clean_env(
         **keys,
@@ -206,7 +207,14 @@ def credential_service(
             {"api_keys": [{"name": "bulk", "hash": hash_api_key(api_key)}]}
         ),
         UPLOAD_AUTH_PROFILES=json.dumps(
-            {"bulk": {"use_unique_file_name": False, "overwrite": True, "allow_v1": True}}
+            {
+                "bulk": {
+                    "use_unique_file_name": False,
+                    "overwrite": True,
+                    "allow_v1": True,
+                    "folder": folder,
+                }
+            }
         ),
         UPLOAD_AUTH_DEFAULT_PROFILE="bulk",
         UPLOAD_AUTH_UPLOAD_API_URL=upload_api.url,
@@ -269,6 +277,29 @@ def test_the_tree_is_finished_through_redis_wipes(
     assert wipes >= 3  # the run outlasted several wipes
     assert "lost its data" in upload_api.output()
     assert stored(upload_api_storage(upload_api)) == {remote(r): d for r, d in files.items()}
+
+
+def test_a_folder_outside_the_profiles_is_named(
+    tmp_path: Path, keys: dict[str, str], upload_api: Server, redis_url: str
+) -> None:
+    """Credentials from a profile whose folder is /products, the tree sent to /bulk: every
+    file would be refused, so the run stops at the first refusal with one sentence naming the
+    folder the profile allows, not a refusal per file (#29)."""
+    make_tree(tmp_path / "src", 30)
+    api_key, service_running = credential_service(
+        keys, upload_api, redis_url, tmp_path / "service.log", folder="/products"
+    )
+    (tmp_path / "token").write_text(api_key + "\n")
+    with service_running as service:
+        result = upload_run(
+            [*client_side(upload_api, service, "v2"), "--no-progress"],
+            env=clean_env(),
+            cwd=tmp_path,
+        )
+    assert result.returncode == 1, result.stdout
+    (stopped,) = [line for line in result.stdout.splitlines() if line.startswith("stopped: ")]
+    assert stopped.endswith("is outside this profile's folder /products: pass --folder within it")
+    assert result.stdout.count("\n") < 12, result.stdout  # not a line per file
 
 
 def test_dry_run_and_usage_errors(tmp_path: Path, upload_api: Server) -> None:

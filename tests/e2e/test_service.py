@@ -11,6 +11,7 @@ import jwt
 import pytest
 from imagekitio import ImageKit
 
+from app.cli import UPLOAD_API_MODULES
 from tests.support.apps import new_private_key, new_public_key
 from tests.support.servers import BIN, Server, clean_env, running
 
@@ -114,8 +115,18 @@ def test_dev_serves_the_upload_api_beside_the_service(dev_server: Server) -> Non
 
 
 #: What `upload-auth serve` has no use for with API-key callers: the HTTP client (and the rich
-#: and pygments its command line pulls in), PyJWT and cryptography, the Redis client.
-NOT_FOR_SERVE = ("httpx", "rich", "pygments", "jwt", "cryptography", "redis")
+#: and pygments its command line pulls in), PyJWT and cryptography, the Redis client, and
+#: the upload API's own dependencies (not in the credential-service image).
+NOT_FOR_SERVE = (
+    "httpx",
+    "rich",
+    "pygments",
+    "jwt",
+    "cryptography",
+    "redis",
+    # python_multipart aside: Starlette imports it when installed, and runs without it
+    *(name for name in UPLOAD_API_MODULES if name != "python_multipart"),
+)
 PROBE = """
 import sys
 import uvicorn
@@ -140,6 +151,25 @@ def test_serve_loads_only_what_it_runs(keys: tuple[str, str]) -> None:
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_the_upload_api_without_its_dependencies_is_one_line(keys: tuple[str, str]) -> None:
+    """In the credential-service image (no ``upload-api`` extra), ``upload-api`` and ``dev``
+    say what is missing and how to get it, in one line with exit 2, not a traceback."""
+    absent = "import sys\nfor name in ('PIL', 'av'):\n    sys.modules[name] = None\n"
+    hide = "import importlib.util\nfind = importlib.util.find_spec\n"
+    hide += "importlib.util.find_spec = lambda n, *a: None if n in ('PIL', 'av') else find(n, *a)\n"
+    env = clean_env(IMAGEKIT_PUBLIC_KEY=keys[0], IMAGEKIT_PRIVATE_KEY=keys[1])
+    for command in ("upload-api", "dev"):
+        probe = f"{absent}{hide}from app.cli import main\nsys.exit(main([{command!r}]))"
+        result = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            "upload-auth: the upload API needs its own dependencies (PIL, av missing): "
+            "pip install 'upload-auth[upload-api]', or run the full image"
+        ]
 
 
 def test_dev_mode_with_key_files_does_not_call_them_throwaway(tmp_path: Path) -> None:

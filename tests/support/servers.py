@@ -178,7 +178,8 @@ def wait_until_ok(url: str, *, timeout: float = 60.0, why: Callable[[], str] = s
 
 def container_images() -> dict[str, str]:
     """The images scripts/containers builds (or finds cached), by the names the compose file
-    reads: PYTHON_IMAGE, UV_IMAGE, REDIS_IMAGE, UPLOAD_AUTH_IMAGE. Root only, as CI."""
+    reads: PYTHON_IMAGE, UV_IMAGE, REDIS_IMAGE, UPLOAD_AUTH_IMAGE (every role) and
+    UPLOAD_AUTH_SERVICE_IMAGE (the credential service alone). Root only, as CI."""
     if os.geteuid() != 0:
         unavailable("the container tests run podman as root, as CI does")
     built = subprocess.run(
