@@ -24,6 +24,10 @@ from tests.support.servers import container_images, free_port, wait_until_ok
 
 pytestmark = pytest.mark.e2e
 
+#: This run's containers' names end with it: two checkouts (or a run that failed before) never
+#: meet, and each test removes its own whatever happens (``started``).
+RUN = "-" + secrets.token_hex(3)
+
 
 @pytest.fixture(scope="session")
 def image() -> str:
@@ -139,7 +143,7 @@ def test_each_role_runs_locked_down_with_compose_secrets(
         env["UPLOAD_AUTH_CALLERS"] = json.dumps(
             {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
         )
-    name = f"upload-auth-test-{role}"
+    name = f"upload-auth-test-{role}{RUN}"
     started.append(name)
     container = run(image, name, [role], compose_mounts(keys, data), env)
     container.wait_ready()
@@ -192,7 +196,7 @@ hash = "{hash_api_key(api_key)}"
 """
     )
     config.chmod(0o644)
-    name = "upload-auth-test-kube-mounts"
+    name = f"upload-auth-test-kube-mounts{RUN}"
     started.append(name)
     container = run(
         image,
@@ -221,7 +225,7 @@ def test_sigterm_drains_an_upload_in_flight(
 ) -> None:
     """``podman stop`` (SIGTERM) while an upload's body is still arriving: the upload is
     answered 200 and stored, then the container exits cleanly."""
-    name = "upload-auth-test-drain"
+    name = f"upload-auth-test-drain{RUN}"
     started.append(name)
     container = run(image, name, ["upload-api"], compose_mounts(keys, data), dict(COMPOSE_KEYS))
     container.wait_ready()
@@ -288,7 +292,7 @@ def test_sigterm_drains_a_credential_request_in_flight(
             {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
         )
         headers = f"Authorization: Bearer {api_key}\r\n"
-    name = f"upload-auth-test-drain-{role}"
+    name = f"upload-auth-test-drain-{role}{RUN}"
     started.append(name)
     container = run(image, name, [role], compose_mounts(keys, data), env)
     container.wait_ready()
@@ -311,7 +315,7 @@ def test_the_media_workers_run_in_the_locked_down_container(
     a thumbnail is made and served."""
     from tests.support import media_files
 
-    name = "upload-auth-test-media"
+    name = f"upload-auth-test-media{RUN}"
     started.append(name)
     container = run(image, name, ["upload-api"], compose_mounts(keys, data), dict(COMPOSE_KEYS))
     container.wait_ready()
@@ -358,7 +362,7 @@ def test_the_credential_service_image_runs_serve_and_nothing_it_does_not_need(
     env["UPLOAD_AUTH_CALLERS"] = json.dumps(
         {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
     )
-    name = f"upload-auth-test-service-{secrets.token_hex(4)}"
+    name = f"upload-auth-test-service{RUN}"
     started.append(name)
     container = run(small, name, ["serve"], compose_mounts(keys, data), env)
     container.wait_ready()

@@ -16,6 +16,7 @@ import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from secrets import token_hex
 from typing import Any
 
 import httpx
@@ -30,19 +31,25 @@ from tests.support.servers import container_images, wait_until_ok
 
 pytestmark = pytest.mark.e2e
 
-NETWORK = "upload-auth-kube-test"
+#: This run's own names (pods, volumes, the network), so that two checkouts, or a run that
+#: failed before, never meet.
+RUN = "-" + token_hex(3)
+NETWORK = f"upload-auth-kube{RUN}"
 PLAYED = {"ConfigMap", "Deployment", "StatefulSet", "PersistentVolumeClaim"}
 
 
 def adapted(
     resources: list[dict[str, Any]], secrets: dict[str, dict[str, str]], root: Path
 ) -> list[dict[str, Any]]:
-    """The rendered base as podman 4.3's kube play takes it (see the module's docstring)."""
+    """The rendered base as podman 4.3's kube play takes it (see the module's docstring), its
+    pods and volumes named for this run."""
     played: list[dict[str, Any]] = []
     for original in resources:
         if original["kind"] not in PLAYED:
             continue
         resource = copy.deepcopy(original)
+        if resource["kind"] != "ConfigMap":
+            resource["metadata"]["name"] += RUN
         spec = resource.get("spec", {})
         if resource["kind"] == "StatefulSet":
             resource["kind"] = "Deployment"
@@ -67,6 +74,9 @@ def adapted(
         if pod is not None:
             spec["replicas"] = 1
             for volume in pod.get("volumes", []):
+                claim = volume.get("persistentVolumeClaim")
+                if claim is not None and not claim["claimName"].endswith(RUN):
+                    claim["claimName"] += RUN
                 if "secret" in volume:
                     name = volume.pop("secret")["secretName"]
                     volume["hostPath"] = {"path": str(root / name), "type": "Directory"}
@@ -127,27 +137,32 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
                 container["image"] = names["REDIS_IMAGE"]
     secrets = {
         "upload-auth-keys": {"key-1.private": private},
-        "upload-auth-redis": {"url": "redis://redis-pod-0:6379/0"},
+        "upload-auth-redis": {"url": f"redis://redis{RUN}-pod-0:6379/0"},
     }
     manifest = root / "play.yaml"
-    manifest.write_text(yaml.safe_dump_all(adapted(resources, secrets, root)))
+    played = adapted(resources, secrets, root)
+    manifest.write_text(yaml.safe_dump_all(played))
+    volumes = [r["metadata"]["name"] for r in played if r["kind"] == "PersistentVolumeClaim"]
     down = ["kube", "down", str(manifest)]
-    podman(*down, check=False)
-    podman("volume", "rm", "-f", "data-redis", "upload-api-files", check=False)
     podman("network", "create", NETWORK, check=False)
-    played = podman("kube", "play", "--network", NETWORK, str(manifest), check=False)
-    assert played.returncode == 0, played.stderr[-2000:]
     try:
+        started = podman("kube", "play", "--network", NETWORK, str(manifest), check=False)
+        assert started.returncode == 0, started.stderr[-2000:]
+        service, uploads = (
+            f"upload-auth{RUN}-pod-0-upload-auth",
+            f"upload-api{RUN}-pod-0-upload-api",
+        )
         urls = {
-            "service": f"http://{address('upload-auth-pod-0-upload-auth')}:8000",
-            "upload_api": f"http://{address('upload-api-pod-0-upload-api')}:8001",
+            "service": f"http://{address(service)}:8000",
+            "upload_api": f"http://{address(uploads)}:8001",
         }
-        wait_until_ok(urls["service"] + "/readyz", why=logs("upload-auth-pod-0-upload-auth"))
-        wait_until_ok(urls["upload_api"] + "/readyz", why=logs("upload-api-pod-0-upload-api"))
+        wait_until_ok(urls["service"] + "/readyz", why=logs(service))
+        wait_until_ok(urls["upload_api"] + "/readyz", why=logs(uploads))
         yield {**urls, "api_key": api_key, "public": public, "private": private}
-    finally:
+    finally:  # whatever failed: nothing of this run is left behind
         podman(*down, check=False)
-        podman("volume", "rm", "-f", "data-redis", "upload-api-files", check=False)
+        podman("volume", "rm", "-f", *volumes, check=False)
+        podman("network", "rm", "-f", NETWORK, check=False)
 
 
 def test_both_roles_come_up_and_an_upload_goes_through(cluster: dict[str, str]) -> None:
