@@ -4,11 +4,7 @@ lands. Both relays of the docs (Python with FastAPI, Node without dependencies) 
 written, behind one origin (nginx: the page and the relay), in Chromium (#29)."""
 
 import json
-import re
-import shutil
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -16,79 +12,9 @@ from playwright.sync_api import Page, expect
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from tests.support.apps import new_private_key, new_public_key
+from tests.support.relay import app_origin, relay, write_page
 from tests.support.samples import png
-from tests.support.servers import (
-    Server,
-    clean_env,
-    free_port,
-    nginx,
-    redis_server,
-    require_program,
-    running,
-    running_argv,
-    upstream,
-)
-
-ROOT = Path(__file__).parents[2]
-CLIENTS_DOC = ROOT / "docs" / "clients.md"
-HELPER = ROOT / "app" / "credential_service" / "web" / "upload-auth.js"
-
-
-def doc_block(name: str) -> str:
-    """The code block docs/clients.md marks ``<!-- relay: NAME -->``, as written."""
-    found = re.search(rf"<!-- relay: {name} -->\n```\w+\n(.*?)```", CLIENTS_DOC.read_text(), re.S)
-    assert found is not None, f"docs/clients.md lost its {name} relay"
-    return found[1]
-
-
-def write_page(site: Path) -> None:
-    """The docs' page snippet in a page: its imports at the top of a module, the rest run
-    for a chosen file (``v1``: the same with version and upload API given)."""
-    block = doc_block("page").strip().splitlines()
-    imports = "\n".join(line for line in block if line.startswith("import "))
-    body = "\n".join(line for line in block if not line.startswith("import "))
-    (site / "index.html").write_text(f"""<!doctype html>
-<meta charset="utf-8">
-<input type="file" id="file"><pre id="out">ready</pre>
-<script type="module">
-{imports}
-window.asWritten = async (file) => {{
-{body}
-  return stored;
-}};
-window.asV1 = (file, uploadUrl) =>
-  upload(file, {{ credentialUrl: "/upload-credential", version: "v1", uploadUrl }});
-window.viaFunction = (file) => upload(file, {{
-  getCredential: async (request) => (await fetch("/upload-credential", {{
-    method: "POST", headers: {{ "Content-Type": "application/json" }},
-    body: JSON.stringify(request),
-  }})).json(),
-}});
-document.getElementById("out").dataset.ready = "yes";
-</script>
-""")
-    shutil.copy(HELPER, site / "upload-auth.js")
-
-
-@contextmanager
-def relay(kind: str, root: Path, env: dict[str, str]) -> Iterator[Server]:
-    port = free_port()
-    if kind == "python":
-        (root / "relay.py").write_text(doc_block("python"))
-        argv = [sys.executable, "-m", "uvicorn", "relay:app", "--port", str(port)]
-    else:
-        (root / "relay.mjs").write_text(doc_block("node"))
-        argv = [require_program("node"), "relay.mjs"]
-    with running_argv(
-        argv,
-        port=port,
-        env={**env, "PORT": str(port)},
-        log=root / f"relay-{kind}.log",
-        ready="/",
-        cwd=root,
-        ready_status=404,  # the relay answers only its one POST
-    ) as server:
-        yield server
+from tests.support.servers import clean_env, free_port, redis_server, running
 
 
 @pytest.mark.parametrize("kind", ["python", "node"])
@@ -138,17 +64,7 @@ def test_a_page_uploads_through_its_back_ends_relay(page: Page, tmp_path: Path, 
                 clean_env(UPLOAD_AUTH_URL=service.url, UPLOAD_AUTH_API_KEY=api_key),
             )
         )
-        stack.enter_context(
-            nginx(
-                tmp_path,
-                [upstream("relay", [back_end.url.removeprefix("http://")])],
-                [
-                    f"  server {{ listen 127.0.0.1:{app_port}; root {site};\n"
-                    "    types { text/html html; text/javascript js; }\n"
-                    "    location /upload-credential { proxy_pass http://relay; } }"
-                ],
-            )
-        )
+        stack.enter_context(app_origin(tmp_path, app_port, site, back_end.url))
         page.goto(origin + "/index.html")
         expect(page.locator("#out")).to_have_attribute("data-ready", "yes")
         picture = tmp_path / "shoe.png"
