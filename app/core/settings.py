@@ -580,8 +580,11 @@ class Settings(BaseSettings):
     """Write one JSON access line per request."""
     log_format: Literal["json", "text"] = "json"
     """`json` lines, or `text` for a terminal (`upload-auth dev` uses text)."""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    """The lowest level logged."""
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+        BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
+    ] = "INFO"
+    """The lowest level logged (any case: `warning` is `WARNING`)."""
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     """Largest credential-request body, bytes."""
     max_header_bytes: int = Field(default=32 * 1024, ge=4 * 1024, le=1024 * 1024)

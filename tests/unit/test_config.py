@@ -254,3 +254,15 @@ def test_cli_config_error_exits_2_with_one_line(
     assert err.count("\n") == 1
     assert err.startswith("upload-auth: config error: ")
     assert secret not in err
+
+
+def test_the_log_level_in_any_case(
+    env_pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warning` as well as `WARNING`: the way people write it is not a start-up error."""
+    del env_pair
+    monkeypatch.setenv("UPLOAD_AUTH_LOG_LEVEL", "warning")
+    assert load_settings(dev_mode=True).log_level == "WARNING"
+    monkeypatch.setenv("UPLOAD_AUTH_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match="UPLOAD_AUTH_LOG_LEVEL"):
+        load_settings(dev_mode=True)
