@@ -57,7 +57,7 @@ def install() -> None:
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=EXPRESS, check=True)
     uv = ROOT / ".tools" / "bin" / "uv"
     subprocess.run(
-        [str(uv), "sync", "--locked", "--group", "bench", "--quiet"],
+        [str(uv), "sync", "--locked", "--all-extras", "--group", "bench", "--quiet"],
         cwd=ROOT,
         check=True,
         env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},

@@ -90,7 +90,7 @@ def test_the_readmes_production_set_up_as_written(page: Page, tmp_path: Path) ->
         )
         service = stack.enter_context(
             running_argv(
-                ["sh", "-c", command],
+                ["bash", "-c", command],  # bash execs a lone command: the server is the process
                 port=port,
                 env=clean_env(
                     UPLOAD_AUTH_UPLOAD_API_URL=uploads.url, UPLOAD_AUTH_REDIS_URL=redis_url

@@ -108,7 +108,7 @@ def started() -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
-        podman("rm", "-f", name, check=False)
+        podman("rm", "-f", "--volumes", name, check=False)
 
 
 COMPOSE_KEYS = {

@@ -189,5 +189,5 @@ def test_both_roles_come_up_and_an_upload_goes_through(cluster: dict[str, str]) 
     assert "used" in again.json()["message"]
     header = json.loads(base64.urlsafe_b64decode(body["token"].split(".")[0] + "=="))
     assert header["kid"] == cluster["public"]
-    logs = podman("logs", "upload-auth-pod-0-upload-auth").stdout
+    logs = podman("logs", f"upload-auth{RUN}-pod-0-upload-auth").stdout
     assert cluster["private"] not in logs
