@@ -48,8 +48,7 @@ def adapted(
         if original["kind"] not in PLAYED:
             continue
         resource = copy.deepcopy(original)
-        if resource["kind"] != "ConfigMap":
-            resource["metadata"]["name"] += RUN
+        resource["metadata"]["name"] += RUN
         spec = resource.get("spec", {})
         if resource["kind"] == "StatefulSet":
             resource["kind"] = "Deployment"
@@ -77,6 +76,8 @@ def adapted(
                 claim = volume.get("persistentVolumeClaim")
                 if claim is not None and not claim["claimName"].endswith(RUN):
                     claim["claimName"] += RUN
+                if "configMap" in volume:
+                    volume["configMap"]["name"] += RUN
                 if "secret" in volume:
                     name = volume.pop("secret")["secretName"]
                     volume["hostPath"] = {"path": str(root / name), "type": "Directory"}
@@ -142,7 +143,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     manifest = root / "play.yaml"
     played = adapted(resources, secrets, root)
     manifest.write_text(yaml.safe_dump_all(played))
-    volumes = [r["metadata"]["name"] for r in played if r["kind"] == "PersistentVolumeClaim"]
+    # kube play keeps each claim, and each ConfigMap, as a volume of its name
+    volumes = [
+        r["metadata"]["name"] for r in played if r["kind"] in ("PersistentVolumeClaim", "ConfigMap")
+    ]
     down = ["kube", "down", str(manifest)]
     podman("network", "create", NETWORK, check=False)
     try:
