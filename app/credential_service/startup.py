@@ -1,11 +1,13 @@
 """What ``upload-auth serve`` checks before it listens, so a set-up mistake is one line at
 start rather than 401s and 503s for the first users: each identity provider's key set (found
-by discovery when no ``jwks_url`` is given) and Redis.
+by discovery when no ``jwks_url`` is given), Redis, and a self-hosted upload API.
 
 A configuration mistake (no discovery document, one naming another issuer, an address that
 answers 4xx or is not a key set) stops the start: ``errors``. A part that does not answer now
 (connection refused, a timeout, a 5xx) may come up later: ``warnings``, and the start goes on
-(its users get 503 until it answers; rate limits use process memory until Redis does).
+(its users get 503 until it answers; rate limits use process memory until Redis does). The
+upload API's URL is the one browsers use: from the service's own network it may not answer
+(compose's localhost), which the warning says.
 """
 
 import time
@@ -29,6 +31,8 @@ def _where(url: str) -> str:
 
 async def check(settings: Settings) -> Findings:
     found = Findings()
+    if settings.records_v1_grants:  # a self-hosted upload API (not ImageKit's)
+        await _upload_api(settings.upload_api_url, found)
     if settings.callers.idp:  # the HTTP client and the JWT verifier only where they are used
         import httpx
 
@@ -57,3 +61,23 @@ async def check(settings: Settings) -> Findings:
         finally:
             await client.aclose()
     return found
+
+
+async def _upload_api(url: str, found: Findings) -> None:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=2) as http:
+            answer = await http.get(url.rstrip("/") + "/healthz")
+        if answer.status_code != 200:
+            raise httpx.HTTPStatusError("", request=answer.request, response=answer)
+    except httpx.HTTPError as exc:
+        reason = (
+            f"status {exc.response.status_code}"
+            if isinstance(exc, httpx.HTTPStatusError)
+            else type(exc).__name__
+        )
+        found.warnings.append(
+            f"the upload API at {url} does not answer from here ({reason}): uploads to it "
+            "fail unless browsers reach it by another route"
+        )

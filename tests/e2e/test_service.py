@@ -189,3 +189,42 @@ def test_dev_mode_with_key_files_does_not_call_them_throwaway(tmp_path: Path) ->
     assert body["publicKey"] == public
     assert "DEVELOPMENT MODE" in output
     assert "throwaway" not in output
+
+
+def test_serve_says_at_start_what_it_cannot_reach(keys: tuple[str, str], tmp_path: Path) -> None:
+    """A self-hosted upload API and a Redis that do not answer: one warning line each at
+    start, the service starts all the same; with them answering, no warning (#29)."""
+    from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+    from tests.support.servers import free_port, redis_server
+
+    callers = json.dumps({"api_keys": [{"name": "b", "hash": hash_api_key(new_api_key())}]})
+    base = clean_env(
+        IMAGEKIT_PUBLIC_KEY=keys[0], IMAGEKIT_PRIVATE_KEY=keys[1], UPLOAD_AUTH_CALLERS=callers
+    )
+    nobody = f"http://127.0.0.1:{free_port()}"
+    env = {
+        **base,
+        "UPLOAD_AUTH_UPLOAD_API_URL": nobody,
+        "UPLOAD_AUTH_REDIS_URL": f"redis://:secret@127.0.0.1:{free_port()}/0",
+    }
+    with running(["serve"], env=env, log=tmp_path / "alone.log") as alone:
+        warned = [line for line in alone.output().splitlines() if "warning:" in line]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith(f"upload-auth: warning: the upload API at {nobody} does not")
+    assert "Redis at redis://127.0.0.1:" in warned[1]
+    assert "secret" not in "".join(warned)
+    store = {**base, "UPLOAD_AUTH_STORAGE_DIR": str(tmp_path / "store")}
+    with (
+        redis_server(tmp_path / "redis.log") as redis_url,
+        running(["upload-api"], env=store, log=tmp_path / "api.log") as uploads,
+        running(
+            ["serve"],
+            env={
+                **base,
+                "UPLOAD_AUTH_UPLOAD_API_URL": uploads.url,
+                "UPLOAD_AUTH_REDIS_URL": redis_url,
+            },
+            log=tmp_path / "together.log",
+        ) as together,
+    ):
+        assert "warning:" not in together.output()
