@@ -82,6 +82,9 @@ def adapted(
                     name = volume.pop("secret")["secretName"]
                     volume["hostPath"] = {"path": str(root / name), "type": "Directory"}
             for container in pod["containers"]:
+                # reached on the run's network by the pod's address: kube play would publish
+                # containerPort on the host's every interface (8000 taken by ./scripts/dev)
+                container.pop("ports", None)
                 for variable in container.get("env", []):
                     ref = variable.get("valueFrom", {}).get("secretKeyRef")
                     if ref:
