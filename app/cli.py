@@ -213,21 +213,28 @@ def _unless_set(**defaults: Any) -> dict[str, Any]:
 
 #: What the upload API imports that the credential service does not (the ``upload-api`` extra).
 UPLOAD_API_MODULES: Final = ("python_multipart", "pebble", "PIL", "pillow_heif", "av", "defusedxml")
+#: What the bulk uploader imports that the rest does not (the ``bulk`` extra).
+BULK_MODULES: Final = ("rich",)
 
 
 class MissingExtra(Exception):
-    """The upload API's dependencies are not installed (the credential-service image)."""
+    """A command's extra dependencies are not installed (the credential-service image)."""
+
+
+def _require(what: str, extra: str, modules: tuple[str, ...]) -> None:
+    """MissingExtra, naming what is missing and how to get it, unless ``modules`` import."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtra(
+            f"{what} needs its own dependencies ({', '.join(missing)} missing): "
+            f"pip install 'upload-auth[{extra}]', or run the full image"
+        )
 
 
 def _upload_api_installed() -> None:
-    import importlib.util
-
-    missing = [name for name in UPLOAD_API_MODULES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MissingExtra(
-            f"the upload API needs its own dependencies ({', '.join(missing)} missing): "
-            "pip install 'upload-auth[upload-api]', or run the full image"
-        )
+    _require("the upload API", "upload-api", UPLOAD_API_MODULES)
 
 
 def build(command: str, host: str, port: int) -> "tuple[ASGIApp, Settings]":
@@ -298,14 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(new_api_key(args.name, args.profiles))
         return 0
     if args.command == "upload":
-        import importlib.util
-
-        if importlib.util.find_spec("rich") is None:
-            print(
-                "upload-auth: the bulk uploader needs its own dependency (rich missing): "
-                "pip install 'upload-auth[bulk]', or run the full image",
-                file=sys.stderr,
-            )
+        try:
+            _require("the bulk uploader", "bulk", BULK_MODULES)
+        except MissingExtra as exc:
+            print(f"upload-auth: {exc}", file=sys.stderr)
             return 2
         from app.bulk import command as bulk_command
 

@@ -51,6 +51,7 @@ import httpx
 import redis
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
+from app.upload_api.storage import LocalStorage
 from bench.harness import memory_kib
 from tests.support.apps import new_private_key, new_public_key
 from tests.support.samples import png
@@ -313,11 +314,8 @@ def delivered_events(log: Path) -> tuple[dict[str, set[str]], int, int]:
 
 def event_id_of(store: Path, file_path: str) -> str | None:
     """The event id the file's metadata keeps (to find a missing event in the logs)."""
-    meta = store / "meta" / (hashlib.sha256(file_path.encode()).hexdigest() + ".json")
-    try:
-        return str(json.loads(meta.read_text())["event"]["id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    stored = LocalStorage(store).lookup(file_path)
+    return None if stored is None or stored.event is None else str(stored.event["id"])
 
 
 class Deployment:

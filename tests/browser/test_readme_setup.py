@@ -12,10 +12,10 @@ import tomllib
 from contextlib import ExitStack
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from tests.support.apps import new_private_key, new_public_key
-from tests.support.relay import app_origin, relay, write_page
+from tests.support.relay import CHOSEN, app_origin, choose, relay, write_page
 from tests.support.samples import png
 from tests.support.servers import BIN, clean_env, free_port, redis_server, running, running_argv
 
@@ -124,14 +124,10 @@ def test_the_readmes_production_set_up_as_written(page: Page, tmp_path: Path) ->
         site.mkdir()
         write_page(site, one(blocks, "js", "credentialUrl"))
         stack.enter_context(app_origin(tmp_path, app_port, site, back_end.url))
-        page.goto(origin + "/index.html")
-        expect(page.locator("#out")).to_have_attribute("data-ready", "yes")
         picture = tmp_path / "sku-1.png"
         picture.write_bytes(png(8, 8))
-        page.set_input_files("#file", str(picture))
-        stored = page.evaluate(
-            "async () => await window.asWritten(document.getElementById('file').files[0])"
-        )
+        choose(page, origin, picture)
+        stored = page.evaluate(f"async () => await window.asWritten({CHOSEN})")
         log = service.output()
     assert stored["filePath"].startswith("/products/sku-1")
     landed = [p for p in (tmp_path / "store" / "files").rglob("*") if p.is_file()]

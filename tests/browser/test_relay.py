@@ -8,11 +8,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from tests.support.apps import new_private_key, new_public_key
-from tests.support.relay import app_origin, relay, write_page
+from tests.support.relay import CHOSEN, app_origin, choose, relay, write_page
 from tests.support.samples import png
 from tests.support.servers import clean_env, free_port, redis_server, running
 
@@ -65,15 +65,12 @@ def test_a_page_uploads_through_its_back_ends_relay(page: Page, tmp_path: Path, 
             )
         )
         stack.enter_context(app_origin(tmp_path, app_port, site, back_end.url))
-        page.goto(origin + "/index.html")
-        expect(page.locator("#out")).to_have_attribute("data-ready", "yes")
         picture = tmp_path / "shoe.png"
         picture.write_bytes(png(8, 8))
-        page.set_input_files("#file", str(picture))
-        handle = "document.getElementById('file').files[0]"
-        written = page.evaluate(f"async () => await window.asWritten({handle})")
-        v1 = page.evaluate(f"async (url) => await window.asV1({handle}, url)", uploads.url)
-        through_function = page.evaluate(f"async () => await window.viaFunction({handle})")
+        choose(page, origin, picture)
+        written = page.evaluate(f"async () => await window.asWritten({CHOSEN})")
+        v1 = page.evaluate(f"async (url) => await window.asV1({CHOSEN}, url)", uploads.url)
+        through_function = page.evaluate(f"async () => await window.viaFunction({CHOSEN})")
         relay_log = back_end.output()
     for answer in (written, v1, through_function):
         assert answer["filePath"].startswith("/products/shoe")

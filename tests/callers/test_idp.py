@@ -29,22 +29,28 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-@pytest.fixture
-def idp_settings(make_settings: Callable[..., Settings], upstream: Upstream) -> Settings:
+def provider_settings(
+    make_settings: Callable[..., Settings], upstream: Upstream, **idp: Any
+) -> Settings:
+    """Production settings trusting the test provider (its JWKS on ``upstream``), changed by
+    ``idp``; callers upload to their own folder, v1 allowed."""
+    values: dict[str, Any] = {
+        "jwks_url": upstream.url + "/jwks.json",
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+    }
     return make_settings(
         dev_mode=False,
-        callers=CallersConfig(
-            idp=IdpConfig(
-                jwks_url=upstream.url + "/jwks.json",
-                issuer=ISSUER,
-                audience=AUDIENCE,
-                cache_seconds=600,
-                refetch_seconds=30,
-                timeout=1,
-            )
-        ),
+        callers=CallersConfig(idp=IdpConfig(**(values | idp))),
         profiles={"avatar": ProfileConfig(folder="/users/{caller}", allow_v1=True)},
         default_profile="avatar",
+    )
+
+
+@pytest.fixture
+def idp_settings(make_settings: Callable[..., Settings], upstream: Upstream) -> Settings:
+    return provider_settings(
+        make_settings, upstream, cache_seconds=600, refetch_seconds=30, timeout=1
     )
 
 
@@ -371,22 +377,6 @@ async def test_a_token_without_kid_is_verified_by_a_one_key_set_only(
     upstream.publish(*provider_keys.values())
     async with in_process(idp_settings, clock) as http:
         assert (await http.get("/v1/auth", headers=bearer(unnamed))).status_code == 401
-
-
-def provider_settings(
-    make_settings: Callable[..., Settings], upstream: Upstream, **idp: Any
-) -> Settings:
-    values: dict[str, Any] = {
-        "jwks_url": upstream.url + "/jwks.json",
-        "issuer": ISSUER,
-        "audience": AUDIENCE,
-    }
-    return make_settings(
-        dev_mode=False,
-        callers=CallersConfig(idp=IdpConfig(**(values | idp))),
-        profiles={"avatar": ProfileConfig(folder="/users/{caller}")},
-        default_profile="avatar",
-    )
 
 
 async def statuses(settings: Settings, clock: FakeClock, tokens: dict[str, str]) -> dict[str, int]:

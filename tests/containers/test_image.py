@@ -117,6 +117,21 @@ COMPOSE_KEYS = {
 }
 
 
+def serve_env(api_key: str) -> dict[str, str]:
+    """``serve``'s environment in compose: the key files, and one API-key caller."""
+    callers = {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
+    return {**COMPOSE_KEYS, "UPLOAD_AUTH_CALLERS": json.dumps(callers)}
+
+
+def v2_token(container: Container, api_key: str) -> httpx.Response:
+    """A v2 credential for a small PNG, asked as the API-key caller."""
+    return httpx.post(
+        container.url + "/v2/token",
+        json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+
+
 def compose_mounts(keys: dict[str, Path], data: Path) -> list[str]:
     """Compose's file secrets: each file bind-mounted read-only, owner and mode as on the host."""
     return [
@@ -138,11 +153,7 @@ def test_each_role_runs_locked_down_with_compose_secrets(
     compose's file secrets, answers /healthz and /readyz, can write /data and nothing else,
     and never prints its private key."""
     api_key = new_api_key()
-    env = dict(COMPOSE_KEYS)
-    if role == "serve":
-        env["UPLOAD_AUTH_CALLERS"] = json.dumps(
-            {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
-        )
+    env = serve_env(api_key) if role == "serve" else dict(COMPOSE_KEYS)
     name = f"upload-auth-test-{role}{RUN}"
     started.append(name)
     container = run(image, name, [role], compose_mounts(keys, data), env)
@@ -159,11 +170,7 @@ def test_each_role_runs_locked_down_with_compose_secrets(
         )
         assert answer.status_code == 403  # v1 is opt-in per profile outside development mode
         assert answer.json()["type"] == "/problems/v1-not-allowed"
-        token = httpx.post(
-            container.url + "/v2/token",
-            json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
-            headers={"Authorization": f"Bearer {api_key}"},
-        )
+        token = v2_token(container, api_key)
         assert token.status_code == 200, token.text
     private = keys["private"].read_text().strip()
     logs = container.logs()
@@ -210,11 +217,7 @@ hash = "{hash_api_key(api_key)}"
         {"UPLOAD_AUTH_CONFIG_FILE": "/etc/upload-auth/upload-auth.toml"},
     )
     container.wait_ready()
-    token = httpx.post(
-        container.url + "/v2/token",
-        json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
-        headers={"Authorization": f"Bearer {api_key}"},
-    )
+    token = v2_token(container, api_key)
     assert token.status_code == 200, token.text
     header = json.loads(base64.urlsafe_b64decode(token.json()["token"].split(".")[0] + "=="))
     assert header["kid"] == public
@@ -358,19 +361,12 @@ def test_the_credential_service_image_runs_serve_and_nothing_it_does_not_need(
     API, it says in one line what is missing, and exits 2."""
     small = container_images()["UPLOAD_AUTH_SERVICE_IMAGE"]
     api_key = new_api_key()
-    env = dict(COMPOSE_KEYS)
-    env["UPLOAD_AUTH_CALLERS"] = json.dumps(
-        {"api_keys": [{"name": "backend", "hash": hash_api_key(api_key)}]}
-    )
+    env = serve_env(api_key)
     name = f"upload-auth-test-service{RUN}"
     started.append(name)
     container = run(small, name, ["serve"], compose_mounts(keys, data), env)
     container.wait_ready()
-    token = httpx.post(
-        container.url + "/v2/token",
-        json={"fileName": "a.png", "fileSize": 10, "mimeType": "image/png"},
-        headers={"Authorization": f"Bearer {api_key}"},
-    )
+    token = v2_token(container, api_key)
     assert token.status_code == 200, token.text
     absent = podman(
         "exec",

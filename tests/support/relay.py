@@ -7,8 +7,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.support.servers import Server, free_port, require_program, running_argv
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).parents[2]
 CLIENTS_DOC = ROOT / "docs" / "clients.md"
@@ -85,3 +89,17 @@ def app_origin(root: Path, port: int, site: Path, relay_url: str) -> Iterator[st
     )
     with nginx(root, [upstream("relay", [relay_url.removeprefix("http://")])], [server]):
         yield f"http://127.0.0.1:{port}"
+
+
+#: The file the page chose, for ``page.evaluate``.
+CHOSEN = "document.getElementById('file').files[0]"
+
+
+def choose(page: "Page", origin: str, picture: Path) -> None:
+    """Open the app's page (``write_page``) once its module has loaded, and choose
+    ``picture`` in its file input (then ``window.asWritten(CHOSEN)`` uploads it)."""
+    from playwright.sync_api import expect
+
+    page.goto(origin + "/index.html")
+    expect(page.locator("#out")).to_have_attribute("data-ready", "yes")
+    page.set_input_files("#file", str(picture))
