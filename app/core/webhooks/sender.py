@@ -37,6 +37,8 @@ log = get_logger("webhooks")
 
 #: The longest wait between two attempts.
 MAX_BACKOFF_SECONDS: Final = 3600
+#: Each wait is the back-off times a factor in this range (senders do not retry in step).
+JITTER: Final = (0.8, 1.2)
 #: Events delivered at once by one sender.
 BATCH: Final = 16
 #: A refill starts this much before the oldest pending event seen (replicas' clocks differ).
@@ -129,7 +131,7 @@ class WebhookSender:
         max_attempts: int = 12,
         retry_base: float = 5.0,
         poll_seconds: float = 1.0,
-        jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2),  # noqa: S311
+        jitter: Callable[[], float] = lambda: random.uniform(*JITTER),  # noqa: S311
         spool: Outbox | None = None,
         refill: Refill | None = None,
     ) -> None:
@@ -202,10 +204,14 @@ class WebhookSender:
         delivered event is gone already: nothing to give back."""
         await outbox.retry(event.event_id, event.attempts, self._now_ms(), "interrupted")
 
+    def _wait(self, attempts: int) -> float:
+        """Seconds before attempt ``attempts + 1``, before jitter: doubling, capped."""
+        return float(min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS))
+
     def backoff(self, attempts: int) -> float:
-        """Seconds before attempt ``attempts + 1``: doubling from ``retry_base``, capped."""
-        wait: float = min(self.retry_base * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
-        return wait * self.jitter()
+        """Seconds before attempt ``attempts + 1``: doubling from ``retry_base``, capped,
+        jittered."""
+        return self._wait(attempts) * self.jitter()
 
     async def deliver_due(self) -> int:
         """Deliver what is due now (one batch from the outbox, one from the spool); how many
@@ -273,9 +279,8 @@ class WebhookSender:
 
     def delivery_span_ms(self) -> int:
         """The longest an event stays pending: every back-off at its longest, and a lease."""
-        waits = sum(self.retry_base * 2 ** (n - 1) for n in range(1, self.max_attempts))
-        capped = min(waits, MAX_BACKOFF_SECONDS * self.max_attempts)
-        return int(capped * 1.2 * 1000) + self.lease_ms
+        waits = sum(self._wait(n) for n in range(1, self.max_attempts))
+        return int(waits * JITTER[1] * 1000) + self.lease_ms
 
     async def _watch_pending(self) -> None:
         """Note where a refill would start (the oldest pending event, or now if none), unless
