@@ -511,7 +511,8 @@ class Settings(BaseSettings):
     media_workers: int = Field(default=2, ge=0, le=64)
     """Upload API: processes that read images, video and audio for ImageKit's metadata
     (dimensions, EXIF, duration, codecs) and make thumbnails; `0`: none (those fields are
-    left out)."""
+    left out, but for the width and height of JPEG, PNG, GIF, WebP and BMP, read from their
+    headers in process)."""
     media_timeout: float = Field(default=10.0, gt=0, le=300)
     """Upload API: seconds a media worker may spend on one file; over it, the worker is
     replaced and the upload goes on without the file's metadata."""

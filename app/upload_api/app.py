@@ -18,7 +18,6 @@ from app.core import parts as shared
 from app.core.clock import Clock, now_ms, system_clock
 from app.core.http import probes
 from app.core.http.middleware import Fronted, RequestContext, cors
-from app.core.http.problems import NO_STORE
 from app.core.keysource import KeySource
 from app.core.ledger import Ledger, LedgerUnavailable
 from app.core.logs import configure_logging, get_logger
@@ -26,8 +25,10 @@ from app.core.settings import Settings, load_settings
 from app.core.webhooks.sender import WebhookMetrics
 from app.upload_api import messages, parts
 from app.upload_api.context import UploadContext
-from app.upload_api.routes import files, uploads
+from app.upload_api.routes import files
 from app.upload_api.routes.readiness import readiness
+from app.upload_api.routes.refusals import refusal_response
+from app.upload_api.routes.uploads import UploadRoutes
 from app.upload_api.storage import LocalStorage
 
 log = get_logger("upload_api")
@@ -99,6 +100,7 @@ def create_upload_app(
 
     front = [Middleware(RequestContext, log_access=settings.access_log)]
     front += cors(settings.browser_origins, expose=["x-request-id"])
+    front.append(Middleware(UploadRoutes))
     app = Fronted(
         front,
         title="upload-auth upload API",
@@ -110,41 +112,29 @@ def create_upload_app(
         redoc_url=None,
     )
     _install_errors(app)
-    app.include_router(uploads.router)
     app.include_router(files.router)
     app.include_router(probes.router(readiness, registry if settings.metrics_enabled else None))
     return app
 
 
-def _answer(exc: messages.UploadError) -> JSONResponse:
-    # The reason, never the message: ImageKit's messages may repeat the client's token.
-    log.info("upload refused", extra={"status": exc.status, "reason": exc.reason})
-    headers = dict([NO_STORE])
-    if exc.body_unread:
-        headers["Connection"] = "close"
-    if exc.retry_after is not None:
-        headers["Retry-After"] = str(exc.retry_after)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-
 async def _on_upload_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, messages.UploadError)  # noqa: S101 - registered for it only
-    return _answer(exc)
+    return refusal_response(exc)
 
 
 async def _on_http(_: Request, exc: Exception) -> JSONResponse:
     """The framework's own refusals (no such route, wrong method), in ImageKit's shape."""
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
     if exc.status_code == 405:
-        return _answer(messages.method_not_allowed())
+        return refusal_response(messages.method_not_allowed())
     if exc.status_code == 404:
-        return _answer(messages.no_such_route())
-    return _answer(messages.malformed_body())
+        return refusal_response(messages.no_such_route())
+    return refusal_response(messages.malformed_body())
 
 
 async def _on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
-    return _answer(messages.internal_error())
+    return refusal_response(messages.internal_error())
 
 
 def _install_errors(app: FastAPI) -> None:

@@ -22,14 +22,13 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Final
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from app.upload_api import messages
-from app.upload_api.form import MAX_URL_BYTES, FileSink, UploadedFile
+from app.upload_api.form import MAX_URL_BYTES, FileSink, NewTemp, UploadedFile
 
 MAX_REDIRECTS: Final = 5
 
@@ -89,11 +88,11 @@ class RemoteFiles:
         return is_public(address) or any(address in network for network in self.allow)
 
     async def fetch(
-        self, url: str, tmp_dir: Path, cap_for_head: Callable[[bytes], int]
+        self, url: str, new_temp: NewTemp, cap_for_head: Callable[[bytes], int]
     ) -> UploadedFile:
-        """The file at ``url``, on disk in ``tmp_dir`` (the caller removes it), or
+        """The file at ``url``, on disk in a file from ``new_temp`` (the caller removes it), or
         ``messages.UploadError``: a refused address, a failed fetch, or a file over the limit."""
-        sink = FileSink(tmp_dir, cap_for_head, text=False)
+        sink = FileSink(new_temp, cap_for_head, text=False)
         try:
             async with asyncio.timeout(self.timeout):
                 await self._follow(url, sink)

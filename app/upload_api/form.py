@@ -14,11 +14,10 @@ import base64
 import binascii
 import contextlib
 import os
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import Final
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -33,6 +32,9 @@ MAX_FIELDS: Final = 64
 MAX_URL_BYTES: Final = 8192
 #: Multipart framing and text fields on top of the file itself, for the Content-Length check.
 ENVELOPE_BYTES: Final = MAX_FIELDS_BYTES + 64 * 1024
+
+#: Where a file part goes: a new empty file open for writing (``LocalStorage.new_temp``).
+NewTemp = Callable[[], tuple[int, Path]]
 
 
 @dataclass
@@ -122,13 +124,15 @@ class FileSink:
     A file system that refuses (full, read-only, gone) is the server's trouble: ImageKit's
     503, never a 500 (``messages.storage_failed``)."""
 
-    def __init__(self, tmp_dir: Path, cap_for_head: Callable[[bytes], int], text: bool) -> None:
+    def __init__(self, new_temp: NewTemp, cap_for_head: Callable[[bytes], int], text: bool) -> None:
         try:
-            fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="upload-", suffix=".part")
+            fd, path = new_temp()
         except OSError:
             raise messages.storage_failed() from None
-        self.out: IO[bytes] = os.fdopen(fd, "wb")
-        self.file = UploadedFile(Path(name))
+        #: Written directly: chunks arrive large enough, and a file object's set-up (its
+        #: ``isatty``, ``fstat`` and ``lseek``) would cost more system calls than the upload.
+        self.fd = fd
+        self.file = UploadedFile(path)
         self.cap_for_head = cap_for_head
         self.cap: int | None = None
         self.pending = bytearray()
@@ -168,8 +172,10 @@ class FileSink:
             self._to_disk(chunk)
 
     def _to_disk(self, data: bytes | bytearray) -> None:
+        view = memoryview(data)
         try:
-            self.out.write(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
         except OSError:
             raise messages.storage_failed() from None
 
@@ -199,21 +205,26 @@ class FileSink:
                     raise messages.invalid_parameter("file") from None
         self._decide(final=True)
         try:
-            self.out.close()  # the buffered rest is written here
-        except OSError:
+            self._close()
+        except OSError:  # a network file system reports a failed write at close
             raise messages.storage_failed() from None
         return self.file
 
+    def _close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def discard(self) -> None:
-        with contextlib.suppress(OSError):  # closing flushes, and the disk may still be full
-            self.out.close()
+        with contextlib.suppress(OSError):
+            self._close()
         with contextlib.suppress(FileNotFoundError):
             self.file.path.unlink()
 
 
 class _FormReader:
-    def __init__(self, tmp_dir: Path, cap_for_head: Callable[[bytes], int]) -> None:
-        self.tmp_dir = tmp_dir
+    def __init__(self, new_temp: NewTemp, cap_for_head: Callable[[bytes], int]) -> None:
+        self.new_temp = new_temp
         self.cap_for_head = cap_for_head
         self.form = UploadForm()
         self.header_field = b""
@@ -251,7 +262,7 @@ class _FormReader:
                 raise messages.invalid_parameter("file")
             # Without a filename the part is text (base64, a data URI, a URL) or,
             # when its first bytes are not, the file's bytes.
-            self.sink = FileSink(self.tmp_dir, self.cap_for_head, b"filename" not in options)
+            self.sink = FileSink(self.new_temp, self.cap_for_head, b"filename" not in options)
             self.in_file = True
         elif self.name in self.form.fields:
             raise messages.invalid_parameter(self.name if self.name.isidentifier() else "form")
@@ -296,11 +307,12 @@ async def read_form(
     chunks: AsyncIterator[bytes],
     *,
     boundary: bytes,
-    tmp_dir: Path,
+    new_temp: NewTemp,
     cap_for_head: Callable[[bytes], int],
 ) -> UploadForm:
-    """Parse the body; the caller must remove ``form.file.path`` when done with it."""
-    reader = _FormReader(tmp_dir, cap_for_head)
+    """Parse the body, the file part into a file from ``new_temp``; the caller must remove
+    ``form.file.path`` when done with it."""
+    reader = _FormReader(new_temp, cap_for_head)
     parser = MultipartParser(
         boundary,
         {

@@ -11,7 +11,7 @@ import contextlib
 import errno
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from app.core.imagekit.filetypes import ALLOWED, FileType, Kind, extension_of
 from app.core.imagekit.rules import PlanLimits, clean_name
@@ -75,10 +75,11 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
         options = parse_options(fields, json_fields)
         form.file = await fetch_if_remote(ctx, form.file)
         accepted = accept(ctx, form.file, options, authenticated)
-        found = await inspect(ctx, accepted, fields, json_fields)
+        found = await inspect(ctx, accepted, options, fields, json_fields)
         if ctx.events is not None and not await ctx.events.has_room():
             raise messages.events_unavailable()  # never stored without its event
         note = None if ctx.events is None else event_note(ctx, authenticated, request.base_url)
+        form.file = None  # the storage takes the file (and removes it if it fails)
         stored = store(ctx, accepted, options, found, note)
         await report(ctx, authenticated, stored, request.base_url)
         return response_body(
@@ -111,7 +112,7 @@ async def receive(ctx: UploadContext, request: UploadRequest) -> tuple[UploadFor
             form = await read_form(
                 metered or request.body,
                 boundary=boundary,
-                tmp_dir=ctx.storage.work,
+                new_temp=ctx.storage.new_temp,
                 cap_for_head=cap_for_head(ctx.limits),
             )
         finally:
@@ -127,7 +128,7 @@ async def fetch_if_remote(ctx: UploadContext, file: UploadedFile) -> UploadedFil
     """``file`` given as a URL, fetched now that the upload is authenticated; else as it came."""
     if file.url is None:
         return file
-    fetched = await ctx.remote.fetch(file.url, ctx.storage.work, cap_for_head(ctx.limits))
+    fetched = await ctx.remote.fetch(file.url, ctx.storage.new_temp, cap_for_head(ctx.limits))
     file.path.unlink(missing_ok=True)
     return fetched
 
@@ -148,11 +149,20 @@ def accept(
 
 
 async def inspect(
-    ctx: UploadContext, accepted: Accepted, fields: Mapping[str, str], json_fields: JsonFields
+    ctx: UploadContext,
+    accepted: Accepted,
+    options: UploadOptions,
+    fields: Mapping[str, str],
+    json_fields: JsonFields,
 ) -> Probe:
-    """What the media workers read in the file, and the upload's ``checks`` (parsed before the
-    credential was burned) evaluated on it."""
-    found = await ctx.media.probe(accepted.file.path, accepted.file_type)
+    """What the file holds, as far as the answer asks (its metadata only when the upload's
+    ``responseFields`` or its webhook event carry it), and the upload's ``checks`` (parsed
+    before the credential was burned) evaluated on it."""
+    everything = ctx.events is not None or not options.response_fields.isdisjoint(READ_FIELDS)
+    file = accepted.file
+    found = await ctx.media.probe(
+        file.path, accepted.file_type, everything=everything, head=file.head
+    )
     if json_fields.check_tree is not None:
         values: dict[str, checks.Value] = {
             "file.size": accepted.file.size,
@@ -207,6 +217,9 @@ def store(
 
 
 # -- the rules the stages apply --------------------------------------------------------------
+
+#: The answer's fields that only reading the whole file tells (the media workers).
+READ_FIELDS: Final = frozenset({"metadata", "embeddedMetadata"})
 
 
 def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:

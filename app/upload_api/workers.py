@@ -21,7 +21,7 @@ from pebble import ProcessExpired, ProcessPool
 
 from app.core.imagekit.filetypes import FileType, Kind
 from app.core.logs import get_logger
-from app.upload_api import media
+from app.upload_api import dimensions, media
 
 log = get_logger("upload_api")
 
@@ -95,11 +95,26 @@ class MediaWorkers:
         )
         return None
 
-    async def probe(self, path: Path, file_type: FileType) -> media.Probe:
+    async def probe(
+        self, path: Path, file_type: FileType, *, everything: bool, head: bytes = b""
+    ) -> media.Probe:
         """What the file holds (``media.probe``); empty for kinds that are not read, or when
-        the worker could not tell."""
+        the worker could not tell. Unless ``everything`` is asked for (its ``metadata`` and
+        ``embeddedMetadata``), a web image's size is read from its header in this process
+        (``dimensions``: bounded, safe on any bytes; from ``head``, the file's first bytes,
+        when they hold it), with no worker involved."""
         if file_type.kind not in PROBED_KINDS:
             return {}
+        if not everything:
+            size = dimensions.size_of(path, file_type.extension, head)
+            if size is not None:
+                width, height = size
+                # Every format read there is one Pillow decodes (thumbnails).
+                return {
+                    "width": width,
+                    "height": height,
+                    "thumbnail": width * height <= media.MAX_DECODED_PIXELS,
+                }
         found = await self.run(media.probe, str(path), file_type.extension, file_type.kind.value)
         return found or {}
 

@@ -33,6 +33,7 @@ from app.core.keys import KeyPair
 from tests.support.apps import new_private_key, new_public_key
 from tests.support.samples import png, v1_signature
 from tests.support.servers import Server, clean_env, peak_rss_kib, running
+from tests.support.uploads import leftovers
 
 pytestmark = pytest.mark.e2e
 
@@ -271,7 +272,7 @@ def check_invariants(target: Target, response: httpx.Response, before: set[Path]
         assert set(body) == {"message", "help"}, body
         stored = {p for p in (target.storage / "files").rglob("*") if p.is_file()}
         assert stored == before, "a refusal stored something"
-    assert list((target.storage / "tmp").rglob("*.part")) == []
+    assert leftovers(target.storage) == []
 
 
 def _stored(target: Target) -> set[Path]:

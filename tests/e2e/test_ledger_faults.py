@@ -20,7 +20,7 @@ from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from tests.support.apps import FakeClock, new_private_key, new_public_key
 from tests.support.samples import png
 from tests.support.servers import Redis, Server, clean_env, running
-from tests.support.uploads import v2_fields
+from tests.support.uploads import leftovers, v2_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -211,7 +211,7 @@ def _stall_upload(url: str, private_key: str) -> socket.socket:
 def _parts(storage: Path) -> dict[Path, list[Path]]:
     """Uploads in flight, by the process folder that holds them."""
     found: dict[Path, list[Path]] = {}
-    for part in (storage / "tmp").rglob("*.part"):
+    for part in leftovers(storage):
         found.setdefault(part.parent, []).append(part)
     return found
 

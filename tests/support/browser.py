@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.servers import Server
+from tests.support.uploads import leftovers
 
 HERE = Path(__file__).parents[1] / "browser"
 
@@ -43,4 +44,4 @@ class Origins:
         return [p for p in (self.storage / "files").rglob("*") if p.is_file()]
 
     def in_flight(self) -> list[Path]:
-        return list((self.storage / "tmp").rglob("*.part"))
+        return leftovers(self.storage)

@@ -92,6 +92,24 @@ def camera_jpeg(width: int = 640, height: int = 480) -> bytes:
     return data[:2] + _iptc_segment() + data[2:]
 
 
+def photo(size: int) -> bytes:
+    """A camera JPEG (EXIF, IPTC, XMP) of about ``size`` bytes: its pixels are noise, so its
+    size follows its dimensions as a photo's does (the upload benchmarks' images)."""
+    from PIL import Image
+
+    width = 64
+    while True:
+        height = width * 3 // 4
+        noise = Image.effect_noise((width, height), 60).convert("RGB")
+        out = io.BytesIO()
+        noise.save(out, "JPEG", quality=75, exif=_camera_exif(), xmp=_xmp_packet())
+        data = out.getvalue()
+        data = data[:2] + _iptc_segment() + data[2:]
+        if len(data) >= size * 0.95:
+            return data
+        width = max(width + 8, int(width * min(1.5, (size / len(data)) ** 0.5)))
+
+
 def image(extension: str, width: int = 64, height: int = 48, *, camera: bool = False) -> bytes:
     """An image in the format Pillow (or pillow-heif) writes for ``extension``; with
     ``camera``, the camera's EXIF too (as a phone writes a HEIC)."""

@@ -3,6 +3,7 @@ parts, server-side uploads, and ImageKit's error body."""
 
 import base64
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,20 @@ from tests.support.apps import FakeClock, asgi_client
 from tests.support.samples import png, v1_signature
 
 V1 = "/api/v1/files/upload"
+
+
+def leftovers(storage_dir: Path) -> list[Path]:
+    """What uploads left in the storage's temporary area: none once every upload has finished.
+    (Each process keeps a few empty files made ahead there, ``storage.SpareFiles``; an upload
+    writes what it takes, so a file left with nothing in it is a spare, not an upload's.)"""
+    found = []
+    for path in (storage_dir / "tmp").rglob("*"):
+        try:
+            if path.is_file() and path.name != ".lock" and path.stat().st_size > 0:
+                found.append(path)
+        except FileNotFoundError:  # finished meanwhile
+            continue
+    return found
 
 
 V2 = "/api/v2/files/upload"

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from app.core.settings import Settings
+from app.upload_api.storage import LocalStorage
 from tests.support.apps import FakeClock
 from tests.support.samples import png
 from tests.support.uploads import V1, assert_imagekit_error, basic, upload_client
@@ -26,18 +27,18 @@ async def test_a_full_disk_while_the_body_streams_is_a_503(
 ) -> None:
     """Every write of the upload goes to /dev/full: 503 in ImageKit's shape, Retry-After, and
     nothing stored or left in the temporary area; with the disk back, the upload is stored."""
-    real_mkstemp = tempfile.mkstemp
-    made: list[str] = []
+    real_new_temp = LocalStorage.new_temp
+    made: list[Path] = []
 
-    def full_disk(**kwargs: object) -> tuple[int, str]:
-        fd, name = real_mkstemp(**kwargs)  # type: ignore[call-overload]
+    def full_disk(self: LocalStorage) -> tuple[int, Path]:
+        fd, path = real_new_temp(self)
         os.close(fd)
-        made.append(name)
-        return os.open("/dev/full", os.O_WRONLY), name
+        made.append(path)
+        return os.open("/dev/full", os.O_WRONLY), path
 
     data = png(64, 64) + bytes(256 * 1024)  # larger than a write buffer
     with monkeypatch.context() as patch:
-        patch.setattr(tempfile, "mkstemp", full_disk)  # what form.py's FileSink calls
+        patch.setattr(LocalStorage, "new_temp", full_disk)  # where form.py's FileSink writes
         refused = await uploads.post(
             V1,
             headers=basic(private_key),
@@ -47,7 +48,7 @@ async def test_a_full_disk_while_the_body_streams_is_a_503(
     assert_imagekit_error(refused, 503, STORAGE)
     assert refused.headers["retry-after"] == "5"
     assert made
-    assert list((storage_dir / "tmp").rglob("*.part")) == []
+    assert not any(path.exists() for path in made)
     assert not any(p.is_file() for p in (storage_dir / "files").rglob("*"))
     stored = await uploads.post(
         V1,

@@ -8,7 +8,7 @@ import pytest
 
 from app.core.keys import KeyPair
 from tests.support.apps import FakeClock
-from tests.support.uploads import V1, V2, basic, file_part, v1_fields, v2_fields
+from tests.support.uploads import V1, V2, basic, file_part, leftovers, v1_fields, v2_fields
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +69,7 @@ async def test_deeply_nested_json_fields_are_refused(
     )
     assert response.status_code == 400, response.text
     assert response.json()["message"] == message
-    assert list((storage_dir / "tmp").rglob("*.part")) == []
+    assert leftovers(storage_dir) == []
 
 
 async def test_deep_json_in_checks_of_a_v2_request_is_a_checks_error(

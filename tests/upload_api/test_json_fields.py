@@ -3,6 +3,7 @@ burned; requested extensions reported in ``extensionStatus``; a file published w
 metadata or not at all."""
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import pytest
 from imagekitio.types.file_upload_response import FileUploadResponse
 
 from app.core.keys import KeyPair
+from app.upload_api.storage import LocalStorage
 from tests.support.apps import FakeClock
-from tests.support.uploads import V1, assert_imagekit_error, basic, file_part, v1_fields
+from tests.support.uploads import V1, assert_imagekit_error, basic, file_part, leftovers, v1_fields
 
 pytestmark = pytest.mark.anyio
 
@@ -136,11 +138,20 @@ async def test_a_file_appears_with_its_metadata_or_not_at_all(
     neither the file nor its metadata nor anything temporary is left; once it can, the same
     upload is stored whole."""
 
-    def full(*_: object, **__: object) -> None:
-        raise OSError(28, "No space left on device")
+    real_new_temp = LocalStorage.new_temp
+    taken: list[Path] = []
+
+    def full_after_the_file(self: LocalStorage) -> tuple[int, Path]:
+        """The file part is written; the metadata document goes to the kernel's /dev/full."""
+        fd, path = real_new_temp(self)
+        taken.append(path)
+        if len(taken) == 1:
+            return fd, path
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), path
 
     with monkeypatch.context() as patch:
-        patch.setattr(json, "dump", full)  # storage's json module: the same object
+        patch.setattr(LocalStorage, "new_temp", full_after_the_file)
         refused = await uploads.post(
             V1,
             headers=basic(private_key),
@@ -150,9 +161,11 @@ async def test_a_file_appears_with_its_metadata_or_not_at_all(
     assert_imagekit_error(
         refused, 503, "The upload API cannot store files right now. Please retry."
     )
+    assert len(taken) == 2
+    assert not any(path.exists() for path in taken)
     assert not any(p.is_file() for p in (storage_dir / "files").rglob("*"))
     assert not any((storage_dir / "meta").iterdir())
-    assert [p for p in (storage_dir / "tmp").rglob("*") if p.is_file() and p.name != ".lock"] == []
+    assert leftovers(storage_dir) == []
     assert (await uploads.get("/files/a.png")).status_code == 404
     stored = await uploads.post(
         V1,

@@ -218,7 +218,15 @@ async def test_the_event_loop_runs_while_a_worker_reads() -> None:
         await workers.close()
 
 
-async def test_no_workers_means_no_metadata(tmp_path: Path) -> None:
+async def test_no_workers_means_no_metadata_but_a_web_image_has_its_size(tmp_path: Path) -> None:
+    """Without workers nothing is read but a web image's header (in process)."""
     workers = MediaWorkers(0, timeout=1, memory=1024**3)
-    path = mf.write(tmp_path, "a.png", mf.image("png"))
-    assert await workers.probe(path, ALLOWED["png"]) == {}
+    path = mf.write(tmp_path, "a.png", mf.image("png", 64, 48))
+    assert await workers.probe(path, ALLOWED["png"], everything=True) == {}
+    assert await workers.probe(path, ALLOWED["png"], everything=False) == {
+        "width": 64,
+        "height": 48,
+        "thumbnail": True,
+    }
+    tiff = mf.write(tmp_path, "a.tif", mf.image("tiff", 64, 48))
+    assert await workers.probe(tiff, ALLOWED["tiff"], everything=False) == {}

@@ -23,6 +23,7 @@ from tests.support.uploads import (
     assert_imagekit_error,
     basic,
     file_part,
+    leftovers,
     upload_client,
     v1_fields,
 )
@@ -53,7 +54,7 @@ async def test_signed_upload_is_stored_and_served(
     assert served.content == data
     assert served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
-    assert list((storage_dir / "tmp").rglob("*.part")) == []
+    assert leftovers(storage_dir) == []
 
 
 async def test_server_side_basic_auth(uploads: httpx.AsyncClient, private_key: str) -> None:
@@ -218,7 +219,7 @@ async def test_file_too_large(
         response, 400, "Your request contains invalid file parameter. The file size exceeds limits."
     )
     assert ok.status_code == 200
-    assert list((storage_dir / "tmp").rglob("*.part")) == []
+    assert leftovers(storage_dir) == []
     assert len(list((storage_dir / "files").iterdir())) == 1
 
 

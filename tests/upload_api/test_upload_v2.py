@@ -103,6 +103,22 @@ async def test_token_is_single_use(
     assert "has been used before" in again.json()["message"]
 
 
+async def test_a_token_written_another_way_is_not_another_use(
+    uploads: httpx.AsyncClient, pair: KeyPair, clock: FakeClock
+) -> None:
+    """The same JWT with base64's padding on its signature (which PyJWT reads as the same
+    token) is refused, so one credential never stores two files."""
+    data = png()
+    fields = v2_fields(pair, clock, data)
+    assert (await uploads.post(V2, data=fields, files=file_part(data))).status_code == 200
+    padded = {**fields, "token": fields["token"] + "="}
+    assert_imagekit_error(
+        await uploads.post(V2, data=padded, files=file_part(data)),
+        400,
+        "Your request has invalid token.",
+    )
+
+
 async def test_expired_token(uploads: httpx.AsyncClient, pair: KeyPair, clock: FakeClock) -> None:
     """Past exp (and the leeway): ImageKit's expired-token error."""
     data = png()
