@@ -1,6 +1,7 @@
 """Uploads side by side with the servers people write themselves, in one run.
 
     .venv/bin/python -m bench.upload_speed [--rounds 3] [--seconds 8] [--only NAME ...]
+        [--before REF]   # also the upload API as it was at a git commit (before/after)
 
 Each contender is one process storing to local disk, driven by wrk (32 connections, one
 thread) with multipart uploads as browsers send them: a camera JPEG of 20 KB and one of 1 MB.
@@ -27,6 +28,7 @@ import os
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,7 +93,9 @@ def _express(store: Path) -> Running:
     )
 
 
-def _upload_auth(media_workers: int | None) -> Callable[[Path], Running]:
+def _upload_auth(media_workers: int | None, tree: Path | None = None) -> Callable[[Path], Running]:
+    """upload-auth's upload API, from this checkout or (``tree``) another one's code."""
+
     def run(store: Path) -> Running:
         port = free_port()
         env = {
@@ -102,11 +106,16 @@ def _upload_auth(media_workers: int | None) -> Callable[[Path], Running]:
         }
         if media_workers is not None:
             env["UPLOAD_AUTH_MEDIA_WORKERS"] = str(media_workers)
+        argv = [str(BIN / "upload-auth")]
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+            argv = [sys.executable, "-m", "app.cli"]
         return start(
-            [str(BIN / "upload-auth"), "upload-api", "--port", str(port)],
+            [*argv, "upload-api", "--port", str(port)],
             port=port,
             env=env,
             ready="/readyz",
+            cwd=tree or ROOT,
         )
 
     return run
@@ -195,12 +204,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", nargs="*", help="contenders whose name contains one of these")
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument(
+        "--before", metavar="REF", help="also run the upload API as it was at this git commit"
+    )
     parser.add_argument("--no-streaming", action="store_true")
     parser.add_argument("--sizes", nargs="*", default=["20 KB", "1 MB"], choices=["20 KB", "1 MB"])
     args = parser.parse_args()
     if not args.no_install:
         install()
-    chosen = [c for c in CONTENDERS if not args.only or any(o in c.name for o in args.only)]
+    contenders = list(CONTENDERS)
+    before = None
+    if args.before:
+        before = Path(tempfile.mkdtemp(prefix="upload-auth-before-"))
+        subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], check=True)
+        contenders += [
+            Contender(
+                f"{args.before}, defaults",
+                "/api/v1/files/upload",
+                _upload_auth(None, before),
+                BASIC,
+            ),
+            Contender(
+                f"{args.before}, defaults, v2",
+                "/api/v2/files/upload",
+                _upload_auth(None, before),
+                v2=True,
+            ),
+        ]
+    chosen = [c for c in contenders if not args.only or any(o in c.name for o in args.only)]
     from tests.support import media_files
 
     results: dict[str, dict[str, list[Run]]] = {}
@@ -218,6 +249,8 @@ def main() -> None:
                     results.setdefault(size, {}).setdefault(contender.name, []).append(run)
                     print(f"{size} round {round_ + 1}: {contender.name}: {run}", flush=True)
         big = {} if args.no_streaming else streaming(work, args.rounds)
+    if before is not None:
+        subprocess.run(["git", "worktree", "remove", "--force", str(before)], check=True)
     report(results, big, args.rounds)
 
 

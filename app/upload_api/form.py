@@ -16,6 +16,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -253,16 +254,16 @@ class _FormReader:
         self.header_field = self.header_value = b""
 
     def on_headers_finished(self) -> None:
-        disposition, options = parse_options_header(self.headers.get(b"content-disposition"))
-        if disposition != b"form-data" or b"name" not in options:
+        disposition, name, has_filename = _disposition(self.headers.get(b"content-disposition"))
+        if disposition != b"form-data" or name is None:
             raise messages.malformed_body()
-        self.name = options[b"name"].decode("utf-8", "replace")
+        self.name = name
         if self.name == "file":
             if self.sink is not None:
                 raise messages.invalid_parameter("file")
             # Without a filename the part is text (base64, a data URI, a URL) or,
             # when its first bytes are not, the file's bytes.
-            self.sink = FileSink(self.new_temp, self.cap_for_head, b"filename" not in options)
+            self.sink = FileSink(self.new_temp, self.cap_for_head, not has_filename)
             self.in_file = True
         elif self.name in self.form.fields:
             raise messages.invalid_parameter(self.name if self.name.isidentifier() else "form")
@@ -292,6 +293,16 @@ class _FormReader:
     def discard(self) -> None:
         if self.sink is not None:
             self.sink.discard()
+
+
+@lru_cache(maxsize=256)
+def _disposition(header: bytes | None) -> tuple[bytes, str | None, bool]:
+    """A part's Content-Disposition: its type, its ``name`` and whether it has a ``filename``.
+    Kept for the headers seen most: every client names its fields the same way."""
+    disposition, options = parse_options_header(header)
+    name = options.get(b"name")
+    filename = b"filename" in options
+    return disposition, None if name is None else name.decode("utf-8", "replace"), filename
 
 
 def boundary_of(content_type: str | None) -> bytes:

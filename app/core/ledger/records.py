@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app.core.fastjson import dumps
 from app.core.imagekit.filetypes import Kind
 
 #: How the upload was authenticated: a v1 signature, a v2 JWT, or the private key itself
@@ -98,15 +99,15 @@ class Receipt:
         }
 
     def to_json(self) -> bytes:
-        return json.dumps(
+        return dumps(
             {
-                "issued": asdict(self.issued),
+                "issued": self.issued,  # a dataclass: orjson writes its fields (asdict if not)
                 "used_ms": self.used_ms,
                 "file": self.file,
                 "event_id": self.event_id,
             },
-            separators=(",", ":"),
-        ).encode()
+            default=asdict,
+        )
 
     @classmethod
     def from_json(cls, raw: bytes) -> "Receipt":
