@@ -14,7 +14,9 @@ The contenders:
   defaults; and with its defaults and v2 credentials (single-use JWTs made beforehand, one per
   request).
 
-Rounds are interleaved (each round runs every contender once, in a rotated order); the table
+Rounds are interleaved (each round runs every contender once, forward and backward in turn, so
+that a disk slowing down over the run favours nobody; the 20 KB runs' files are kept until the
+last round, as removing them slows the next contender); the table
 gives the median of the rounds, each round's figure, p50/p99 latency, CPU time per upload of
 the server's process tree (its media workers included) and its peak memory. Then one 200 MB
 upload at a time, the floor against upload-auth's defaults: MB/s and peak memory growth.
@@ -143,9 +145,11 @@ def v2_tokens(path: Path, name: str, count: int) -> None:
             out.write(f"token\t{issue_v2(pair, {'fileName': name}, now=now, ttl=3600)}\n")
 
 
-def measure(contender: Contender, work: Path, image: Path, seconds: int, size: str) -> Run:
-    store = work / "store"
-    store.mkdir()
+def measure(
+    contender: Contender, work: Path, image: Path, seconds: int, size: str, *, keep: bool
+) -> Run:
+    """One run of one contender into a new directory, removed afterwards unless ``keep``."""
+    store = Path(tempfile.mkdtemp(dir=work, prefix="store-"))
     server = contender.start(store)
     try:
         env = {"BENCH_FILE": str(image), "BENCH_NAME": image.name, "BENCH_AUTH": contender.auth}
@@ -162,8 +166,9 @@ def measure(contender: Contender, work: Path, image: Path, seconds: int, size: s
         peak = memory_kib(server.process.pid, "VmHWM") / 1024
     finally:
         server.stop()
-        shutil.rmtree(store, ignore_errors=True)
-        os.sync()  # the next contender does not pay for this one's writes and removals
+        if not keep:
+            shutil.rmtree(store, ignore_errors=True)
+        os.sync()  # the next contender does not pay for this one's writes
     return Run(
         per_s=result.requests_per_s,
         p50_ms=result.p50_ms,
@@ -242,12 +247,18 @@ def main() -> None:
             data = images[size]
             image = work / f"photo-{size.replace(' ', '').lower()}.jpg"
             image.write_bytes(data)
+            # Forward, then backward: the disk slows as it fills and frees (the first runs of
+            # a fresh disk are the fastest), and alternating the order gives every contender
+            # early and late places alike.
+            keep = size == "20 KB"  # removing tens of thousands of files slows the next run
             for round_ in range(args.rounds):
-                shift = round_ % len(chosen)
-                for contender in chosen[shift:] + chosen[:shift]:
-                    run = measure(contender, work, image, args.seconds, size)
+                for contender in chosen if round_ % 2 == 0 else chosen[::-1]:
+                    run = measure(contender, work, image, args.seconds, size, keep=keep)
                     results.setdefault(size, {}).setdefault(contender.name, []).append(run)
                     print(f"{size} round {round_ + 1}: {contender.name}: {run}", flush=True)
+            for store in work.glob("store-*"):
+                shutil.rmtree(store, ignore_errors=True)
+            os.sync()
         big = {} if args.no_streaming else streaming(work, args.rounds)
     if before is not None:
         subprocess.run(["git", "worktree", "remove", "--force", str(before)], check=True)
