@@ -7,17 +7,14 @@ Uploads stream into ``tmp/`` (same filesystem), then one rename publishes them: 
 the old file or the new one, never a half-written one. Without overwrite, the rename is a hard
 link that fails if the name exists, so two racing uploads cannot replace each other.
 
-Each process writes its uploads in flight into a folder of its own, ``tmp/proc-<id>/``, where a
-thread keeps a few empty files made ahead (``SpareFiles``): on a busy disk, making a file waits
-on the file system's journal, and the event loop must not wait. The process holds an exclusive
-lock (``flock``) on the folder's ``.lock`` for as long as it runs. The kernel
+Each process writes its uploads in flight into a folder of its own, ``tmp/proc-<id>/``, and
+holds an exclusive lock (``flock``) on the folder's ``.lock`` for as long as it runs. The kernel
 drops the lock when the process dies, however it dies, so a starting replica removes every
 folder whose lock it can take (a dead process's half-written uploads) and never touches one
 whose lock is held (a live replica's uploads in flight), on a local disk or a shared volume
 whose filesystem carries ``flock`` (NFS does).
 """
 
-import collections
 import contextlib
 import errno
 import fcntl
@@ -28,7 +25,6 @@ import secrets
 import shutil
 import string
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -95,61 +91,6 @@ def _new_temp(folder: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
-class SpareFiles:
-    """Empty files made ahead in a folder by a thread of their own, so that an upload takes one
-    without waiting on the file system: on a busy disk, creating a file (a new inode) waits on
-    the journal for hundreds of microseconds at times (docs/performance.md), and the event
-    loop serves every other upload meanwhile only if it is not the one waiting.
-
-    ``take`` hands out a spare (the caller owns it: writes, renames or removes it) or, when none
-    is ready, makes one itself, so a failing file system still fails the upload that asked
-    (``OSError``). The spares are in the process's own folder: removed with it at shutdown, or
-    by the next replica's sweep after a crash."""
-
-    def __init__(self, folder: Path, keep: int = 32) -> None:
-        self.folder = folder
-        self.keep = keep
-        self._ready: collections.deque[tuple[int, Path]] = collections.deque()
-        self._wanted = threading.Event()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._fill, name="spare-files", daemon=True)
-        self._thread.start()
-        self._wanted.set()
-
-    def take(self) -> tuple[int, Path]:
-        try:
-            spare = self._ready.popleft()
-        except IndexError:
-            spare = _new_temp(self.folder)
-        if len(self._ready) <= self.keep // 2:  # woken once per half a pool, not per file
-            self._wanted.set()
-        return spare
-
-    def waiting(self) -> set[Path]:
-        """The spares not yet taken."""
-        return {path for _, path in list(self._ready)}
-
-    def _fill(self) -> None:
-        while not self._stopped:
-            self._wanted.wait()
-            self._wanted.clear()
-            while not self._stopped and len(self._ready) < self.keep:
-                try:
-                    self._ready.append(_new_temp(self.folder))
-                except OSError:  # full, or gone: the next take makes its own, and says so
-                    break
-
-    def close(self) -> None:
-        """Stop making spares and remove those not taken."""
-        self._stopped = True
-        self._wanted.set()
-        self._thread.join(timeout=5)
-        while self._ready:
-            fd, path = self._ready.popleft()
-            os.close(fd)
-            path.unlink(missing_ok=True)
-
-
 class NameTaken(Exception):
     """The path exists and neither overwriting nor a unique name is allowed."""
 
@@ -185,13 +126,10 @@ class LocalStorage:
         #: folder of its own.
         self.work = self.tmp
         self._lock: int | None = None
-        self._spares: SpareFiles | None = None
 
     def new_temp(self) -> tuple[int, Path]:
         """A new empty file in this process's temporary area, open for writing (its fd): the
         caller writes it, then publishes or removes it. ``OSError`` when the disk refuses."""
-        if self._spares is not None:
-            return self._spares.take()
         return _new_temp(self.work)
 
     def claim(self) -> None:
@@ -203,23 +141,18 @@ class LocalStorage:
         if fd is None:  # pragma: no cover - a folder just made is nobody else's
             raise RuntimeError("cannot lock a new temporary folder")
         self.work, self._lock = folder, fd
-        self._spares = SpareFiles(folder)
 
     def release(self) -> None:
         """Remove this process's temporary folder (at shutdown, once nothing is in flight)."""
         if self._lock is None:
             return
-        if self._spares is not None:
-            self._spares.close()
-            self._spares = None
         shutil.rmtree(self.work, ignore_errors=True)
         os.close(self._lock)
         self.work, self._lock = self.tmp, None
 
     def sweep_dead(self) -> int:
         """Remove the temporary folders of processes that died (their locks are free); returns
-        how many uploads in flight they held (files with something written: their spare files
-        are empty)."""
+        how many uploads in flight they held."""
         removed = 0
         for folder in self.tmp.glob(_PROCESS_PREFIX + "*"):
             if folder == self.work or not folder.is_dir():
@@ -228,7 +161,7 @@ class LocalStorage:
             if fd is None:  # alive: its lock is held
                 continue
             try:
-                removed += sum(1 for p in folder.iterdir() if _holds_an_upload(p))
+                removed += sum(1 for p in folder.iterdir() if p.name != _LOCK_NAME)
                 shutil.rmtree(folder, ignore_errors=True)
             finally:
                 os.close(fd)
@@ -386,19 +319,7 @@ class LocalStorage:
 
     def leftovers(self) -> list[Path]:
         """Uploads in the temporary area (none once every upload has finished)."""
-        spares = self._spares.waiting() if self._spares is not None else set()
-        return [
-            p
-            for p in self.tmp.rglob("*")
-            if p.is_file() and p.name != _LOCK_NAME and p not in spares
-        ]
-
-
-def _holds_an_upload(path: Path) -> bool:
-    try:
-        return path.name != _LOCK_NAME and path.stat().st_size > 0
-    except FileNotFoundError:
-        return False
+        return [p for p in self.tmp.rglob("*") if p.is_file() and p.name != _LOCK_NAME]
 
 
 def _publish(upload: Path, directory: Path, name: str, *, replace: bool) -> None:

@@ -21,17 +21,9 @@ V1 = "/api/v1/files/upload"
 
 
 def leftovers(storage_dir: Path) -> list[Path]:
-    """What uploads left in the storage's temporary area: none once every upload has finished.
-    (Each process keeps a few empty files made ahead there, ``storage.SpareFiles``; an upload
-    writes what it takes, so a file left with nothing in it is a spare, not an upload's.)"""
-    found = []
-    for path in (storage_dir / "tmp").rglob("*"):
-        try:
-            if path.is_file() and path.name != ".lock" and path.stat().st_size > 0:
-                found.append(path)
-        except FileNotFoundError:  # finished meanwhile
-            continue
-    return found
+    """What uploads left in the storage's temporary area (each process's folder there holds
+    only its ``.lock`` once every upload has finished)."""
+    return [p for p in (storage_dir / "tmp").rglob("*") if p.is_file() and p.name != ".lock"]
 
 
 V2 = "/api/v2/files/upload"
