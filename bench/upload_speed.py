@@ -40,7 +40,7 @@ from pathlib import Path
 
 from bench.harness import ROOT, UVICORN, Running, cpu_seconds, free_port, memory_kib, start, wrk
 from bench.service import EXPRESS, install
-from bench.uploads import MIB, one_upload, raw_floor
+from bench.uploads import MIB, one_upload, raw_floor, upload_api
 
 BIN = Path(sys.executable).parent
 SCRIPT = ROOT / "bench" / "upload.lua"
@@ -180,7 +180,8 @@ def measure(
 
 
 def streaming(work: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
-    """Seconds and peak memory growth of one 200 MB upload, the floor against the defaults."""
+    """Seconds and peak memory growth of one 200 MB upload, the floor against the upload API
+    (``bench.uploads``'s: the defaults without the access log)."""
     big = work / "200mb.txt"
     with big.open("wb") as stream:
         for _ in range(200):
@@ -188,19 +189,13 @@ def streaming(work: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
     found: dict[str, list[tuple[float, float]]] = {"floor": [], "upload-auth": []}
     for round_ in range(rounds):
         for name in ("floor", "upload-auth") if round_ % 2 == 0 else ("upload-auth", "floor"):
-            server = raw_floor(work) if name == "floor" else _big_upload_api(work)
+            server = raw_floor(work) if name == "floor" else upload_api(work, max_size="300mb")
             try:
                 found[name].append(one_upload(server, big, multipart=name != "floor"))
             finally:
                 server.stop()
     big.unlink()
     return found
-
-
-def _big_upload_api(work: Path) -> Running:
-    from bench.uploads import upload_api
-
-    return upload_api(work, max_size="300mb")
 
 
 def main() -> None:

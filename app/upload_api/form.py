@@ -25,6 +25,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.upload_api import messages
 from app.upload_api.detect import HEAD_BYTES
+from app.upload_api.storage import write_all
 
 MAX_FIELD_BYTES: Final = 64 * 1024
 MAX_FIELDS_BYTES: Final = 256 * 1024
@@ -173,10 +174,8 @@ class FileSink:
             self._to_disk(chunk)
 
     def _to_disk(self, data: bytes | bytearray) -> None:
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self.fd, view) :]
+            write_all(self.fd, data)
         except OSError:
             raise messages.storage_failed() from None
 

@@ -16,7 +16,6 @@ whose filesystem carries ``flock`` (NFS does).
 """
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -86,9 +85,12 @@ def unique_name(name: str) -> str:
     return f"{stem}_{suffix}.{ext}" if dot and stem else f"{name}_{suffix}"
 
 
-def _new_temp(folder: Path) -> tuple[int, Path]:
-    fd, name = tempfile.mkstemp(dir=folder, prefix="upload-")
-    return fd, Path(name)
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """All of ``data`` into ``fd`` (a file may take a write in parts); ``OSError`` when the
+    disk refuses."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class NameTaken(Exception):
@@ -130,7 +132,8 @@ class LocalStorage:
     def new_temp(self) -> tuple[int, Path]:
         """A new empty file in this process's temporary area, open for writing (its fd): the
         caller writes it, then publishes or removes it. ``OSError`` when the disk refuses."""
-        return _new_temp(self.work)
+        fd, name = tempfile.mkstemp(dir=self.work, prefix="upload-")
+        return fd, Path(name)
 
     def claim(self) -> None:
         """Take a temporary folder of this process's own, locked while the process lives."""
@@ -203,10 +206,7 @@ class LocalStorage:
         fd, tmp = self.new_temp()
         try:
             try:
-                document = dumps(stored, default=asdict)  # orjson writes dataclasses itself
-                written = os.write(fd, document)
-                if written != len(document):  # the disk filled up midway
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                write_all(fd, dumps(stored, default=asdict))  # orjson writes dataclasses
             finally:
                 os.close(fd)
         except BaseException:
@@ -236,7 +236,7 @@ class LocalStorage:
                 stored = self._next_version(file_path, final, details, unique or not overwrite)
                 staged = self._stage_meta(stored)
                 try:
-                    _publish(upload, directory, final, replace=not (unique or not overwrite))
+                    _publish(upload, directory, final, replace=overwrite and not unique)
                 except FileExistsError:
                     staged.unlink(missing_ok=True)
                     if unique:
@@ -276,12 +276,12 @@ class LocalStorage:
             free = shutil.disk_usage(self.root).free
             if free < min_free:
                 return f"the storage has {free // (1024 * 1024)} MiB free (under the minimum)"
-            fd, probe = tempfile.mkstemp(dir=self.work, suffix=".probe")
+            fd, probe = self.new_temp()
             try:
                 os.write(fd, b"ready")
             finally:
                 os.close(fd)
-                os.unlink(probe)
+                probe.unlink()
         except OSError as exc:
             return f"the storage refuses writes ({exc.strerror or type(exc).__name__})"
         return None

@@ -14,6 +14,7 @@ from app.core.keys import KeyPair
 from app.core.settings import Settings
 from app.credential_service.policy import FileRequest, Policy, seed_profile
 from app.upload_api.app import create_upload_app
+from app.upload_api.storage import LocalStorage
 from tests.support.apps import FakeClock, asgi_client
 from tests.support.samples import png, v1_signature
 
@@ -21,9 +22,8 @@ V1 = "/api/v1/files/upload"
 
 
 def leftovers(storage_dir: Path) -> list[Path]:
-    """What uploads left in the storage's temporary area (each process's folder there holds
-    only its ``.lock`` once every upload has finished)."""
-    return [p for p in (storage_dir / "tmp").rglob("*") if p.is_file() and p.name != ".lock"]
+    """What uploads left in the storage's temporary area: none once every upload has finished."""
+    return LocalStorage(storage_dir).leftovers()
 
 
 V2 = "/api/v2/files/upload"

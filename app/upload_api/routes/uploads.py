@@ -39,6 +39,8 @@ DRAIN_BYTES: Final = 64 * 1024 * 1024
 DRAIN_SECONDS: Final = 10.0
 
 _JSON: Final = (b"content-type", b"application/json")
+#: The request headers an upload reads.
+_READ: Final = frozenset({b"content-type", b"content-length", b"authorization"})
 
 
 class _Body:
@@ -135,9 +137,6 @@ class UploadRoutes:
             }
         )
         await send({"type": "http.response.body", "body": answer})
-
-
-_READ: Final = frozenset({b"content-type", b"content-length", b"authorization"})
 
 
 def _text(value: bytes | None) -> str | None:
