@@ -190,7 +190,7 @@ def _b64decode(segment: str) -> bytes:
 def _json_object(segment: str) -> dict[str, Any]:
     try:
         value = json.loads(_b64decode(segment))
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
         raise InvalidToken("malformed token") from None
     if not isinstance(value, dict):
         raise InvalidToken("malformed token")

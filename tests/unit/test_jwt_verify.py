@@ -175,6 +175,16 @@ def test_a_padded_token_is_refused() -> None:
     assert with_ours(padded) == ("invalid", None)
 
 
+@pytest.mark.parametrize("segment", ["header", "payload"])
+def test_json_nested_past_the_parser_is_a_malformed_token(segment: str) -> None:
+    """A header read before any signature check (or a payload) of 40,000 nested arrays: the
+    parser gives up with RecursionError, which is a malformed token, not a crash."""
+    nested = b"[" * 40_000
+    header = json.dumps({"alg": "HS256", "kid": PAIR.public_key}).encode()
+    token = signed(nested, b"{}") if segment == "header" else signed(header, nested)
+    assert with_ours(token) == ("invalid", None)
+
+
 @pytest.mark.parametrize("extension", [{"crit": ["exp"]}, {"b64": False}, {"b64": True}])
 def test_extensions_are_refused(extension: dict[str, Any]) -> None:
     """No JWS extension is understood, so a header naming one is refused outright."""

@@ -1,5 +1,6 @@
 """POST /api/v2/files/upload in-process: the JWT, the payload match, the file checks."""
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,7 +132,16 @@ async def test_expired_token(uploads: httpx.AsyncClient, pair: KeyPair, clock: F
     )
 
 
-@pytest.mark.parametrize("token", ["garbage", "a.b.c", ""])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        "a.b.c",
+        "",
+        # A header of 30,000 nested arrays, read before any signature: not a 500.
+        base64.urlsafe_b64encode(b"[" * 30_000).rstrip(b"=").decode() + ".e30.AAAA",
+    ],
+)
 async def test_invalid_or_missing_token(
     uploads: httpx.AsyncClient, pair: KeyPair, clock: FakeClock, token: str
 ) -> None:
