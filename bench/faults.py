@@ -314,7 +314,7 @@ def delivered_events(log: Path) -> tuple[dict[str, set[str]], int, int]:
 
 def event_id_of(store: Path, file_path: str) -> str | None:
     """The event id the file's metadata keeps (to find a missing event in the logs)."""
-    stored = LocalStorage(store).lookup(file_path)
+    stored = LocalStorage(store).record(file_path)
     return None if stored is None or stored.event is None else str(stored.event["id"])
 
 

@@ -29,7 +29,6 @@ from app.upload_api.routes import files
 from app.upload_api.routes.readiness import readiness
 from app.upload_api.routes.refusals import refusal_response
 from app.upload_api.routes.uploads import UploadRoutes
-from app.upload_api.storage import LocalStorage
 
 log = get_logger("upload_api")
 
@@ -59,7 +58,7 @@ def create_upload_app(
     configure_logging(
         settings.log_format, settings.log_level, (p.private_key.decode() for p in ring)
     )
-    storage = LocalStorage(settings.storage_dir)
+    storage = parts.storage(settings)
     secret = shared.webhook_secret(settings)
     registry = CollectorRegistry(auto_describe=True)
     webhook_metrics = WebhookMetrics(registry)
@@ -73,8 +72,7 @@ def create_upload_app(
             log.warning("the credential ledger does not answer yet; uploads wait for it (503)")
         events = parts.webhooks(settings, secret, clock, webhook_metrics, storage)
         context = parts.context(settings, source, clock, used, storage, events)
-        storage.claim()
-        swept = storage.sweep(older_than=STALE_UPLOAD_SECONDS)
+        swept = await storage.start(STALE_UPLOAD_SECONDS)
         log.info(
             "upload API ready",
             extra={
@@ -94,7 +92,7 @@ def create_upload_app(
                 await events.stop()
             await context.media.close()
             await context.remote.close()
-            storage.release()
+            await storage.stop()
             if used is not ledger:
                 await used.close()
 

@@ -13,7 +13,7 @@ from app.core.ledger import Ledger
 from app.core.webhooks.sender import WebhookSender
 from app.upload_api.admission import InFlight
 from app.upload_api.fetch import RemoteFiles
-from app.upload_api.storage import LocalStorage
+from app.upload_api.storage import Storage
 from app.upload_api.workers import MediaWorkers
 
 
@@ -22,7 +22,7 @@ class UploadContext:
     keys: KeySource
     clock: Clock
     ledger: Ledger
-    storage: LocalStorage
+    storage: Storage
     limits: PlanLimits
     #: Accept v1 signatures with no grant in the ledger (development mode, or the operator's
     #: explicit, ImageKit-compatible and unsafe choice).

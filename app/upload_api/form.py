@@ -25,7 +25,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.upload_api import messages
 from app.upload_api.detect import HEAD_BYTES
-from app.upload_api.storage import write_all
+from app.upload_api.storage.spool import write_all
 
 MAX_FIELD_BYTES: Final = 64 * 1024
 MAX_FIELDS_BYTES: Final = 256 * 1024

@@ -14,8 +14,14 @@ from app.upload_api.admission import InFlight
 from app.upload_api.context import UploadContext
 from app.upload_api.fetch import RemoteFiles
 from app.upload_api.report import recover_events
-from app.upload_api.storage import LocalStorage
+from app.upload_api.storage import LocalStorage, Storage
 from app.upload_api.workers import MediaWorkers
+
+
+def storage(settings: Settings) -> Storage:
+    """Where files are stored: the storage directory (the default), or an S3-compatible bucket
+    with the directory as the spool."""
+    return LocalStorage(settings.storage_dir)
 
 
 def ledger(settings: Settings, clock: Clock, given: Ledger | None) -> Ledger:
@@ -29,7 +35,7 @@ def webhooks(
     secret: bytes | None,
     clock: Clock,
     metrics: WebhookMetrics,
-    storage: LocalStorage,
+    storage: Storage,
 ) -> WebhookSender | None:
     """The webhook sender, over Redis (shared by the replicas) or SQLite on the storage volume,
     refilling a Redis outbox that lost its data from the stored files; None when no webhook is
@@ -55,7 +61,7 @@ def context(
     keys: KeySource,
     clock: Clock,
     used: Ledger,
-    storage: LocalStorage,
+    storage: Storage,
     events: WebhookSender | None,
 ) -> UploadContext:
     """Everything an upload works with."""

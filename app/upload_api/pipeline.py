@@ -31,7 +31,7 @@ from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, bounda
 from app.upload_api.media import Probe
 from app.upload_api.options import UploadOptions, check_grant, parse_options, within_grant
 from app.upload_api.report import event_note, report
-from app.upload_api.storage import FileDetails, NameTaken, StoredFile
+from app.upload_api.storage import FileDetails, NameTaken, StorageUnavailable, StoredFile
 
 log = get_logger("upload_api")
 
@@ -80,7 +80,7 @@ async def upload(ctx: UploadContext, request: UploadRequest) -> dict[str, Any]:
             raise messages.events_unavailable()  # never stored without its event
         note = None if ctx.events is None else event_note(ctx, authenticated, request.base_url)
         form.file = None  # the storage takes the file (and removes it if it fails)
-        stored = store(ctx, accepted, options, found, note)
+        stored = await store(ctx, accepted, options, found, note)
         await report(ctx, authenticated, stored, request.base_url)
         return response_body(
             stored,
@@ -175,7 +175,7 @@ async def inspect(
     return found
 
 
-def store(
+async def store(
     ctx: UploadContext,
     accepted: Accepted,
     options: UploadOptions,
@@ -201,7 +201,7 @@ def store(
         event=event,
     )
     try:
-        return ctx.storage.commit(
+        return await ctx.storage.commit(
             file.path,
             folder=options.folder,
             name=clean_name(options.file_name),
@@ -211,6 +211,9 @@ def store(
         )
     except NameTaken:
         raise messages.name_clash() from None
+    except StorageUnavailable as exc:
+        log.error("storage failed", extra={"cause": str(exc)})
+        raise messages.storage_failed() from None
     except OSError as exc:
         log.error("storage failed", extra={"errno": errno.errorcode.get(exc.errno or 0)})
         raise messages.storage_failed() from None

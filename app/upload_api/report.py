@@ -21,7 +21,7 @@ from app.core.webhooks.events import file_event
 from app.upload_api.answer import file_url, response_body
 from app.upload_api.authenticate import Authenticated
 from app.upload_api.context import UploadContext
-from app.upload_api.storage import LocalStorage, StoredFile
+from app.upload_api.storage import Storage, StoredFile
 
 log = get_logger("upload_api")
 
@@ -54,12 +54,13 @@ def event_of(stored: StoredFile) -> tuple[str, bytes, list[str]] | None:
     return note["id"], body, left_out
 
 
-async def recover_events(storage: LocalStorage, since_ms: int) -> list[tuple[str, bytes]]:
+async def recover_events(storage: Storage, since_ms: int) -> list[tuple[str, bytes]]:
     """The events of the files stored since ``since_ms``, made again from the storage."""
+    stored_since = await storage.events_since(since_ms)
 
-    def scan() -> list[tuple[str, bytes]]:
+    def remake() -> list[tuple[str, bytes]]:
         found = []
-        for stored in storage.events_since(since_ms):
+        for stored in stored_since:
             try:
                 made = event_of(stored)
             except (KeyError, TypeError, ValueError):  # a note this version cannot read
@@ -68,7 +69,7 @@ async def recover_events(storage: LocalStorage, since_ms: int) -> list[tuple[str
                 found.append((made[0], made[1]))
         return found
 
-    return await asyncio.to_thread(scan)
+    return await asyncio.to_thread(remake)
 
 
 async def report(

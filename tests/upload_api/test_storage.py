@@ -13,7 +13,7 @@ def details(size: int = 3) -> FileDetails:
 
 
 def upload(storage: LocalStorage, data: bytes) -> Path:
-    path = storage.tmp / f"upload-{len(storage.leftovers())}.part"
+    path = storage.spool.tmp / f"upload-{len(storage.leftovers())}.part"
     path.write_bytes(data)
     return path
 
@@ -45,7 +45,7 @@ def test_unique_name_shape() -> None:
 def test_commit_publishes_and_cleans_up(tmp_path: Path) -> None:
     """A committed file is at its path with its metadata; nothing stays in tmp/."""
     storage = LocalStorage(tmp_path)
-    stored = storage.commit(
+    stored = storage.publish(
         upload(storage, b"abc"),
         folder="/a/b",
         name="x.txt",
@@ -55,14 +55,14 @@ def test_commit_publishes_and_cleans_up(tmp_path: Path) -> None:
     )
     assert stored.file_path == "/a/b/x.txt"
     assert storage.content(stored).read_bytes() == b"abc"
-    assert storage.lookup("/a/b/x.txt") == stored
+    assert storage.record("/a/b/x.txt") == stored
     assert storage.leftovers() == []
 
 
 def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
     """With overwrite and unique names off, an existing file is kept and the upload refused."""
     storage = LocalStorage(tmp_path)
-    storage.commit(
+    storage.publish(
         upload(storage, b"one"),
         folder="/",
         name="x.txt",
@@ -71,7 +71,7 @@ def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
         details=details(),
     )
     with pytest.raises(NameTaken):
-        storage.commit(
+        storage.publish(
             upload(storage, b"two"),
             folder="/",
             name="x.txt",
@@ -86,7 +86,7 @@ def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
 def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
     """Overwriting replaces the bytes, keeps fileId, and records version 2."""
     storage = LocalStorage(tmp_path)
-    first = storage.commit(
+    first = storage.publish(
         upload(storage, b"one"),
         folder="/",
         name="x.txt",
@@ -94,7 +94,7 @@ def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
         overwrite=True,
         details=details(),
     )
-    second = storage.commit(
+    second = storage.publish(
         upload(storage, b"two"),
         folder="/",
         name="x.txt",
@@ -111,7 +111,7 @@ def test_unique_names_never_collide(tmp_path: Path) -> None:
     """Fifty uploads of one name give fifty files."""
     storage = LocalStorage(tmp_path)
     paths = {
-        storage.commit(
+        storage.publish(
             upload(storage, b"x"),
             folder="/",
             name="x.txt",

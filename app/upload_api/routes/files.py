@@ -2,12 +2,10 @@
 inert; private files only through URLs signed in ImageKit's scheme."""
 
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
 
 from app.core import signed_urls
 from app.core.clock import unix_now
@@ -15,7 +13,7 @@ from app.core.imagekit.filetypes import ALLOWED
 from app.upload_api import messages
 from app.upload_api.answer import THUMBNAIL_SEGMENT
 from app.upload_api.context import UploadContext, context_of
-from app.upload_api.storage import StoredFile, is_active_content, new_id
+from app.upload_api.storage import Storage, StoredFile, is_active_content, new_id
 
 router = APIRouter()
 
@@ -37,7 +35,11 @@ async def serve_file(request: Request, file_path: str) -> Response:
     thumbnail = file_path.startswith(THUMBNAIL_SEGMENT + "/")
     if thumbnail:
         file_path = file_path.removeprefix(THUMBNAIL_SEGMENT)
-    stored = context.storage.lookup("/" + file_path.removeprefix("/"))
+    storage = context.storage
+    try:
+        stored = await storage.lookup("/" + file_path.removeprefix("/"))
+    except OSError:  # the store cannot answer now
+        raise messages.storage_failed() from None
     if stored is None:
         raise messages.file_not_found()
     headers = dict(FILE_HEADERS)
@@ -53,45 +55,57 @@ async def serve_file(request: Request, file_path: str) -> Response:
         if verdict is not signed_urls.Verdict.VALID:
             raise _URL_REFUSALS[verdict]()
         headers["Cache-Control"] = "private, max-age=60"
-    if thumbnail:
-        path, media_type = await _thumbnail(context, stored)
-        headers["ETag"] = f'"{stored.version_id}-thumbnail"'
-    else:
-        file_type = ALLOWED.get(stored.extension)
-        if file_type is None or is_active_content(file_type):
-            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(stored.name)}"
-        headers["ETag"] = f'"{stored.version_id}"'
-        path, media_type = context.storage.content(stored), stored.mime
-    if _not_modified(request, headers["ETag"], path):
-        kept = ("ETag", "Cache-Control")
-        return Response(status_code=304, headers={k: headers[k] for k in kept})
-    return FileResponse(path, media_type=media_type, headers=headers)
+    derived = None
+    try:
+        if thumbnail:
+            derived, media_type = await _thumbnail(context, stored), "image/webp"
+            headers["ETag"] = f'"{stored.version_id}-thumbnail"'
+        else:
+            file_type = ALLOWED.get(stored.extension)
+            if file_type is None or is_active_content(file_type):
+                disposition = f"attachment; filename*=UTF-8''{quote(stored.name)}"
+                headers["Content-Disposition"] = disposition
+            headers["ETag"] = f'"{stored.version_id}"'
+            media_type = stored.mime
+        if await _not_modified(request, headers["ETag"], storage, stored, derived):
+            kept = ("ETag", "Cache-Control")
+            return Response(status_code=304, headers={k: headers[k] for k in kept})
+        return await storage.respond(
+            stored,
+            derived=derived,
+            media_type=media_type,
+            headers=headers,
+            range_header=request.headers.get("range"),
+        )
+    except OSError:  # the store cannot answer now
+        raise messages.storage_failed() from None
 
 
-async def _thumbnail(context: UploadContext, stored: StoredFile) -> tuple[Path, str]:
-    """The stored file's thumbnail (WebP), made by a media worker on the first request and
-    kept per version; 404 for a file of which none can be made, 503 (``storage_failed``) while
-    the storage refuses to keep it."""
+THUMBNAIL: Final = "thumbnail.webp"
+
+
+async def _thumbnail(context: UploadContext, stored: StoredFile) -> str:
+    """The stored file's thumbnail (WebP, its derived name), made by a media worker on the
+    first request and kept per version; 404 for a file of which none can be made, 503
+    (``storage_failed``) while the storage refuses to keep it."""
     file_type = ALLOWED.get(stored.extension)
     if file_type is None or not (stored.media or {}).get("thumbnail"):
         raise messages.file_not_found()
     storage = context.storage
-    kept = storage.thumbnail_path(stored)
-    if not kept.exists():
-        made = storage.work / f"thumbnail-{new_id()}.webp"
-        try:
-            done = await context.media.thumbnail(storage.content(stored), made, file_type.kind)
-            if done == "unwritable":
-                raise messages.storage_failed()
-            if done != "made":
-                raise messages.file_not_found()
-            try:
-                storage.keep_thumbnail(made, kept)
-            except OSError:
-                raise messages.storage_failed() from None
-        finally:
-            made.unlink(missing_ok=True)
-    return kept, "image/webp"
+    if await storage.has_derived(stored, THUMBNAIL):
+        return THUMBNAIL
+    made = storage.spool.work / f"thumbnail-{new_id()}.webp"
+    try:
+        async with storage.local_copy(stored) as content:
+            done = await context.media.thumbnail(content, made, file_type.kind)
+        if done == "unwritable":
+            raise messages.storage_failed()
+        if done != "made":
+            raise messages.file_not_found()
+        await storage.keep_derived(stored, THUMBNAIL, made)
+    finally:
+        made.unlink(missing_ok=True)
+    return THUMBNAIL
 
 
 _URL_REFUSALS: Final = {
@@ -101,7 +115,9 @@ _URL_REFUSALS: Final = {
 }
 
 
-def _not_modified(request: Request, etag: str, path: Path) -> bool:
+async def _not_modified(
+    request: Request, etag: str, storage: Storage, stored: StoredFile, derived: str | None
+) -> bool:
     """Whether a conditional GET may be answered 304: ``If-None-Match`` names the current
     ``ETag`` (weakly compared), or else ``If-Modified-Since`` is not before the file's time."""
     if_none_match = request.headers.get("if-none-match")
@@ -115,7 +131,5 @@ def _not_modified(request: Request, etag: str, path: Path) -> bool:
         when = parsedate_to_datetime(since).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return False  # a date that cannot be read is ignored (RFC 9110)
-    try:
-        return int(path.stat().st_mtime) <= when
-    except OSError:
-        return False
+    modified = await storage.modified(stored, derived)
+    return modified is not None and int(modified) <= when

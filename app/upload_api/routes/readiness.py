@@ -19,7 +19,7 @@ async def readiness(request: Request) -> Health:
     if not await context.ledger.ping(now_ms(context.clock)):
         raise messages.not_ready("the credential ledger does not answer")
     settings = cast(Settings, request.state.settings)
-    trouble = context.storage.health(settings.storage_min_free)
+    trouble = await context.storage.health(settings.storage_min_free)
     if trouble is not None:
         raise messages.not_ready(trouble)
     return Health(status="ready", checks={"ledger": "ok", "storage": "ok"})

@@ -1,0 +1,238 @@
+"""Files on a local directory (the default): written whole or not at all.
+
+Layout under the root: ``files/<folder>/<name>`` holds the bytes, ``meta/<sha256 of the path>.json``
+the file's record (id, type, version, tags...), ``thumbnails/`` what is derived from a version
+(made on first request), ``tmp/`` the spool (uploads in flight, ``spool.Spool``). An upload is
+written to the spool (same filesystem), then one link or rename publishes it: a reader sees the
+old file or the new one, never a half-written one. Without overwrite, the publishing is a hard
+link that fails if the name exists, so two racing uploads cannot replace each other. Replicas
+share the directory (a ``ReadWriteMany`` volume) or each has its own.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi.responses import FileResponse
+from starlette.responses import Response
+
+from app.core.fastjson import dumps
+from app.upload_api.storage.records import (
+    FileDetails,
+    NameTaken,
+    StoredFile,
+    next_record,
+    path_in,
+    record_name,
+    unique_name,
+)
+from app.upload_api.storage.spool import Spool, write_all
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.spool = Spool(root)
+        self.files = root / "files"
+        self.meta = root / "meta"
+        self.thumbnails = root / "thumbnails"
+        for directory in (self.files, self.meta, self.thumbnails):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def new_temp(self) -> tuple[int, Path]:
+        return self.spool.new_temp()
+
+    async def start(self, stale_after: float) -> int:
+        """Take this process's spool folder; remove what dead processes left (their count)."""
+        self.spool.claim()
+        return self.spool.sweep(older_than=stale_after)
+
+    async def stop(self) -> None:
+        self.spool.release()
+
+    def leftovers(self) -> list[Path]:
+        """Uploads in the spool (none once every upload has finished)."""
+        return self.spool.leftovers()
+
+    def _content_path(self, file_path: str) -> Path:
+        return self.files.joinpath(*[p for p in file_path.split("/") if p])
+
+    def _meta_path(self, file_path: str) -> Path:
+        return self.meta / record_name(file_path)
+
+    def record(self, file_path: str) -> StoredFile | None:
+        """The record at ``file_path`` (None when there is none, or none readable)."""
+        try:
+            doc = json.loads(self._meta_path(file_path).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return StoredFile(**doc)
+
+    async def lookup(self, file_path: str) -> StoredFile | None:
+        return self.record(file_path)
+
+    def content(self, stored: StoredFile) -> Path:
+        return self._content_path(stored.file_path)
+
+    def derived_path(self, stored: StoredFile, name: str) -> Path:
+        """Where ``name`` derived from this version of the file is kept."""
+        digest = hashlib.sha256(stored.file_path.encode()).hexdigest()
+        return self.thumbnails / f"{digest}-{stored.version_id}-{name}"
+
+    async def has_derived(self, stored: StoredFile, name: str) -> bool:
+        return self.derived_path(stored, name).exists()
+
+    async def keep_derived(self, stored: StoredFile, name: str, made: Path) -> None:
+        """Publish ``made`` (in the spool) as ``name`` of this version (one rename: never
+        half-written); what was derived from the file's earlier versions goes."""
+        kept = self.derived_path(stored, name)
+        os.replace(made, kept)
+        digest = kept.name.partition("-")[0]
+        for earlier in self.thumbnails.glob(digest + "-*"):
+            if not earlier.name.startswith(f"{digest}-{stored.version_id}-"):
+                earlier.unlink(missing_ok=True)
+
+    @contextlib.asynccontextmanager
+    async def local_copy(self, stored: StoredFile) -> AsyncIterator[Path]:
+        """The file's bytes on this disk, for a media worker to read: the file itself."""
+        yield self.content(stored)
+
+    def _served(self, stored: StoredFile, derived: str | None) -> Path:
+        return self.content(stored) if derived is None else self.derived_path(stored, derived)
+
+    async def modified(self, stored: StoredFile, derived: str | None = None) -> float | None:
+        """When the file (or what was derived from it) was written, in Unix seconds."""
+        try:
+            return self._served(stored, derived).stat().st_mtime
+        except OSError:
+            return None
+
+    async def respond(
+        self,
+        stored: StoredFile,
+        *,
+        derived: str | None,
+        media_type: str,
+        headers: dict[str, str],
+        range_header: str | None,  # noqa: ARG002 - FileResponse reads it from the request
+    ) -> Response:
+        """The file (Range, HEAD and ``Last-Modified`` by the framework)."""
+        return FileResponse(self._served(stored, derived), media_type=media_type, headers=headers)
+
+    def _stage_meta(self, stored: StoredFile) -> Path:
+        """The record written whole to the spool (where a full disk or an unserialisable value
+        fails before anything is published); the caller renames it."""
+        fd, tmp = self.new_temp()
+        try:
+            try:
+                write_all(fd, dumps(stored, default=asdict))  # orjson writes dataclasses
+            finally:
+                os.close(fd)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    async def commit(
+        self,
+        upload: Path,
+        *,
+        folder: str,
+        name: str,
+        unique: bool,
+        overwrite: bool,
+        details: FileDetails,
+    ) -> StoredFile:
+        """``publish``, on the event loop: a few system calls on the spool's own filesystem,
+        which cost less there than a hop to a thread (docs/performance.md, #34)."""
+        return self.publish(
+            upload, folder=folder, name=name, unique=unique, overwrite=overwrite, details=details
+        )
+
+    def publish(
+        self,
+        upload: Path,
+        *,
+        folder: str,
+        name: str,
+        unique: bool,
+        overwrite: bool,
+        details: FileDetails,
+    ) -> StoredFile:
+        """Publish an uploaded spool file at ``folder/name`` with what the upload knows of it;
+        consumes ``upload``. Atomic: the file appears with its record or not at all. The record
+        is written first, whole, beside the upload; then one link (or rename) publishes the
+        bytes and one rename the record, neither of which needs space."""
+        directory = self._content_path(folder)
+        try:
+            for _ in range(8):
+                final = unique_name(name) if unique else name
+                file_path = path_in(folder, final)
+                previous = None if unique or not overwrite else self.record(file_path)
+                stored = next_record(previous, file_path, final, details)
+                staged = self._stage_meta(stored)
+                try:
+                    _publish(upload, directory, final, replace=overwrite and not unique)
+                except FileExistsError:
+                    staged.unlink(missing_ok=True)
+                    if unique:
+                        continue
+                    raise NameTaken() from None
+                except BaseException:
+                    staged.unlink(missing_ok=True)
+                    raise
+                os.replace(staged, self._meta_path(file_path))
+                return stored
+            raise NameTaken()  # pragma: no cover - eight random 9-character suffixes all taken
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                upload.unlink()
+
+    async def health(self, min_free: int) -> str | None:
+        return self.spool.health(min_free)
+
+    async def events_since(self, since_ms: int) -> list[StoredFile]:
+        return await asyncio.to_thread(self._events_since, since_ms)
+
+    def _events_since(self, since_ms: int) -> list[StoredFile]:
+        """The stored files whose upload's event was made at ``since_ms`` or later (newest
+        record first). Reads only the records written since then."""
+        cutoff = since_ms / 1000 - 1  # a record is written after its event's moment
+        recent: list[tuple[float, str]] = []
+        with os.scandir(self.meta) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    modified = entry.stat().st_mtime
+                    if modified >= cutoff and entry.name.endswith(".json"):
+                        recent.append((modified, entry.path))
+        found = []
+        for _, path in sorted(recent, reverse=True):
+            try:
+                stored = StoredFile(**json.loads(Path(path).read_text()))
+            except (FileNotFoundError, ValueError, TypeError):
+                continue
+            if stored.event is not None and stored.event.get("at", 0) >= since_ms:
+                found.append(stored)
+        return found
+
+
+def _publish(upload: Path, directory: Path, name: str, *, replace: bool) -> None:
+    """``upload`` at ``directory/name``: renamed over what is there, or linked (which fails
+    with ``FileExistsError`` if the name is taken). The folder is made when it is missing."""
+    target = directory / name
+    for attempt in range(2):
+        try:
+            if replace:
+                os.replace(upload, target)
+            else:
+                os.link(upload, target)
+            return
+        except FileNotFoundError:
+            if attempt or not upload.exists():
+                raise
+            directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,116 @@
+"""What the upload API keeps about each stored file (its record), whatever the storage: the
+details an upload knows, and where and as which version it was stored."""
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+from app.core.imagekit.filetypes import FileType
+
+_ID_ALPHABET: Final = string.ascii_letters + string.digits + "_-"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileDetails:
+    """What an upload knows about its file when it stores it."""
+
+    size: int
+    mime: str
+    extension: str
+    width: int | None = None
+    height: int | None = None
+    tags: list[str] | None = None
+    custom_coordinates: str | None = None
+    custom_metadata: dict[str, Any] | None = None
+    description: str | None = None
+    is_private_file: bool = False
+    is_published: bool = True
+    #: What the media workers read in the file (``media.Probe``); None for files not read.
+    media: dict[str, Any] | None = None
+    #: The upload's webhook event, enough to make it again (``report.EventNote``): kept with
+    #: the file so an outbox that lost its data can be refilled from the storage.
+    event: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredFile(FileDetails):
+    """What the upload API remembers about a stored file (its record): the details, and where
+    and as which version it was stored."""
+
+    file_id: str
+    name: str
+    file_path: str
+    version: int
+    version_id: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class NameTaken(Exception):
+    """The path exists and neither overwriting nor a unique name is allowed."""
+
+
+class StorageUnavailable(OSError):
+    """The store did not answer or refused (unreachable, slow, throttled, denied): the upload
+    is answered 503 with Retry-After, as for a full disk. The message is secret-free."""
+
+
+def new_id() -> str:
+    """A 24-hex-digit id, shaped like ImageKit's file and version ids."""
+    return secrets.token_hex(12)
+
+
+def unique_name(name: str) -> str:
+    """``name`` with ImageKit's random suffix: ``cat.png`` -> ``cat_iEyH1dQme.png``. Nine
+    random bytes, each picking one of the 64 characters uniformly (256 is a multiple of 64)."""
+    suffix = "".join(_ID_ALPHABET[byte & 63] for byte in secrets.token_bytes(9))
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}_{suffix}.{ext}" if dot and stem else f"{name}_{suffix}"
+
+
+def path_in(folder: str, name: str) -> str:
+    """The file path of ``name`` in ``folder`` (``/`` or ``/a/b``)."""
+    return (folder.rstrip("/") + "/" + name) if folder != "/" else "/" + name
+
+
+def record_name(file_path: str) -> str:
+    """The name of a path's record (a hash: any path, any length, one flat folder)."""
+    return hashlib.sha256(file_path.encode()).hexdigest() + ".json"
+
+
+def next_record(
+    previous: StoredFile | None, file_path: str, name: str, details: FileDetails
+) -> StoredFile:
+    """The record of the file about to be published at ``file_path``: version 1 with a new id,
+    or (overwriting ``previous``) its next version."""
+    version = previous.version + 1 if previous else 1
+    file_id = previous.file_id if previous else new_id()
+    return StoredFile(
+        file_id=file_id,
+        name=name,
+        file_path=file_path,
+        version=version,
+        version_id=file_id if version == 1 else new_id(),
+        **{f.name: getattr(details, f.name) for f in fields(FileDetails)},
+    )
+
+
+def is_active_content(file_type: FileType) -> bool:
+    """Types a browser would run or render as a document: never shown inline."""
+    return file_type.mime in _ACTIVE or file_type.text
+
+
+_ACTIVE: Final = frozenset(
+    {
+        "text/html",
+        "image/svg+xml",
+        "text/javascript",
+        "application/xml",
+        "application/rss+xml",
+        "application/x-shockwave-flash",
+        "application/pdf",
+        "application/postscript",
+        "application/x-httpd-php",
+    }
+)
