@@ -498,6 +498,43 @@ class Settings(BaseSettings):
     storage_min_free: Size = Field(default=256 * MIB, ge=0, le=1024 * GIB)
     """Upload API: free space below which `/readyz` answers 503 (a replica whose disk is full
     is taken out of the load balancer before its uploads fail); `0`: not checked."""
+    storage_backend: Literal["local", "s3"] = "local"
+    """Upload API: where stored files live: `local`, in `STORAGE_DIR` (replicas share it as a
+    `ReadWriteMany` volume); `s3`, in an S3-compatible bucket (AWS S3, R2, MinIO...), with
+    `STORAGE_DIR` only the replica's spool for uploads in flight, shared with nobody."""
+    s3_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    """With `STORAGE_BACKEND=s3`: the bucket."""
+    s3_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9!_.*'()/-]{0,256}$")
+    """With `s3`: the folder in the bucket that holds everything (records, objects, derived)."""
+    s3_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+/?$")
+    """With `s3`: the store's endpoint (R2: `https://ACCOUNT.r2.cloudflarestorage.com`, MinIO:
+    its URL); unset: AWS's for the region. Also read from `AWS_ENDPOINT_URL`."""
+    s3_region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,32}$")
+    """With `s3`: the region (R2: `auto`); also read from `AWS_REGION`/`AWS_DEFAULT_REGION`."""
+    s3_path_style: bool = False
+    """With `s3`: address the bucket in the path (`endpoint/bucket/key`: MinIO, most
+    self-hosted stores) rather than the host name (`bucket.endpoint/key`: AWS)."""
+    s3_access_key_id: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,128}$")
+    """With `s3`: the access key's id; unset: the AWS chain (`AWS_ACCESS_KEY_ID`/
+    `AWS_SECRET_ACCESS_KEY`, web identity (EKS), ECS task role, the instance's role)."""
+    s3_secret_access_key: SecretStr | None = None
+    """With `S3_ACCESS_KEY_ID`: its secret, or:"""
+    s3_secret_access_key_file: Path | None = None
+    """Read the secret access key from this file (Docker and Kubernetes secrets)."""
+    s3_timeout: float = Field(default=30.0, gt=0, le=600)
+    """With `s3`: seconds for one request to the store (a part of a large upload is one);
+    over it, after two retries, the upload is answered 503 with Retry-After."""
+    s3_part_size: Size = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
+    """With `s3`: files above this go up in parts of this size, at most `S3_PART_CONCURRENCY`
+    at once: the memory an upload to the bucket uses, whatever the file's size."""
+    s3_part_concurrency: int = Field(default=4, ge=1, le=32)
+    """With `s3`: parts of one file sent at once."""
+    s3_delivery: Literal["proxy", "redirect"] = "proxy"
+    """With `s3`: how `/files` delivers: `proxy`, the bytes through the upload API (ETag,
+    Range, 304 as with `local`); `redirect`, a 302 to a presigned URL of the bucket once the
+    upload API's checks (signed URLs of private files) have passed."""
+    s3_redirect_ttl: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+    """With `s3_delivery=redirect`: seconds a presigned URL lasts."""
     public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     """Base of the url of stored files; default: the request's own base URL."""
     cors_origins: list[str] = Field(default_factory=list, max_length=100)
@@ -662,12 +699,30 @@ class Settings(BaseSettings):
                 "UPLOAD_AUTH_WEBHOOK_URL: events are always signed; set UPLOAD_AUTH_WEBHOOK_SECRET "
                 "(or _FILE)"
             )
+        self._check_bucket()
         if self.callers.forward is not None and "*" in self.cors_origins:
             raise ValueError(
                 "UPLOAD_AUTH_CORS_ORIGINS: '*' cannot be used with cookie sessions "
                 "(callers.forward); list the app's origins"
             )
         return self
+
+    def _check_bucket(self) -> None:
+        if self.storage_backend == "s3" and self.s3_bucket is None:
+            raise ValueError("UPLOAD_AUTH_STORAGE_BACKEND=s3 needs UPLOAD_AUTH_S3_BUCKET")
+        if self.s3_secret_access_key is not None and self.s3_secret_access_key_file is not None:
+            raise ValueError(
+                "UPLOAD_AUTH_S3_SECRET_ACCESS_KEY and UPLOAD_AUTH_S3_SECRET_ACCESS_KEY_FILE: "
+                "set one, not both"
+            )
+        has_secret = (
+            self.s3_secret_access_key is not None or self.s3_secret_access_key_file is not None
+        )
+        if has_secret != (self.s3_access_key_id is not None):
+            raise ValueError(
+                "UPLOAD_AUTH_S3_ACCESS_KEY_ID and UPLOAD_AUTH_S3_SECRET_ACCESS_KEY (or _FILE) "
+                "go together"
+            )
 
     def require_caller_auth(self) -> None:
         """Default deny: the credential service does not start unless callers are checked."""

@@ -8,7 +8,8 @@ from app.core import parts as shared
 from app.core.clock import Clock
 from app.core.keysource import KeySource
 from app.core.ledger import Ledger, MemoryLedger
-from app.core.settings import Settings
+from app.core.secret_files import read_secret_file
+from app.core.settings import ConfigError, Settings
 from app.core.webhooks.sender import WebhookMetrics, WebhookSender
 from app.upload_api.admission import InFlight
 from app.upload_api.context import UploadContext
@@ -21,7 +22,37 @@ from app.upload_api.workers import MediaWorkers
 def storage(settings: Settings) -> Storage:
     """Where files are stored: the storage directory (the default), or an S3-compatible bucket
     with the directory as the spool."""
-    return LocalStorage(settings.storage_dir)
+    if settings.storage_backend == "local":
+        return LocalStorage(settings.storage_dir)
+    # Loaded only for a bucket: its client starts a runtime of threads.
+    from app.upload_api.storage.objects import BucketConfig, ObjectStorage
+
+    secret = None
+    if settings.s3_secret_access_key_file is not None:
+        try:
+            secret = read_secret_file(
+                settings.s3_secret_access_key_file, "UPLOAD_AUTH_S3_SECRET_ACCESS_KEY_FILE"
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    elif settings.s3_secret_access_key is not None:
+        secret = settings.s3_secret_access_key.get_secret_value()
+    assert settings.s3_bucket is not None  # noqa: S101 - the settings require it with s3
+    config = BucketConfig(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        endpoint=settings.s3_endpoint,
+        region=settings.s3_region,
+        path_style=settings.s3_path_style,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=secret,
+        timeout=settings.s3_timeout,
+        part_size=settings.s3_part_size,
+        part_concurrency=settings.s3_part_concurrency,
+        delivery=settings.s3_delivery,
+        redirect_ttl=settings.s3_redirect_ttl,
+    )
+    return ObjectStorage(settings.storage_dir, config)
 
 
 def ledger(settings: Settings, clock: Clock, given: Ledger | None) -> Ledger:

@@ -1,7 +1,7 @@
 """Fixtures for the upload API: an in-process app on a temporary storage root, and helpers that
 make credentials the way the credential service does."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -10,7 +10,15 @@ import pytest
 from app.core.keys import KeyPair
 from app.core.settings import Settings
 from tests.support.apps import FakeClock
+from tests.support.buckets import S3Server, s3_server
 from tests.support.uploads import upload_client
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3-wire server (moto's) for the session; each test takes a bucket of its own."""
+    with s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
+        yield server
 
 
 @pytest.fixture

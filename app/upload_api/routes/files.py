@@ -75,7 +75,8 @@ async def serve_file(request: Request, file_path: str) -> Response:
             derived=derived,
             media_type=media_type,
             headers=headers,
-            range_header=request.headers.get("range"),
+            range_header=_range_of(request, headers["ETag"]),
+            method=request.method,
         )
     except OSError:  # the store cannot answer now
         raise messages.storage_failed() from None
@@ -113,6 +114,15 @@ _URL_REFUSALS: Final = {
     signed_urls.Verdict.INVALID: messages.invalid_url_signature,
     signed_urls.Verdict.EXPIRED: messages.expired_url,
 }
+
+
+def _range_of(request: Request, etag: str) -> str | None:
+    """The request's ``Range``, unless its ``If-Range`` names another version (then the whole
+    file: RFC 9110 13.1.5)."""
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range.strip().removeprefix("W/") != etag:
+        return None
+    return request.headers.get("range")
 
 
 async def _not_modified(

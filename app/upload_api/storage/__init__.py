@@ -102,7 +102,8 @@ class Storage(Protocol):
         media_type: str,
         headers: dict[str, str],
         range_header: str | None,
+        method: str = "GET",
     ) -> Response:
         """The answer that delivers the file (or ``derived``) with ``headers``: its bytes
-        (ranges honoured), or a redirect to them."""
+        (``range_header``'s one range honoured; none for HEAD), or a redirect to them."""
         ...

@@ -120,6 +120,7 @@ class LocalStorage:
         media_type: str,
         headers: dict[str, str],
         range_header: str | None,  # noqa: ARG002 - FileResponse reads it from the request
+        method: str = "GET",  # noqa: ARG002 - and the method
     ) -> Response:
         """The file (Range, HEAD and ``Last-Modified`` by the framework)."""
         return FileResponse(self._served(stored, derived), media_type=media_type, headers=headers)

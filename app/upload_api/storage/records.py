@@ -80,18 +80,24 @@ def record_name(file_path: str) -> str:
 
 
 def next_record(
-    previous: StoredFile | None, file_path: str, name: str, details: FileDetails
+    previous: StoredFile | None,
+    file_path: str,
+    name: str,
+    details: FileDetails,
+    *,
+    version_id: str | None = None,
 ) -> StoredFile:
-    """The record of the file about to be published at ``file_path``: version 1 with a new id,
-    or (overwriting ``previous``) its next version."""
+    """The record of the file about to be published at ``file_path``: version 1, or
+    (overwriting ``previous``) its next version. ``version_id`` (new by default) is the new
+    version's id, and the file's id too for version 1 (ImageKit's rule)."""
     version = previous.version + 1 if previous else 1
-    file_id = previous.file_id if previous else new_id()
+    version_id = version_id or new_id()
     return StoredFile(
-        file_id=file_id,
+        file_id=previous.file_id if previous else version_id,
         name=name,
         file_path=file_path,
         version=version,
-        version_id=file_id if version == 1 else new_id(),
+        version_id=version_id,
         **{f.name: getattr(details, f.name) for f in fields(FileDetails)},
     )
 

@@ -24,7 +24,7 @@ _PROCESS_PREFIX: Final = "proc-"
 _LOCK_NAME: Final = ".lock"
 
 
-def write_all(fd: int, data: bytes | bytearray) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """All of ``data`` into ``fd`` (a file may take a write in parts); ``OSError`` when the
     disk refuses."""
     view = memoryview(data)
