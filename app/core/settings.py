@@ -46,6 +46,7 @@ from app.core.folders import NAMESPACE_PATTERN, check_template
 from app.core.imagekit.filetypes import ALLOWED
 from app.core.imagekit.rules import GIB, KIB, MIB, parse_size
 from app.core.keys import MAX_KEY_PAIRS, MAX_PUBLIC_KEY_LENGTH, MIN_PRIVATE_KEY_BYTES
+from app.core.redis_url import target_of
 
 ENV_PREFIX: Final = "UPLOAD_AUTH_"
 CONFIG_FILE_ENV: Final = ENV_PREFIX + "CONFIG_FILE"
@@ -540,8 +541,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, max_length=100)
     """Origins browsers may call from, `scheme://host[:port]`; `*` only without forward auth."""
     redis_url: SecretStr | None = None
-    """`redis://...`: the shared credential ledger (grants, used credentials), rate limits and
-    the webhook outbox."""
+    """The shared credential ledger (grants, used credentials), rate limits and the webhook
+    outbox: `redis://[user:password@]host:port[/db]` (`rediss://`: TLS), a Sentinel set
+    `redis+sentinel://[user:password@]host:port,host:port/SERVICE` (the primary followed
+    through a failover), or a Cluster `redis+cluster://[user:password@]host:port,host:port`."""
     max_unauthenticated_bytes: Size = Field(default=GIB, ge=32 * MIB, le=64 * GIB)
     """Upload API: most bytes of uploads not yet authenticated (their credential comes with the
     form) in flight in one process; over it, 503 with Retry-After."""
@@ -667,6 +670,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise ValueError(f"not an IP address or network: {item!r}") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            target_of(value.get_secret_value())  # ValueError without the URL (a password)
         return value
 
     @field_validator("cors_origins")

@@ -73,6 +73,8 @@ def create_app(
                 stack.push_async_callback(grants.close)
             await stack.enter_async_context(source.watching())
             chain = await parts.caller_chain(settings, registry, clock, stack)
+            throttle = parts.throttle(settings, registry, clock)
+            stack.push_async_callback(throttle.limiter.close)
             log.info(
                 "credential service ready",
                 extra={
@@ -90,7 +92,7 @@ def create_app(
                 clock,
                 chain,
                 audit,
-                parts.throttle(settings, registry, clock),
+                throttle,
                 grants,
                 url_endpoint=settings.delivery_endpoint,
             )

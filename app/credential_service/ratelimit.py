@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisSentinelStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
@@ -108,6 +108,19 @@ def _retry_after(previous: int, current: int, elapsed: float, seconds: int, room
     return max(1, math.floor(wait) + 1)
 
 
+#: What the shared storage raises when Redis cannot answer: the library's wrapped error, and
+#: what redis-py's asyncio clients let through from a connection torn down by a failover
+#: (``app.core.redis_client.FAILURES``).
+_STORAGE_FAILURES: Final = (StorageError, AttributeError, TypeError)
+
+#: The limits library's storage for each kind of Redis (``app.core.redis_client.Target``).
+_STORAGES: Final = {
+    "server": RedisStorage,
+    "sentinel": RedisSentinelStorage,
+    "cluster": RedisClusterStorage,
+}
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -118,16 +131,34 @@ class RateLimiter:
         self.local = SlidingWindows(clock)  # Redis keeps its own time
         self.shared = None
         if redis_url is not None:
-            storage = RedisStorage(
-                "async+" + redis_url,
+            from app.core.redis_url import limits_uri, target_of
+
+            kind = target_of(redis_url).kind
+            storage = _STORAGES[kind](
+                limits_uri(redis_url),
                 implementation="redispy",
                 wrap_exceptions=True,
                 key_prefix="upload-auth:limits",
                 socket_timeout=1,
                 socket_connect_timeout=1,
+                # The primary only: a replica's counts lag, and a limit read there is loose.
+                **({"use_replicas": False} if kind == "sentinel" else {}),
             )
             self.shared = SlidingWindowCounterRateLimiter(storage)
         self.on_fallback = on_fallback
+
+    async def close(self) -> None:
+        """Close the shared storage's connections (the redis-py clients ``limits`` made for
+        it: the server's, a Sentinel primary's and replica's, and the sentinels')."""
+        if self.shared is None:
+            return
+        bridge = getattr(self.shared.storage, "bridge", None)
+        for name in ("storage", "storage_replica"):
+            client = getattr(bridge, name, None)
+            if client is not None:
+                await client.aclose()
+        for sentinel in getattr(getattr(bridge, "sentinel", None), "sentinels", ()):
+            await sentinel.aclose()
 
     async def redis_status(self) -> str | None:
         """``ok`` or ``unreachable`` when Redis is configured; None when it is not."""
@@ -135,7 +166,7 @@ class RateLimiter:
             return None
         try:
             return "ok" if await self.shared.storage.check() else "unreachable"
-        except StorageError:
+        except _STORAGE_FAILURES:
             return "unreachable"
 
     async def hit(self, item: RateLimitItem, *key: str, cost: int = 1) -> OverLimit | None:
@@ -146,7 +177,7 @@ class RateLimiter:
             if await self.shared.hit(item, *key, cost=cost):
                 return None
             stats = await self.shared.get_window_stats(item, *key)
-        except StorageError:
+        except _STORAGE_FAILURES:
             log.warning("rate-limit storage unavailable; using this process's memory")
             self.on_fallback()
             return self.local.hit(item, key, cost)

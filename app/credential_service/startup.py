@@ -12,7 +12,6 @@ upload API's URL is the one browsers use: from the service's own network it may 
 
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from app.core.settings import Settings
 
@@ -24,9 +23,10 @@ class Findings:
 
 
 def _where(url: str) -> str:
-    """A Redis URL without its credentials."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
+    """A Redis URL without its credentials: its scheme and nodes."""
+    scheme, _, rest = url.partition("://")
+    authority = rest.partition("/")[0].rpartition("@")[2]
+    return f"{scheme}://{authority}"
 
 
 async def check(settings: Settings) -> Findings:
@@ -47,7 +47,7 @@ async def check(settings: Settings) -> Findings:
                 else:
                     found.warnings.append(line + " (its users get 503 until it answers)")
     if settings.redis_url is not None:
-        from app.core.redis_client import connect
+        from app.core.redis_client import close, connect
 
         url = settings.redis_url.get_secret_value()
         client = connect(url, timeout=2)
@@ -59,7 +59,7 @@ async def check(settings: Settings) -> Findings:
                 f"({type(exc).__name__}): rate limits use this process's memory until it does"
             )
         finally:
-            await client.aclose()
+            await close(client)
     return found
 
 

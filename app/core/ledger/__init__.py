@@ -35,13 +35,10 @@ from typing import Final, Protocol
 
 from app.core.clock import Clock, now_ms
 
-KEY_PREFIX: Final = "upload-auth:"
-USED_PREFIX: Final = KEY_PREFIX + "used:"
-GRANT_PREFIX: Final = KEY_PREFIX + "grant:"
-RECEIPT_PREFIX: Final = KEY_PREFIX + "receipt:"
-#: The epoch has no expiry: with ``maxmemory-policy`` ``noeviction`` or ``volatile-*`` (which
-#: evict only keys that expire) it stays for as long as the data it vouches for.
-EPOCH_KEY: Final = KEY_PREFIX + "epoch"
+# In Redis (``app.core.ledger.redis``) the keys are ``upload-auth:used:<hash>``, ``...grant:``,
+# ``...receipt:`` and ``upload-auth:epoch`` (``{upload-auth}:...`` in a Cluster: one slot). The
+# epoch has no expiry: with ``maxmemory-policy`` ``noeviction`` or ``volatile-*`` (which evict
+# only keys that expire) it stays for as long as the data it vouches for.
 #: No credential is remembered longer than this (a misconfigured signer could ask for years).
 MAX_REMEMBER_SECONDS: Final = 7 * 24 * 3600
 #: A ledger found to have forgotten starts its epoch this long after the discovery, so a

@@ -340,16 +340,24 @@ class SqliteOutbox:
         return None
 
 
-_PREFIX: Final = "upload-auth:webhooks:"
-DUE_KEY: Final = _PREFIX + "due"
-EVENTS_KEY: Final = _PREFIX + "events"
-DEAD_KEY: Final = _PREFIX + "dead"
-DEAD_AT_KEY: Final = _PREFIX + "dead-at"
-BYTES_KEY: Final = _PREFIX + "pending-bytes"
-#: The pending events' ids by when they were added: where a refill after a loss starts.
-ADDED_KEY: Final = _PREFIX + "added"
-#: Set once by the first sender; gone means Redis lost the outbox (restarted empty, flushed).
-MARKER_KEY: Final = _PREFIX + "marker"
+class _Keys:
+    """The outbox's keys under a prefix (``upload-auth:``, or ``{upload-auth}:`` in a Cluster:
+    one slot for every script)."""
+
+    def __init__(self, prefix: str) -> None:
+        base = prefix + "webhooks:"
+        self.due = base + "due"
+        self.events = base + "events"
+        self.dead = base + "dead"
+        self.dead_at = base + "dead-at"
+        self.pending_bytes = base + "pending-bytes"
+        #: The pending events' ids by when they were added: where a refill after a loss starts.
+        self.added = base + "added"
+        #: Set once by the first sender; gone means Redis lost the outbox (restarted, flushed).
+        self.marker = base + "marker"
+        #: The primary's replication history the marker was last seen in (Sentinel, Cluster).
+        self.marker_history = base + "marker-history"
+
 
 #: Claim the due events: KEYS due, events; ARGV now, lease, limit. Returns [id, record, ...].
 _CLAIM: Final = """
@@ -437,6 +445,28 @@ return 1
 """
 
 
+#: Whether the outbox holds what it held: KEYS marker, marker history; ARGV now, 1 where a
+#: failover may promote a replica. Returns 1 if the marker was there (and, bound, in the same
+#: replication history), else 0 (set anew). A promoted replica may lack the last events its old
+#: primary took (replication is asynchronous) and starts a new history: a loss, refilled.
+_MARKER: Final = """
+local kept = 1
+if not redis.call('GET', KEYS[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  kept = 0
+end
+if ARGV[2] == '1' then
+  local history = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+  local known = redis.call('GET', KEYS[2])
+  if known ~= history then
+    if known then kept = 0 end
+    redis.call('SET', KEYS[2], history)
+  end
+end
+return kept
+"""
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -448,10 +478,14 @@ class RedisOutbox:
     connection, and none is delivered twice because marking it done failed."""
 
     def __init__(self, url: str, limits: OutboxLimits | None = None) -> None:
-        from app.core.redis_client import connect  # the Redis client only where Redis is used
+        # The Redis client only where Redis is used.
+        from app.core.redis_client import connect
+        from app.core.redis_url import key_prefix, target_of
 
         self.limits = limits or OutboxLimits()
         self.redis = connect(url, timeout=5)
+        self.keys = _Keys(key_prefix(url))
+        self.bound = target_of(url).kind != "server"
         self._marked = False
         self.claim_script = self.redis.register_script(_CLAIM)
         self.add_script = self.redis.register_script(_ADD)
@@ -459,36 +493,39 @@ class RedisOutbox:
         self.dead_script = self.redis.register_script(_DEAD)
         self.expire_script = self.redis.register_script(_EXPIRE)
         self.replay_script = self.redis.register_script(_REPLAY)
+        self.marker_script = self.redis.register_script(_MARKER)
 
     @staticmethod
     def _record(body: bytes, attempts: int, error: str | None = None) -> str:
         return json.dumps({"body": body.decode(), "attempts": attempts, "error": error})
 
     async def check_marker(self, now_ms: int) -> bool:
-        if self._marked and await self.redis.exists(MARKER_KEY):
-            return True
-        created = bool(await self.redis.set(MARKER_KEY, str(now_ms), nx=True))
-        found = not (created and self._marked)  # set before, and had to be set again: lost
+        kept = await self.marker_script(
+            keys=[self.keys.marker, self.keys.marker_history], args=[now_ms, int(self.bound)]
+        )
+        found = bool(kept) or not self._marked  # seen before, and had to be set again: lost
         self._marked = True
         return found
 
     async def has_room(self) -> bool:
         async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.hlen(EVENTS_KEY)
-            pipe.get(BYTES_KEY)
+            pipe.hlen(self.keys.events)
+            pipe.get(self.keys.pending_bytes)
             pending, size = await pipe.execute()
         limits = self.limits
         return int(pending) < limits.max_pending and int(size or 0) < limits.max_pending_bytes
 
     async def add(self, event_id: str, body: bytes, now_ms: int) -> bool:
         added = await self.add_script(
-            keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY, ADDED_KEY],
+            keys=[self.keys.events, self.keys.due, self.keys.pending_bytes, self.keys.added],
             args=[event_id, self._record(body, 0), now_ms, len(body.decode())],
         )
         return bool(added)
 
     async def claim(self, now_ms: int, lease_ms: int, limit: int) -> list[Pending]:
-        found = await self.claim_script(keys=[DUE_KEY, EVENTS_KEY], args=[now_ms, lease_ms, limit])
+        found = await self.claim_script(
+            keys=[self.keys.due, self.keys.events], args=[now_ms, lease_ms, limit]
+        )
         pending = []
         for index in range(0, len(found), 2):
             record = json.loads(found[index + 1])
@@ -498,24 +535,34 @@ class RedisOutbox:
         return pending
 
     async def done(self, event_id: str) -> None:
-        await self.done_script(keys=[EVENTS_KEY, DUE_KEY, BYTES_KEY, ADDED_KEY], args=[event_id])
+        await self.done_script(
+            keys=[self.keys.events, self.keys.due, self.keys.pending_bytes, self.keys.added],
+            args=[event_id],
+        )
 
     async def retry(self, event_id: str, attempts: int, due_ms: int, error: str) -> None:
-        raw = await self.redis.hget(EVENTS_KEY, event_id)
+        raw = await self.redis.hget(self.keys.events, event_id)
         if raw is None:
             return
         body = json.loads(raw)["body"].encode()
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(EVENTS_KEY, event_id, self._record(body, attempts, error))
-            pipe.zadd(DUE_KEY, {event_id: due_ms})
+            pipe.hset(self.keys.events, event_id, self._record(body, attempts, error))
+            pipe.zadd(self.keys.due, {event_id: due_ms})
             await pipe.execute()
 
     async def dead(self, event_id: str, attempts: int, error: str, now_ms: int) -> int:
-        raw = await self.redis.hget(EVENTS_KEY, event_id)
+        raw = await self.redis.hget(self.keys.events, event_id)
         if raw is None:
             return 0
         record = self._record(json.loads(raw)["body"].encode(), attempts, error)
-        keys = [EVENTS_KEY, DUE_KEY, BYTES_KEY, DEAD_KEY, DEAD_AT_KEY, ADDED_KEY]
+        keys = [
+            self.keys.events,
+            self.keys.due,
+            self.keys.pending_bytes,
+            self.keys.dead,
+            self.keys.dead_at,
+            self.keys.added,
+        ]
         evicted = await self.dead_script(
             keys=keys, args=[event_id, record, now_ms, self.limits.max_dead]
         )
@@ -523,11 +570,13 @@ class RedisOutbox:
 
     async def expire_dead(self, now_ms: int) -> int:
         cutoff = now_ms - self.limits.dead_retention_ms
-        return int(await self.expire_script(keys=[DEAD_KEY, DEAD_AT_KEY], args=[cutoff]))
+        return int(
+            await self.expire_script(keys=[self.keys.dead, self.keys.dead_at], args=[cutoff])
+        )
 
     async def dead_letters(self) -> list[DeadLetter]:
-        letters = await self.redis.hgetall(DEAD_KEY)
-        scored = await self.redis.zrange(DEAD_AT_KEY, 0, -1, withscores=True)
+        letters = await self.redis.hgetall(self.keys.dead)
+        scored = await self.redis.zrange(self.keys.dead_at, 0, -1, withscores=True)
         when = {_text(pair[0]): int(pair[1]) for pair in scored if isinstance(pair, tuple)}
         found = []
         for key, raw in letters.items():
@@ -546,10 +595,17 @@ class RedisOutbox:
     async def _ids(self, event_ids: list[str] | None) -> list[str]:
         if event_ids is not None:
             return event_ids
-        return [_text(key) for key in await self.redis.hkeys(DEAD_KEY)]
+        return [_text(key) for key in await self.redis.hkeys(self.keys.dead)]
 
     async def replay(self, event_ids: list[str] | None, now_ms: int) -> int:
-        keys = [DEAD_KEY, DEAD_AT_KEY, EVENTS_KEY, DUE_KEY, BYTES_KEY, ADDED_KEY]
+        keys = [
+            self.keys.dead,
+            self.keys.dead_at,
+            self.keys.events,
+            self.keys.due,
+            self.keys.pending_bytes,
+            self.keys.added,
+        ]
         moved = 0
         for event_id in await self._ids(event_ids):
             moved += int(await self.replay_script(keys=keys, args=[event_id, now_ms]))
@@ -560,22 +616,24 @@ class RedisOutbox:
         if not ids:
             return 0
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(DEAD_KEY, *ids)
-            pipe.zrem(DEAD_AT_KEY, *ids)
+            pipe.hdel(self.keys.dead, *ids)
+            pipe.zrem(self.keys.dead_at, *ids)
             removed, _ = await pipe.execute()
         return int(removed)
 
     async def counts(self) -> dict[str, int]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hlen(EVENTS_KEY)
-            pipe.get(BYTES_KEY)
-            pipe.hlen(DEAD_KEY)
+            pipe.hlen(self.keys.events)
+            pipe.get(self.keys.pending_bytes)
+            pipe.hlen(self.keys.dead)
             pending, size, dead = await pipe.execute()
         return {"pending": int(pending), "pending_bytes": int(size or 0), "dead": int(dead)}
 
     async def oldest_pending_ms(self) -> int | None:
-        oldest = await self.redis.zrange(ADDED_KEY, 0, 0, withscores=True)
+        oldest = await self.redis.zrange(self.keys.added, 0, 0, withscores=True)
         return int(oldest[0][1]) if oldest else None
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        from app.core.redis_client import close
+
+        await close(self.redis)
