@@ -1,11 +1,19 @@
 """The fault run: mixed traffic against the whole set-up while its parts fail.
 
     .venv/bin/python -m bench.faults [--seconds 70] [--workers 8] [--persistence both|on|off]
-                                     [--check]
+                                     [--set-up shared-disk|object-storage|both] [--check]
 
-One credential service and two upload-API replicas behind nginx, sharing one redis-server (run
-as compose and Kubernetes run it, with an append-only file, or as they ran it before, without
-persistence), one storage volume (a tmpfs, so that it can be filled) and one webhook receiver.
+Two set-ups. **Shared disk**: one credential service and two upload-API replicas behind nginx,
+sharing one redis-server (run as compose and Kubernetes run it, with an append-only file, or as
+they ran it before, without persistence), one storage volume (a tmpfs, so that it can be
+filled) and one webhook receiver. **Object storage**: the same, but the replicas share no disk
+(each has its own spool): the files go to an S3-compatible store (moto's S3-wire server, behind
+a forwarder that can cut it off or slow it down) and the ledger, outbox and limits to a Redis
+Cluster (three primaries, a replica each); its faults are a failover of the primary holding
+the ledger (SIGKILL), the store unreachable for five seconds, the store slow (half a second per
+chunk) for five, the receiver down, a replica killed; every accepted file is read back through
+both replicas, and the bucket is counted for bytes no record names after a starting replica's
+sweep (orphans, target 0).
 Workers send a mix for ``--seconds``: v2 and v1 credentials with their uploads, replays of
 uploads already accepted, uploads with a tampered field, and junk bodies. Meanwhile, one after
 the other (``FAULTS``): Redis is killed with SIGKILL and started again; Redis is wiped
@@ -14,7 +22,7 @@ stopped for six; the storage is filled until it refuses writes, for five (readin
 meanwhile); one replica is killed with SIGKILL and started again. Afterwards the events are
 let drain and every accepted upload is read back from the storage and matched to its events.
 
-Reported per Redis mode: requests, 5xx outside the fault windows (target 0), 500s anywhere (0),
+Reported per set-up: requests, 5xx outside the fault windows (target 0), 500s anywhere (0),
 accepted uploads lost (0), credentials accepted twice (0), accepted uploads without a delivered
 event (0) or with more than one event id (0), deliveries of an event already delivered (counted:
 at least once allows them), the replicas' ``/readyz`` answering 200 while the storage refused
@@ -27,6 +35,7 @@ root (or a user namespace); without it the disk fault is reported as not run, a 
 """
 
 import argparse
+import asyncio
 import base64
 import errno
 import hashlib
@@ -52,10 +61,14 @@ import redis
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from app.upload_api.storage import LocalStorage
+from app.upload_api.storage.objects import ObjectStorage
 from bench.harness import memory_kib
 from tests.support.apps import new_private_key, new_public_key
+from tests.support.buckets import S3Server
+from tests.support.redis_sets import ClusterSet
 from tests.support.samples import png
 from tests.support.servers import (
+    Forwarder,
     Redis,
     Server,
     clean_env,
@@ -68,15 +81,24 @@ from tests.support.servers import (
 
 #: After a fault is over, this long still counts as its window (clients and pools settle).
 GRACE_SECONDS = 3.0
-#: The faults, in the order they come, evenly spaced over the run.
-FAULTS = (
-    "Redis restart",
-    "Redis wipe",
-    "Redis down",
-    "receiver down",
-    "disk full",
-    "replica killed",
-)
+#: The faults of each set-up, in the order they come, evenly spaced over the run.
+FAULTS = {
+    "shared disk": (
+        "Redis restart",
+        "Redis wipe",
+        "Redis down",
+        "receiver down",
+        "disk full",
+        "replica killed",
+    ),
+    "object storage": (
+        "Redis failover",
+        "store unreachable",
+        "store slow",
+        "receiver down",
+        "replica killed",
+    ),
+}
 #: The storage volume's size, and the free space under which a replica is not ready.
 STORAGE_MB = 512
 MIN_FREE = "8mb"
@@ -312,14 +334,9 @@ def delivered_events(log: Path) -> tuple[dict[str, set[str]], int, int]:
     return by_path, len(lines), repeated
 
 
-def event_id_of(store: Path, file_path: str) -> str | None:
-    """The event id the file's metadata keeps (to find a missing event in the logs)."""
-    stored = LocalStorage(store).record(file_path)
-    return None if stored is None or stored.event is None else str(stored.event["id"])
-
-
 class Deployment:
-    """The parts, started, and the faults done to them."""
+    """The parts, started, and the faults done to them: two upload-API replicas sharing one
+    storage volume and one redis-server."""
 
     def __init__(self, root: Path, stack: ExitStack, persistence: bool) -> None:
         self.root = root
@@ -328,6 +345,13 @@ class Deployment:
         self.redis = Redis(root / "redis", persistence=persistence)
         self.redis.start()
         stack.callback(self.redis.stop)
+        self.backing = {
+            "UPLOAD_AUTH_REDIS_URL": self.redis.url,
+            "UPLOAD_AUTH_STORAGE_DIR": str(self.store),
+        }
+        self._start_parts(root, stack)
+
+    def _start_parts(self, root: Path, stack: ExitStack) -> None:
         receiver_port = free_port()
         self.deliveries = root / "deliveries.tsv"
         self.receiver_url = f"http://127.0.0.1:{receiver_port}"
@@ -343,8 +367,7 @@ class Deployment:
         self.env = clean_env(
             IMAGEKIT_PUBLIC_KEY=new_public_key(),
             IMAGEKIT_PRIVATE_KEY=new_private_key(),
-            UPLOAD_AUTH_REDIS_URL=self.redis.url,
-            UPLOAD_AUTH_STORAGE_DIR=str(self.store),
+            **self.backing,
             UPLOAD_AUTH_STORAGE_MIN_FREE=MIN_FREE,
             UPLOAD_AUTH_ACCESS_LOG="false",
             UPLOAD_AUTH_CALLERS=json.dumps(
@@ -360,14 +383,14 @@ class Deployment:
             UPLOAD_AUTH_WEBHOOK_RETRY_BASE="0.5",
         )
         self.a = stack.enter_context(
-            running(["upload-api"], env=self.env, log=root / "a.log", ready="/readyz")
+            running(["upload-api"], env=self.env_of("a"), log=root / "a.log", ready="/readyz")
         )
         b_port = free_port()
         self.b_argv = [
             str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "upload-auth"),
             *("upload-api", "--host", "127.0.0.1", "--port", str(b_port)),
         ]
-        self.b = _start(f"http://127.0.0.1:{b_port}", self.b_argv, self.env, root / "b.log")
+        self.b = _start(f"http://127.0.0.1:{b_port}", self.b_argv, self.env_of("b"), root / "b.log")
         stack.callback(self.stop_b)
         port = free_port()
         self.service = stack.enter_context(
@@ -391,6 +414,24 @@ class Deployment:
         )
         self.base = f"http://127.0.0.1:{port}"
         self.readiness = Readiness()
+
+    def env_of(self, replica: str) -> dict[str, str]:  # noqa: ARG002 - one volume for both
+        """A replica's settings."""
+        return self.env
+
+    def read_back(self, file_path: str) -> list[bytes | None]:
+        """An accepted file's bytes as the storage holds them (None: not there)."""
+        path = self.store / "files" / file_path.lstrip("/")
+        return [path.read_bytes() if path.is_file() else None]
+
+    def event_id_of(self, file_path: str) -> str | None:
+        """The event id the file's record keeps (to find a missing event in the logs)."""
+        stored = LocalStorage(self.store).record(file_path)
+        return None if stored is None or stored.event is None else str(stored.event["id"])
+
+    def orphans(self) -> int | None:
+        """Bytes in the storage that no record names, after a sweep (None: not counted)."""
+        return None
 
     def receiver_up(self) -> None:
         env = {**clean_env(), "RECEIVER_LOG": str(self.deliveries)}
@@ -439,7 +480,7 @@ class Deployment:
         self.b.process.kill()
         self.b.process.wait()
         time.sleep(1.0)
-        self.b = _start(self.b.url, self.b_argv, self.env, self.root / "b.log")
+        self.b = _start(self.b.url, self.b_argv, self.env_of("b"), self.root / "b.log")
 
     def do(self, fault: str) -> None:
         {
@@ -452,12 +493,108 @@ class Deployment:
         }[fault]()
 
 
-def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
+class ObjectDeployment(Deployment):
+    """Two upload-API replicas with no shared disk (each its own spool), one S3-compatible
+    store (moto's S3-wire server, behind a forwarder that can cut or slow it) and a Redis
+    Cluster (three primaries, a replica each)."""
+
+    def __init__(self, root: Path, stack: ExitStack, persistence: bool) -> None:
+        del persistence  # the cluster's failover is the fault here, not its restarts
+        self.root = root
+        self.disk_mounted = False
+        self.s3 = S3Server(root / "moto.log")
+        self.s3.start()
+        stack.callback(self.s3.stop)
+        self.bucket = self.s3.new_bucket()
+        self.door = Forwarder(("127.0.0.1", self.s3.port))
+        stack.callback(self.door.close)
+        self.cluster = ClusterSet(root / "redis")
+        self.cluster.start()
+        stack.callback(self.cluster.stop)
+        endpoint = f"http://127.0.0.1:{self.door.port}"
+        settings = self.s3.settings(self.bucket, s3_endpoint=endpoint, s3_timeout=5)
+        self.backing = {
+            "UPLOAD_AUTH_REDIS_URL": self.cluster.url,
+            **{"UPLOAD_AUTH_" + name.upper(): str(value) for name, value in settings.items()},
+        }
+        self.backing["UPLOAD_AUTH_S3_PATH_STYLE"] = "true"
+        self._start_parts(root, stack)
+
+    def env_of(self, replica: str) -> dict[str, str]:
+        return {**self.env, "UPLOAD_AUTH_STORAGE_DIR": str(self.root / f"spool-{replica}")}
+
+    def _bucket(self) -> ObjectStorage:
+        spool = self.root / "spool-check"
+        return ObjectStorage(spool, self.s3.config(self.bucket))
+
+    def read_back(self, file_path: str) -> list[bytes | None]:
+        """Through each replica's ``/files``: every file readable from either."""
+        found: list[bytes | None] = []
+        with httpx.Client(timeout=30) as http:
+            for replica in (self.a, self.b):
+                answer = http.get(replica.url + "/files" + file_path)
+                found.append(answer.content if answer.status_code == 200 else None)
+        return found
+
+    def event_id_of(self, file_path: str) -> str | None:
+        async def look() -> str | None:
+            storage = self._bucket()
+            try:
+                stored = await storage.lookup(file_path)
+            finally:
+                await storage.stop()
+            return None if stored is None or stored.event is None else str(stored.event["id"])
+
+        return asyncio.run(look())
+
+    def orphans(self) -> int:
+        """After the sweep a starting replica does (every marker, whatever its age): the
+        objects no record names, and markers left."""
+
+        async def count() -> int:
+            storage = self._bucket()
+            try:
+                await storage.sweep_pending(older_than=0)
+                named = {stored.version_id for stored in await storage.events_since(0)}
+            finally:
+                await storage.stop()
+            keys = self.s3.keys(self.bucket)
+            unnamed = [k for k in keys if k.startswith("objects/") and k[8:] not in named]
+            return len(unnamed) + sum(1 for k in keys if k.startswith("pending/"))
+
+        return asyncio.run(count())
+
+    def redis_failover(self) -> None:
+        self.cluster.fail_over("{upload-auth}:epoch")
+
+    def store_unreachable(self) -> None:
+        self.door.unreachable()
+        time.sleep(5)
+        self.door.restore()
+
+    def store_slow(self) -> None:
+        self.door.delay = 0.5
+        time.sleep(5)
+        self.door.restore()
+
+    def do(self, fault: str) -> None:
+        {
+            "Redis failover": self.redis_failover,
+            "store unreachable": self.store_unreachable,
+            "store slow": self.store_slow,
+            "receiver down": self.receiver_outage,
+            "replica killed": self.replica_killed,
+        }[fault]()
+
+
+def run(set_up: str, persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="faults-"))
     record = Record()
     windows: list[tuple[float, float]] = []
+    faults = FAULTS[set_up]
     with ExitStack() as stack:
-        parts = Deployment(root, stack, persistence)
+        made = ObjectDeployment if set_up == "object storage" else Deployment
+        parts = made(root, stack, persistence)
         time.sleep(0.5)
         warm = Load(parts.base, parts.api_key, Record(), 0)
         for _ in range(50):
@@ -478,8 +615,8 @@ def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
         threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
         for thread in threads:
             thread.start()
-        for index, fault in enumerate(FAULTS, start=1):
-            time.sleep(max(0.0, start + seconds * index / (len(FAULTS) + 1) - time.monotonic()))
+        for index, fault in enumerate(faults, start=1):
+            time.sleep(max(0.0, start + seconds * index / (len(faults) + 1) - time.monotonic()))
             began = time.monotonic()
             parts.do(fault)
             windows.append((began, time.monotonic() + GRACE_SECONDS))
@@ -496,11 +633,12 @@ def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
         by_path, deliveries, repeated = delivered_events(parts.deliveries)
         lost = 0
         for file_path, digest in accepted.items():
-            path = parts.store / "files" / file_path.lstrip("/")
-            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            copies = parts.read_back(file_path)
+            if any(c is None or hashlib.sha256(c).hexdigest() != digest for c in copies):
                 lost += 1
         missing = [path for path in accepted if not by_path.get(path)]
-        missing_sample = {path: event_id_of(parts.store, path) for path in missing[:5]}
+        missing_sample = {path: parts.event_id_of(path) for path in missing[:5]}
+        orphans = parts.orphans()
         disk_fault_run = parts.disk_mounted
         readiness = parts.readiness
 
@@ -510,8 +648,15 @@ def run(persistence: bool, seconds: float, workers: int) -> dict[str, Any]:
         for (_, kind, status), inside in zip(record.statuses, in_window, strict=True)
         if status >= 500 and not inside
     ]
+    label = (
+        "Redis Cluster"
+        if set_up == "object storage"
+        else ("Redis, AOF everysec" if persistence else "Redis, no persistence")
+    )
     return {
-        "redis": "AOF everysec" if persistence else "no persistence",
+        "set_up": f"{set_up}, {label}",
+        "faults": faults,
+        "orphans": orphans,
         "requests": len(record.statuses),
         "by_status": dict(Counter(status for _, _, status in record.statuses)),
         "5xx_outside_windows": len(outside),
@@ -551,9 +696,12 @@ def missed(report: dict[str, Any]) -> list[str]:
         "accepted_twice",
         "events_missing",
         "several_event_ids",
-        "ready_while_full",
     )
     found = [name for name in zero if report[name] != 0]
+    if "disk full" in report["faults"] and report["ready_while_full"] != 0:
+        found.append("ready_while_full")
+    if report["orphans"]:
+        found.append("orphans")
     if report["ready_while_full"] is not None and report["not_ready_while_full"] == 0:
         found.append("not_ready_while_full")
     return found
@@ -563,23 +711,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=70)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--persistence", choices=["both", "on", "off"], default="both")
+    parser.add_argument(
+        "--persistence",
+        choices=["both", "on", "off"],
+        default="both",
+        help="the shared-disk set-up's Redis",
+    )
+    parser.add_argument(
+        "--set-up", choices=["shared-disk", "object-storage", "both"], default="both"
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     modes = {"both": [True, False], "on": [True], "off": [False]}[args.persistence]
+    runs = [("shared disk", persistence) for persistence in modes]
+    if args.set_up == "object-storage":
+        runs = []
+    if args.set_up != "shared-disk":
+        runs.append(("object storage", False))
     rows = []
-    for persistence in modes:
-        report = run(persistence, args.seconds, args.workers)
+    for set_up, persistence in runs:
+        report = run(set_up, persistence, args.seconds, args.workers)
         print(json.dumps(report, default=str), flush=True)
         rows.append(report)
+    for set_up, faults in FAULTS.items():
+        print(f"\nFaults, {set_up}, in order: {', '.join(faults)}.")
     print(
-        f"\nFaults, in order: {', '.join(FAULTS)}.\n\n"
-        "| Redis | requests | 5xx outside the fault windows | 5xx inside | 500s "
+        "\n| set-up | requests | 5xx outside the fault windows | 5xx inside | 500s "
         "| accepted uploads | lost | accepted twice | events missing | several event ids "
         "| repeated deliveries | ready while the disk was full | refused: fetch a new "
-        "credential | RSS drift MiB (service / replica) |"
+        "credential | orphans | RSS drift MiB (service / replica) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         drift = r["rss_drift_mib"]
         ready = (
@@ -587,14 +749,15 @@ def main() -> None:
             if r["ready_while_full"] is None
             else (f"{r['ready_while_full']} of {r['ready_while_full'] + r['not_ready_while_full']}")
         )
+        orphans = "-" if r["orphans"] is None else r["orphans"]
         print(
-            f"| {r['redis']} | {r['requests']:,} | {r['5xx_outside_windows']} | "
+            f"| {r['set_up']} | {r['requests']:,} | {r['5xx_outside_windows']} | "
             f"{r['5xx_inside_windows']} | {r['500s']} | {r['accepted_uploads']:,} | "
             f"{r['lost']} | {r['accepted_twice']} | {r['events_missing']} | "
             f"{r['several_event_ids']} | {r['repeated_deliveries']} | {ready} | "
-            f"{r['refused_fetch_new']} | {drift['service']} / {drift['a']} |"
+            f"{r['refused_fetch_new']} | {orphans} | {drift['service']} / {drift['a']} |"
         )
-    misses = {r["redis"]: missed(r) for r in rows if missed(r)}
+    misses = {r["set_up"]: missed(r) for r in rows if missed(r)}
     if misses:
         logs = ", ".join(r["logs"] for r in rows)
         print(f"fault run: targets missed: {misses}; the logs: {logs}", file=sys.stderr)
