@@ -14,23 +14,26 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+from app.core.settings import Settings
 from tests.support.manifests import BIN, COMPOSE, KUBE, ROOT, render
 
 
-@pytest.mark.parametrize("variant", ["base", "overlays/production"])
+@pytest.mark.parametrize("variant", ["base", "overlays/production", "overlays/object-storage"])
 def test_manifests_render_and_validate(variant: str) -> None:
-    """Every rendered resource is valid for the newest Kubernetes the validator knows."""
+    """Every rendered resource is valid for the newest Kubernetes the validator knows; with
+    object storage, no shared volume is asked for."""
     resources = render(KUBE / variant)
     kinds = sorted(r["kind"] for r in resources)
+    shared_volume = [] if variant.endswith("object-storage") else ["PersistentVolumeClaim"]
     assert kinds == sorted(
         [
+            *shared_volume,
             "ServiceAccount",
             "ConfigMap",
             "Deployment",
             "Service",
             "Deployment",
             "Service",
-            "PersistentVolumeClaim",
             "HorizontalPodAutoscaler",
             "HorizontalPodAutoscaler",
             "PodDisruptionBudget",
@@ -116,14 +119,15 @@ def test_configmap_is_a_valid_upload_auth_config(tmp_path: Path) -> None:
     assert key_ring(settings).signing.public_key.startswith("public_")
 
 
-def test_compose_file_is_valid_compose_spec() -> None:
-    """deploy/compose/compose.yaml against the compose-spec JSON schema."""
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.object-storage.yaml"])
+def test_compose_file_is_valid_compose_spec(name: str) -> None:
+    """deploy/compose/'s files against the compose-spec JSON schema."""
     result = subprocess.run(
         [
             str(BIN / "check-jsonschema"),
             "--builtin-schema",
             "vendor.compose-spec",
-            str(ROOT / "deploy" / "compose" / "compose.yaml"),
+            str(ROOT / "deploy" / "compose" / name),
         ],
         capture_output=True,
         text=True,
@@ -163,7 +167,7 @@ def test_make_dev_keys_writes_keys_the_containers_user_can_read(tmp_path: Path) 
     subprocess.run([str(tmp_path / "compose" / "make-dev-keys")], check=True, capture_output=True)
     secrets = tmp_path / "compose" / "secrets"
     assert secrets.stat().st_mode & 0o777 == 0o700
-    for name in ("imagekit_public_key", "imagekit_private_key"):
+    for name in ("imagekit_public_key", "imagekit_private_key", "s3_secret_access_key"):
         key = secrets / name
         assert key.stat().st_mode & 0o777 == 0o644, name
     if os.geteuid() == 0:  # a bind mount exposes the file itself, not its directory
@@ -182,3 +186,55 @@ def test_make_dev_keys_writes_keys_the_containers_user_can_read(tmp_path: Path) 
             shutil.rmtree(exposed)
         assert read.returncode == 0, read.stderr
         assert read.stdout.startswith("private_dev_")
+
+
+def test_the_object_storage_overlay_keeps_files_in_a_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its upload API stores into the bucket (settings valid as given, the secret read from the
+    mounted file) and spools on an emptyDir of its own; nothing else changes."""
+    upload_api = next(
+        d for d in deployments("overlays/object-storage") if d["metadata"]["name"] == "upload-api"
+    )
+    pod = upload_api["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "persistentVolumeClaim" not in volumes["uploads"]
+    assert volumes["uploads"]["emptyDir"]["sizeLimit"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["UPLOAD_AUTH_STORAGE_BACKEND"] == "s3"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["UPLOAD_AUTH_S3_SECRET_ACCESS_KEY_FILE"].startswith(mounts["s3"] + "/")
+    for name, value in env.items():
+        if name.startswith("UPLOAD_AUTH_S3_") and value is not None and not name.endswith("_FILE"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("UPLOAD_AUTH_STORAGE_BACKEND", "s3")
+    monkeypatch.setenv("UPLOAD_AUTH_S3_ACCESS_KEY_ID", "from-the-secret")
+    monkeypatch.setenv("UPLOAD_AUTH_S3_SECRET_ACCESS_KEY", "from-the-secret-file")
+    settings = Settings(dev_mode=True)
+    assert settings.storage_backend == "s3"
+    assert settings.s3_bucket == env["UPLOAD_AUTH_S3_BUCKET"]
+    production = next(d for d in deployments() if d["metadata"]["name"] == "upload-api")
+    assert production["spec"]["replicas"] == upload_api["spec"]["replicas"]
+
+
+def test_the_compose_object_storage_file_stores_into_its_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Added to compose.yaml, the upload API's settings load with the bucket the bucket
+    service makes, and every secret it names is one the file declares."""
+    base = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+    extra = yaml.safe_load((COMPOSE / "compose.object-storage.yaml").read_text())
+    env = {**base["services"]["upload-api"]["environment"]}
+    env.update(extra["services"]["upload-api"]["environment"])
+    for name in [n for n in env if n.startswith(("UPLOAD_AUTH_S3_", "UPLOAD_AUTH_STORAGE"))]:
+        if not name.endswith("_FILE"):
+            monkeypatch.setenv(name, str(env[name]))
+    monkeypatch.setenv("UPLOAD_AUTH_S3_SECRET_ACCESS_KEY", "from-the-secret-file")
+    settings = Settings(dev_mode=True)
+    assert (settings.storage_backend, settings.s3_path_style) == ("s3", True)
+    assert f"local/{settings.s3_bucket}" in " ".join(extra["services"]["bucket"]["command"])
+    used = {
+        s["source"] for service in extra["services"].values() for s in service.get("secrets", [])
+    }
+    assert used <= set(extra["secrets"])

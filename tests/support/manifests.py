@@ -28,8 +28,9 @@ def load_all(path: Path) -> list[dict[str, Any]]:
 
 
 def render(directory: Path) -> list[dict[str, Any]]:
-    """The subset of kustomize these manifests use: resources, labels, namespace, images and
-    JSON 6902 patches. (No kustomize binary is installed here; this renders the same.)"""
+    """The subset of kustomize these manifests use: resources, labels, namespace, images,
+    JSON 6902 patches and ``$patch: delete`` (a resource removed). (No kustomize binary is
+    installed here; this renders the same.)"""
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
     resources: list[dict[str, Any]] = []
     for entry in spec.get("resources", []):
@@ -52,6 +53,17 @@ def render(directory: Path) -> list[dict[str, Any]]:
                 if name == image["name"]:
                     container["image"] = f"{image.get('newName', name)}:{image['newTag']}"
     for patch in spec.get("patches", []):
+        if "target" not in patch:  # a strategic-merge patch: here, only deleting a resource
+            doc = yaml.safe_load(patch["patch"])
+            assert doc.pop("$patch") == "delete", f"unsupported patch {doc}"
+            kept = [
+                r
+                for r in resources
+                if (r["kind"], r["metadata"]["name"]) != (doc["kind"], doc["metadata"]["name"])
+            ]
+            assert len(kept) < len(resources), f"delete patch {doc} matches nothing"
+            resources = kept
+            continue
         target = patch["target"]
         matches = [
             r
