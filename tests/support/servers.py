@@ -296,9 +296,12 @@ http {{
 
 
 def upstream(name: str, servers: list[str]) -> str:
-    """An nginx upstream over ``host:port`` addresses, keeping connections alive."""
+    """An nginx upstream over ``host:port`` addresses, keeping connections alive for less
+    than the servers do (uvicorn closes an idle one after 5 s): else nginx may send a request
+    on a connection the server is closing, read "upstream prematurely closed", and count the
+    replica failed (a POST is not tried on another)."""
     listed = " ".join(f"server {address} max_fails=1 fail_timeout=30s;" for address in servers)
-    return f"  upstream {name} {{ {listed} keepalive 32; }}"
+    return f"  upstream {name} {{ {listed} keepalive 32; keepalive_timeout 4s; }}"
 
 
 def proxy(port: int, routes: dict[str, str]) -> str:
