@@ -73,9 +73,16 @@ def create_upload_app(
         events = parts.webhooks(settings, secret, clock, webhook_metrics, storage)
         context = parts.context(settings, source, clock, used, storage, events)
         swept = await storage.start(STALE_UPLOAD_SECONDS)
+        if settings.storage_backend == "s3" and settings.redis_url is None and ledger is None:
+            log.warning(
+                "files go to a bucket, but the credential ledger is this process's memory: "
+                "run one replica only, or set UPLOAD_AUTH_REDIS_URL (replicas that do not "
+                "share a ledger each accept a credential once)"
+            )
         log.info(
             "upload API ready",
             extra={
+                "storage": settings.storage_backend,
                 "storage_dir": str(settings.storage_dir),
                 "ledger": "redis" if settings.redis_url else "memory",
                 "stale_uploads_removed": swept,

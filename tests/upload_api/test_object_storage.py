@@ -368,3 +368,17 @@ async def test_a_refused_upload_never_reaches_the_bucket(
         )
         assert refused.status_code == 400
     assert s3.keys(settings.s3_bucket or "") == []
+
+
+async def test_a_bucket_without_a_shared_ledger_is_said_at_start(
+    bucket_settings: Callable[..., Settings],
+    clock: FakeClock,
+    private_key: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Replicas that share a bucket but not a ledger would each accept a credential once: the
+    upload API says so when it starts (one replica is fine)."""
+    async with upload_client(bucket_settings(), clock) as http:
+        assert (await owner_upload(http, private_key, "a.png", png())).status_code == 200
+    logs = capsys.readouterr().out
+    assert "run one replica only, or set UPLOAD_AUTH_REDIS_URL" in logs
