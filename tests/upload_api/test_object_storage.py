@@ -382,3 +382,30 @@ async def test_a_bucket_without_a_shared_ledger_is_said_at_start(
         assert (await owner_upload(http, private_key, "a.png", png())).status_code == 200
     logs = capsys.readouterr().out
     assert "run one replica only, or set UPLOAD_AUTH_REDIS_URL" in logs
+
+
+async def test_the_upload_api_starts_while_the_store_does_not_answer(
+    make_settings: Callable[..., Settings],
+    storage_dir: Path,
+    clock: FakeClock,
+    private_key: str,
+    tmp_path: Path,
+) -> None:
+    """A replica starting while the bucket is unreachable starts (its sweep is left for the
+    next start), is not ready and answers uploads 503; once the store answers, it serves."""
+    store = S3Server(tmp_path / "moto.log")
+    bucket = "test-late"
+    settings = make_settings(storage_dir=storage_dir, **store.settings(bucket, s3_timeout=1))
+    try:
+        async with upload_client(settings, clock) as http:
+            assert (await http.get("/readyz")).status_code == 503
+            refused = await owner_upload(http, private_key, "early.png", png())
+            assert refused.status_code == 503, refused.text
+            store.start()
+            async with httpx.AsyncClient(timeout=10) as admin:
+                (await admin.put(f"{store.endpoint}/{bucket}")).raise_for_status()
+            assert (await http.get("/readyz")).status_code == 200
+            stored = await owner_stored(http, private_key, "later.png", png())
+            assert (await http.get(stored["url"])).content == png()
+    finally:
+        store.stop()

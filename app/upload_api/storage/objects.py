@@ -60,7 +60,7 @@ from app.upload_api.storage.records import (
 from app.upload_api.storage.spool import Spool, write_all
 
 if TYPE_CHECKING:
-    from obstore import Attributes, PutMode
+    from obstore import Attributes, ObjectMeta, PutMode
 
 log = get_logger("upload_api")
 
@@ -129,17 +129,34 @@ def make_store(config: BucketConfig) -> S3Store:
     )
 
 
+#: What the client raises when the store cannot answer (the callers' own cases aside).
+_FAILURES: Final = (BaseError, OSError, TimeoutError)
+
+
+def _unavailable(what: str, exc: BaseException) -> StorageUnavailable:
+    """The store's trouble, with the error's kind and never its details."""
+    return StorageUnavailable(f"the object store failed to {what} ({type(exc).__name__})")
+
+
 async def _call(what: str, call: Awaitable[T]) -> T:
-    """An object-store call whose failure (other than the ones the caller handles) is the
-    store's trouble: ``StorageUnavailable``, with the error's kind and never its details."""
+    """An object-store call whose failure (other than the ones the caller handles) is
+    ``StorageUnavailable``."""
     try:
         return await call
     except (*_MISSING, AlreadyExistsError, PreconditionError):
         raise
-    except (BaseError, OSError, TimeoutError) as exc:
-        raise StorageUnavailable(
-            f"the object store failed to {what} ({type(exc).__name__})"
-        ) from exc
+    except _FAILURES as exc:
+        raise _unavailable(what, exc) from exc
+
+
+async def _chunks(what: str, stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """A stream of the store's (an object's bytes, a listing's pages) whose failure midway is
+    ``StorageUnavailable``, as for one call."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    except _FAILURES as exc:
+        raise _unavailable(what, exc) from exc
 
 
 def _record_key(file_path: str) -> str:
@@ -192,24 +209,29 @@ class ObjectStorage:
         """Remove the bytes of every version left pending for longer than ``older_than``
         seconds whose record does not name them (a publisher that died); returns how many."""
         removed = 0
-        stream = obstore.list(self.store, prefix="pending/", chunk_size=1000)
-        async for batch in stream:
-            for meta in batch:
-                if time.time() - meta["last_modified"].timestamp() < older_than:
-                    continue
-                version_id = meta["path"].rpartition("/")[2]
-                if await self._unnamed(meta["path"], version_id):
-                    await self._delete_version(version_id)
-                    removed += 1
-                await self._delete(meta["path"])
+        async for meta in self._listed("pending/"):
+            if time.time() - meta["last_modified"].timestamp() < older_than:
+                continue
+            version_id = meta["path"].rpartition("/")[2]
+            if await self._unnamed(meta["path"], version_id):
+                await self._delete_version(version_id)
+                removed += 1
+            await self._delete(meta["path"])
         return removed
+
+    async def _listed(self, prefix: str) -> AsyncIterator["ObjectMeta"]:
+        """Every object under ``prefix``, a page of a thousand at a time."""
+        pages = obstore.list(self.store, prefix=prefix, chunk_size=1000)
+        async for page in _chunks("list objects", pages):
+            for meta in page:
+                yield meta
 
     async def _unnamed(self, marker: str, version_id: str) -> bool:
         """Whether the version of a pending marker is named by no record (its record not
         written, or replaced since)."""
         try:
             found = await _call("read", obstore.get_async(self.store, marker))
-            record_key = bytes(await found.bytes_async()).decode()
+            record_key = bytes(await _call("read", found.bytes_async())).decode()
         except _MISSING:
             return False  # its publisher finished meanwhile
         stored, _ = await self._read_record_key(record_key)
@@ -352,9 +374,8 @@ class ObjectStorage:
     async def _version_keys(self, version_id: str) -> list[str]:
         """A version's keys: its bytes and what was derived from them."""
         keys = [_object_key(version_id)]
-        stream = obstore.list(self.store, prefix=f"derived/{version_id}/", chunk_size=1000)
-        async for batch in stream:
-            keys += [meta["path"] for meta in batch]
+        async for meta in self._listed(f"derived/{version_id}/"):
+            keys.append(meta["path"])
         return keys
 
     async def _delete_version(self, version_id: str) -> None:
@@ -395,7 +416,7 @@ class ObjectStorage:
                 found = await _call(
                     "read", obstore.get_async(self.store, _object_key(stored.version_id))
                 )
-                async for chunk in found.stream(min_chunk_size=_READ_CHUNK):
+                async for chunk in _chunks("read", found.stream(min_chunk_size=_READ_CHUNK)):
                     write_all(fd, memoryview(chunk))
             except _MISSING:
                 raise StorageUnavailable("a record names bytes the bucket does not hold") from None
@@ -487,7 +508,7 @@ class ObjectStorage:
         if wanted is not None:
             status, sent["Content-Range"] = 206, f"bytes {start}-{end - 1}/{total}"
         return StreamingResponse(
-            _chunks(found.stream(min_chunk_size=_READ_CHUNK)),
+            _as_bytes(found.stream(min_chunk_size=_READ_CHUNK)),
             status_code=status,
             media_type=media_type,
             headers=sent,
@@ -523,11 +544,10 @@ class ObjectStorage:
         metadata once) and a read of each recent record."""
         cutoff = since_ms / 1000 - 1
         recent: list[tuple[float, str]] = []
-        async for batch in obstore.list(self.store, prefix="records/", chunk_size=1000):
-            for meta in batch:
-                when = meta["last_modified"].timestamp()
-                if when >= cutoff:
-                    recent.append((when, meta["path"]))
+        async for meta in self._listed("records/"):
+            when = meta["last_modified"].timestamp()
+            if when >= cutoff:
+                recent.append((when, meta["path"]))
         recent.sort(reverse=True)
         gate = asyncio.Semaphore(_SCAN_CONCURRENCY)
 
@@ -555,8 +575,8 @@ def _record(stored: StoredFile) -> bytes:
     return dumps(stored, default=asdict)
 
 
-async def _chunks(stream: AsyncIterator[Any]) -> AsyncIterator[bytes]:
-    async for chunk in stream:
+async def _as_bytes(stream: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async for chunk in _chunks("read", stream):
         yield bytes(chunk)
 
 
