@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from app.upload_api.storage.objects import BucketConfig
-from tests.support.servers import BIN, free_port, unavailable
+from tests.support.servers import BIN, free_port, stop_process, unavailable
 
 
 class S3Server:
@@ -49,12 +49,7 @@ class S3Server:
     def stop(self) -> None:
         """The store gone (its data with it: moto keeps buckets in memory)."""
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
 
     def new_bucket(self) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from tests.support.servers import free_port, require_program
+from tests.support.servers import free_port, redis_answers, require_program, stop_process
 
 #: Failures are noticed fast (production uses seconds; the mechanism is the same).
 DOWN_AFTER_MS: Final = 1000
@@ -24,15 +24,6 @@ def command(port: int, *args: str, timeout: float = 2.0) -> str:
         timeout=timeout,
     )
     return done.stdout.strip()
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _synced(replica_port: int) -> bool:
@@ -111,7 +102,7 @@ class Node:
             if process.poll() is not None:  # the port was taken: another try
                 self.process = None
                 return False
-            if _answers(self.port) and (
+            if redis_answers(self.port) and (
                 f"process_id:{process.pid}" in command(self.port, "INFO", "server")
             ):
                 return True
@@ -126,16 +117,28 @@ class Node:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
 
 
-class SentinelSet:
+class _Set:
+    """Nodes started together: all of them stopped if one cannot be started."""
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class SentinelSet(_Set):
     """A primary, one replica, three sentinels watching them (quorum 2)."""
 
     SERVICE: Final = "uploads"
@@ -145,13 +148,6 @@ class SentinelSet:
         self.replica = Node(root, "replica")
         self.sentinels: list[Node] = []
         self.root = root
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> None:
         self.primary.start()
@@ -195,7 +191,7 @@ class SentinelSet:
             node.stop()
 
 
-class ClusterSet:
+class ClusterSet(_Set):
     """Three primaries with a replica each, slots spread by ``redis-cli --cluster create``."""
 
     def __init__(self, root: Path) -> None:
@@ -206,13 +202,6 @@ class ClusterSet:
             str(DOWN_AFTER_MS),
         )
         self.nodes = [Node(root, f"node-{i}", *args, cluster=True) for i in range(6)]
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> None:
         for node in self.nodes:

@@ -12,20 +12,19 @@ share the directory (a ``ReadWriteMany`` volume) or each has its own.
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from pathlib import Path
 
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
-from app.core.fastjson import dumps
 from app.upload_api.storage.records import (
     FileDetails,
     NameTaken,
     StoredFile,
+    decode,
+    encode,
     next_record,
     path_in,
     record_name,
@@ -68,10 +67,9 @@ class LocalStorage:
     def record(self, file_path: str) -> StoredFile | None:
         """The record at ``file_path`` (None when there is none, or none readable)."""
         try:
-            doc = json.loads(self._meta_path(file_path).read_text())
-        except (FileNotFoundError, ValueError):
+            return decode(self._meta_path(file_path).read_bytes())
+        except FileNotFoundError:
             return None
-        return StoredFile(**doc)
 
     async def lookup(self, file_path: str) -> StoredFile | None:
         return self.record(file_path)
@@ -131,7 +129,7 @@ class LocalStorage:
         fd, tmp = self.new_temp()
         try:
             try:
-                write_all(fd, dumps(stored, default=asdict))  # orjson writes dataclasses
+                write_all(fd, encode(stored))
             finally:
                 os.close(fd)
         except BaseException:
@@ -214,10 +212,14 @@ class LocalStorage:
         found = []
         for _, path in sorted(recent, reverse=True):
             try:
-                stored = StoredFile(**json.loads(Path(path).read_text()))
-            except (FileNotFoundError, ValueError, TypeError):
+                stored = decode(Path(path).read_bytes())
+            except FileNotFoundError:
                 continue
-            if stored.event is not None and stored.event.get("at", 0) >= since_ms:
+            if (
+                stored is not None
+                and stored.event is not None
+                and stored.event.get("at", 0) >= since_ms
+            ):
                 found.append(stored)
         return found
 

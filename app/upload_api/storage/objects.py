@@ -27,11 +27,10 @@ list them that this client has.
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import formatdate
 from pathlib import Path
@@ -42,7 +41,6 @@ from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError, Pre
 from obstore.store import S3Store
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from app.core.fastjson import dumps
 from app.core.imagekit.filetypes import ALLOWED
 from app.core.logs import get_logger
 from app.upload_api.storage.records import (
@@ -50,6 +48,8 @@ from app.upload_api.storage.records import (
     NameTaken,
     StorageUnavailable,
     StoredFile,
+    decode,
+    encode,
     is_active_content,
     new_id,
     next_record,
@@ -245,11 +245,8 @@ class ObjectStorage:
             doc = await _call("read a record", found.bytes_async())
         except _MISSING:
             return None, None
-        try:
-            stored = StoredFile(**json.loads(bytes(doc)))
-        except (ValueError, TypeError):
-            return None, None
-        return stored, found.meta["e_tag"]
+        stored = decode(bytes(doc))
+        return (None, None) if stored is None else (stored, found.meta["e_tag"])
 
     async def _read_record(self, file_path: str) -> tuple[StoredFile | None, str | None]:
         stored, etag = await self._read_record_key(_record_key(file_path))
@@ -292,7 +289,7 @@ class ObjectStorage:
                     written = True
                 mode: PutMode = "create" if etag is None else {"e_tag": etag}
                 try:
-                    await self._put("write a record", _record_key(file_path), _record(stored), mode)
+                    await self._put("write a record", _record_key(file_path), encode(stored), mode)
                 except (AlreadyExistsError, PreconditionError):
                     if unique or overwrite:
                         continue  # another name; or the version after the one just written
@@ -569,10 +566,6 @@ def _remove(path: Path) -> None:
     """A spool file removed, if still there (one system call on the replica's own disk)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _record(stored: StoredFile) -> bytes:
-    return dumps(stored, default=asdict)
 
 
 async def _as_bytes(stream: AsyncIterator[Any]) -> AsyncIterator[bytes]:

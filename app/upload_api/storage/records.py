@@ -2,11 +2,13 @@
 details an upload knows, and where and as which version it was stored."""
 
 import hashlib
+import json
 import secrets
 import string
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final
 
+from app.core.fastjson import dumps
 from app.core.imagekit.filetypes import FileType
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits + "_-"
@@ -54,6 +56,19 @@ class NameTaken(Exception):
 class StorageUnavailable(OSError):
     """The store did not answer or refused (unreachable, slow, throttled, denied): the upload
     is answered 503 with Retry-After, as for a full disk. The message is secret-free."""
+
+
+def encode(stored: StoredFile) -> bytes:
+    """A record as stored: JSON (orjson writes the dataclass)."""
+    return dumps(stored, default=asdict)
+
+
+def decode(doc: bytes | str) -> StoredFile | None:
+    """A stored record read back; None for one that is not JSON or not a record."""
+    try:
+        return StoredFile(**json.loads(doc))
+    except (ValueError, TypeError):
+        return None
 
 
 def new_id() -> str:
