@@ -45,6 +45,8 @@ from app.core.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.core.folders import NAMESPACE_PATTERN, check_template
 from app.core.imagekit.filetypes import ALLOWED
 from app.core.imagekit.rules import GIB, KIB, MIB, parse_size
+from app.core.imagekit.transformations import TransformationError
+from app.core.imagekit.transformations import parse as parse_transformation
 from app.core.keys import MAX_KEY_PAIRS, MAX_PUBLIC_KEY_LENGTH, MIN_PRIVATE_KEY_BYTES
 from app.core.redis_url import target_of
 
@@ -559,6 +561,19 @@ class Settings(BaseSettings):
     media_memory: Size = Field(default=GIB, ge=256 * MIB, le=64 * GIB)
     """Upload API: address space of each media worker; a file that needs more is stored without
     its metadata."""
+    delivery_named_transformations: dict[str, str] = Field(default_factory=dict, max_length=100)
+    """Upload API: named transformations for delivery URLs (`n-<name>`), name to
+    transformation, e.g. `{"card": "w-400,h-300:f-auto"}` (JSON in the environment); ImageKit's
+    `ik_ml_thumbnail` is built in."""
+    delivery_signed_transformations: bool = False
+    """Upload API: a public file's transformed URL must be signed too (as private files' always
+    are), so that only the sizes the app's own URLs name are rendered."""
+    delivery_auto_avif: bool = False
+    """Upload API: `f-auto` answers AVIF to browsers that take it (smaller files; a first
+    render costs several times a WebP's); off: WebP."""
+    delivery_cache_size: Size = Field(default=2 * GIB, ge=16 * MIB, le=16 * 1024 * GIB)
+    """Upload API: bytes of rendered transformations kept (on the storage); past it the
+    oldest renders go."""
     fetch_allow_networks: list[IPvAnyNetwork] = Field(default_factory=list, max_length=100)
     """Upload API: private networks (CIDRs) that `file` given as a URL may be fetched from; by
     default only public addresses are (never loopback, private, link-local or cloud
@@ -677,6 +692,18 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             target_of(value.get_secret_value())  # ValueError without the URL (a password)
+        return value
+
+    @field_validator("delivery_named_transformations")
+    @classmethod
+    def _named_transformations(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.]{1,64}", name):
+                raise ValueError(f"{name!r}: a name is letters, digits, '_' and '.'")
+            try:
+                parse_transformation(text)
+            except TransformationError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         return value
 
     @field_validator("cors_origins")

@@ -12,9 +12,20 @@ from app.core.keysource import KeySource
 from app.core.ledger import Ledger
 from app.core.webhooks.sender import WebhookSender
 from app.upload_api.admission import InFlight
+from app.upload_api.delivery import Renders
 from app.upload_api.fetch import RemoteFiles
 from app.upload_api.storage import Storage
 from app.upload_api.workers import MediaWorkers
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How ``/files`` renders transformations (the ``delivery_*`` settings)."""
+
+    named: dict[str, str] = field(default_factory=dict)
+    signed_transformations: bool = False
+    auto_avif: bool = False
+    cache_size: int = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,9 @@ class UploadContext:
     events: WebhookSender | None = None
     #: Seconds a credential's receipt is kept after its upload.
     receipt_retention: int = 86400
+    delivery: Delivery = field(default_factory=Delivery)
+    #: Renders of transformed images in progress in this process.
+    renders: Renders = field(default_factory=Renders)
 
 
 def context_of(request: Request) -> UploadContext:

@@ -15,10 +15,9 @@ import re
 import struct
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, TypedDict
+from typing import Any, Final, TypedDict
 
 #: Thumbnails fit in a square of this many pixels (ImageKit's media library thumbnail size).
-THUMBNAIL_SIZE: Final = 200
 #: Images with more pixels than this are not decoded (hasTransparency, thumbnails).
 MAX_DECODED_PIXELS: Final = 100_000_000
 
@@ -55,7 +54,7 @@ def probe(path: str, extension: str, kind: str) -> Probe:
 # -- images ------------------------------------------------------------------------------------
 
 
-def _open_image(path: str, *, decode: bool) -> Any:
+def open_image(path: str, *, decode: bool) -> Any:
     """The image, opened lazily (its header read). Pillow's decompression-bomb guard applies
     only where the pixels will be decoded: reading a huge image's size is safe and wanted."""
     from PIL import Image
@@ -77,7 +76,7 @@ def _image(path: str, extension: str) -> Probe:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = _open_image(path, decode=False)
+        image = open_image(path, decode=False)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return {}
     with image:
@@ -526,41 +525,10 @@ def _camel(key: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\s-]+", key) if part)
 
 
-# -- thumbnails ----------------------------------------------------------------------------------
+# -- a video's first frame (delivery renders it: app.upload_api.render) ------------------
 
 
-#: What ``thumbnail`` did: made it, could not decode the file, or could not write the
-#: thumbnail (the file system refused: full, read-only).
-Thumbnail = Literal["made", "undecodable", "unwritable"]
-
-
-def thumbnail(source: str, target: str, kind: str) -> Thumbnail:
-    """Write a WebP thumbnail of ``source`` (the first frame of a video) that fits in
-    ``THUMBNAIL_SIZE`` pixels, upright, transparency kept, to ``target``."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        picture = _first_frame(source) if kind == "video" else _open_image(source, decode=True)
-        if picture is None:
-            return "undecodable"
-        with picture:
-            picture.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-            turned = ImageOps.exif_transpose(picture)
-            turned.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-            alpha = "A" in turned.getbands() or "transparency" in turned.info
-            small = turned.convert("RGBA" if alpha else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return "undecodable"
-    try:
-        small.save(target, "WEBP", quality=80)
-    except OSError as exc:
-        if exc.errno is None:  # an encoder's complaint, not the file system's
-            return "undecodable"
-        return "unwritable"
-    return "made"
-
-
-def _first_frame(path: str) -> Any:
+def first_frame(path: str) -> Any:
     import av
 
     try:

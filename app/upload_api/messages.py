@@ -302,6 +302,21 @@ def file_not_found() -> UploadError:
     return _error(404, "The requested file does not exist.", "file-not-found")
 
 
+def bad_transformation(detail: str, *, unsupported: bool = False) -> UploadError:
+    """A delivery URL's transformation refused (``detail`` names the parameter and why)."""
+    reason = "transformation-unsupported" if unsupported else "transformation-invalid"
+    return _error(400, detail, reason)
+
+
+def not_transformable() -> UploadError:
+    return _error(
+        400,
+        "This file cannot be transformed: transformations apply to images this server can "
+        "decode (and ImageKit's thumbnail to videos).",
+        "transformation-unsupported",
+    )
+
+
 # -- anything else the upload API answers (same shape: the SDKs parse every error body) ------
 def no_such_route() -> UploadError:
     return _error(404, "The requested resource does not exist.", "not-found")

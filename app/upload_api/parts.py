@@ -12,7 +12,7 @@ from app.core.secret_files import read_secret_file
 from app.core.settings import ConfigError, Settings
 from app.core.webhooks.sender import WebhookMetrics, WebhookSender
 from app.upload_api.admission import InFlight
-from app.upload_api.context import UploadContext
+from app.upload_api.context import Delivery, UploadContext
 from app.upload_api.fetch import RemoteFiles
 from app.upload_api.report import recover_events
 from app.upload_api.storage import LocalStorage, Storage
@@ -111,4 +111,10 @@ def context(
         remote=RemoteFiles(settings.fetch_allow_networks, timeout=settings.fetch_timeout),
         events=events,
         receipt_retention=settings.receipt_retention,
+        delivery=Delivery(
+            named=settings.delivery_named_transformations,
+            signed_transformations=settings.delivery_signed_transformations,
+            auto_avif=settings.delivery_auto_avif,
+            cache_size=settings.delivery_cache_size,
+        ),
     )

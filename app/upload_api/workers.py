@@ -15,13 +15,13 @@ import resource
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
 from app.core.imagekit.filetypes import FileType, Kind
 from app.core.logs import get_logger
-from app.upload_api import dimensions, media
+from app.upload_api import dimensions, media, render
 
 log = get_logger("upload_api")
 
@@ -118,10 +118,12 @@ class MediaWorkers:
         found = await self.run(media.probe, str(path), file_type.extension, file_type.kind.value)
         return found or {}
 
-    async def thumbnail(self, source: Path, target: Path, kind: Kind) -> media.Thumbnail:
-        """Write ``source``'s thumbnail to ``target`` (``media.thumbnail``); a worker that
-        failed made none of a file it could not decode."""
-        done = await self.run(media.thumbnail, str(source), str(target), kind.value)
+    async def render(
+        self, source: Path, target: Path, plan: dict[str, Any], kind: Kind
+    ) -> render.Rendered:
+        """Write ``source`` transformed by ``plan`` to ``target`` (``render.render``); a worker
+        that failed (time, memory) made nothing of a file it could not decode."""
+        done = await self.run(render.render, str(source), str(target), plan, kind.value)
         return done or "undecodable"
 
     async def close(self) -> None:

@@ -104,9 +104,9 @@ async def test_a_thumbnail_on_a_full_disk_is_a_503_and_made_once_it_is_back(
         )
         url = stored.json()["thumbnailUrl"].removeprefix("http://files.test")
         work = next((storage_dir / "tmp").glob("proc-*"))
-        (work / "thumbnail-full.webp").symlink_to("/dev/full")
+        (work / "render-full.webp").symlink_to("/dev/full")
         with monkeypatch.context() as patch:
-            patch.setattr("app.upload_api.routes.files.new_id", lambda: "full")
+            patch.setattr("app.upload_api.delivery.new_id", lambda: "full")
             refused = await http.get(url)
         assert_imagekit_error(refused, 503, STORAGE)
         assert list((storage_dir / "thumbnails").iterdir()) == []

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from app.core.imagekit.filetypes import ALLOWED
+from app.core.imagekit.transformations import THUMBNAIL_NAME, parse
 from app.upload_api import media
+from app.upload_api.render import render
 from app.upload_api.workers import MediaWorkers
 from tests.support import media_files as mf
 from tests.support.media_files import REAL_FILES
@@ -133,7 +135,12 @@ def test_a_huge_image_gives_its_size_and_is_never_decoded(tmp_path: Path) -> Non
     assert (found["width"], found["height"]) == (40_000, 30_000)
     assert found["thumbnail"] is False
     target = tmp_path / "thumbnail.webp"
-    assert media.thumbnail(str(tmp_path / "bomb.png"), str(target), "image") == "undecodable"
+    assert _thumbnail(str(tmp_path / "bomb.png"), str(target), "image") == "undecodable"
+
+
+def _thumbnail(source: str, target: str, kind: str) -> str:
+    """ImageKit's thumbnail (``n-ik_ml_thumbnail``) as delivery renders it."""
+    return render(source, target, parse("n-" + THUMBNAIL_NAME).to_worker(), kind)
 
 
 def test_thumbnails_fit_in_the_box_upright_and_keep_transparency(tmp_path: Path) -> None:
@@ -141,21 +148,21 @@ def test_thumbnails_fit_in_the_box_upright_and_keep_transparency(tmp_path: Path)
 
     source = mf.write(tmp_path, "camera.jpg", mf.camera_jpeg(640, 480))
     target = tmp_path / "thumbnail.webp"
-    assert media.thumbnail(str(source), str(target), "image") == "made"
+    assert _thumbnail(str(source), str(target), "image") == "made"
     with Image.open(target) as made:
         assert made.format == "WEBP"
         assert made.size == (150, 200)  # EXIF orientation 6: the camera was held upright
     transparent = mf.write(tmp_path, "icon.png", mf.image("png", 400, 100))
-    assert media.thumbnail(str(transparent), str(target), "image") == "made"
+    assert _thumbnail(str(transparent), str(target), "image") == "made"
     with Image.open(target) as made:
         assert made.size == (200, 50)
         assert made.mode == "RGBA"
     video = mf.write(tmp_path, "clip.mp4", mf.mp4(1, 320, 240))
-    assert media.thumbnail(str(video), str(target), "video") == "made"
+    assert _thumbnail(str(video), str(target), "video") == "made"
     with Image.open(target) as made:
         assert made.size == (200, 150)
     assert (
-        media.thumbnail(str(mf.write(tmp_path, "a.eps", mf.eps())), str(target), "image")
+        _thumbnail(str(mf.write(tmp_path, "a.eps", mf.eps())), str(target), "image")
         == "undecodable"
     )
 

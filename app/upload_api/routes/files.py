@@ -1,19 +1,19 @@
-"""``GET /files/...``: stored files and their thumbnails, with headers that keep active content
+"""``GET /files/...``: stored files and their transformations, with headers that keep active content
 inert; private files only through URLs signed in ImageKit's scheme."""
 
 from email.utils import parsedate_to_datetime
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request, Response
 
 from app.core import signed_urls
 from app.core.clock import unix_now
 from app.core.imagekit.filetypes import ALLOWED
-from app.upload_api import messages
-from app.upload_api.answer import THUMBNAIL_SEGMENT
+from app.core.imagekit.transformations import Plan, TransformationError, parse
+from app.upload_api import delivery, messages
 from app.upload_api.context import UploadContext, context_of
-from app.upload_api.storage import Storage, StoredFile, is_active_content, new_id
+from app.upload_api.storage import Storage, StoredFile, is_active_content
 
 router = APIRouter()
 
@@ -28,13 +28,14 @@ FILE_HEADERS: Final = {
 
 @router.get("/files/{file_path:path}")
 async def serve_file(request: Request, file_path: str) -> Response:
-    """A stored file, with headers that keep active content inert. A private file only through
-    a URL signed in ImageKit's scheme (``ik-t``, ``ik-s``): 401 when unsigned, tampered with or
-    expired. Ranges (video seeking), ``ETag``/``Last-Modified`` and conditional requests."""
+    """A stored file, with headers that keep active content inert, or an image transformed as
+    the URL's ImageKit transformation asks (``/files/tr:w-300/...`` or ``?tr=w-300``, both
+    chained when both are given). A private file only through a URL signed in ImageKit's
+    scheme (``ik-t``, ``ik-s``): 401 when unsigned, tampered with or expired; so too a public
+    file's transformation when the operator asks for signed transformations. Ranges (video
+    seeking), ``ETag``/``Last-Modified`` and conditional requests."""
     context = context_of(request)
-    thumbnail = file_path.startswith(THUMBNAIL_SEGMENT + "/")
-    if thumbnail:
-        file_path = file_path.removeprefix(THUMBNAIL_SEGMENT)
+    file_path, plan = _transformation(context, request, file_path)
     storage = context.storage
     try:
         stored = await storage.lookup("/" + file_path.removeprefix("/"))
@@ -43,7 +44,8 @@ async def serve_file(request: Request, file_path: str) -> Response:
     if stored is None:
         raise messages.file_not_found()
     headers = dict(FILE_HEADERS)
-    if stored.is_private_file:
+    transformed = plan is not None and not plan.original
+    if stored.is_private_file or (transformed and context.delivery.signed_transformations):
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         relative = raw_path.decode("latin-1").split("/files/", 1)[-1]
         verdict = signed_urls.verify(
@@ -54,12 +56,22 @@ async def serve_file(request: Request, file_path: str) -> Response:
         )
         if verdict is not signed_urls.Verdict.VALID:
             raise _URL_REFUSALS[verdict]()
-        headers["Cache-Control"] = "private, max-age=60"
+        if stored.is_private_file:
+            headers["Cache-Control"] = "private, max-age=60"
     derived = None
     try:
-        if thumbnail:
-            derived, media_type = await _thumbnail(context, stored), "image/webp"
-            headers["ETag"] = f'"{stored.version_id}-thumbnail"'
+        if plan is not None and not plan.original:
+            rendition = delivery.choose(
+                stored,
+                plan,
+                request.headers.get("accept", ""),
+                auto_avif=context.delivery.auto_avif,
+            )
+            await delivery.render(context, stored, plan, rendition)
+            derived, media_type = rendition.name, rendition.media_type
+            headers["ETag"] = f'"{stored.version_id}-{derived.partition(".")[0][:16]}"'
+            if rendition.by_accept:
+                headers["Vary"] = "Accept"
         else:
             file_type = ALLOWED.get(stored.extension)
             if file_type is None or is_active_content(file_type):
@@ -68,8 +80,8 @@ async def serve_file(request: Request, file_path: str) -> Response:
             headers["ETag"] = f'"{stored.version_id}"'
             media_type = stored.mime
         if await _not_modified(request, headers["ETag"], storage, stored, derived):
-            kept = ("ETag", "Cache-Control")
-            return Response(status_code=304, headers={k: headers[k] for k in kept})
+            kept = ("ETag", "Cache-Control", "Vary")
+            return Response(status_code=304, headers={k: headers[k] for k in kept if k in headers})
         return await storage.respond(
             stored,
             derived=derived,
@@ -82,31 +94,25 @@ async def serve_file(request: Request, file_path: str) -> Response:
         raise messages.storage_failed() from None
 
 
-THUMBNAIL: Final = "thumbnail.webp"
-
-
-async def _thumbnail(context: UploadContext, stored: StoredFile) -> str:
-    """The stored file's thumbnail (WebP, its derived name), made by a media worker on the
-    first request and kept per version; 404 for a file of which none can be made, 503
-    (``storage_failed``) while the storage refuses to keep it."""
-    file_type = ALLOWED.get(stored.extension)
-    if file_type is None or not (stored.media or {}).get("thumbnail"):
-        raise messages.file_not_found()
-    storage = context.storage
-    if await storage.has_derived(stored, THUMBNAIL):
-        return THUMBNAIL
-    made = storage.spool.work / f"thumbnail-{new_id()}.webp"
+def _transformation(
+    context: UploadContext, request: Request, file_path: str
+) -> tuple[str, Plan | None]:
+    """The file's path without its transformation segment (``tr:.../``), and the plan of the
+    transformation in the path and the query's ``tr`` together (None: none asked)."""
+    parts = []
+    first, slash, rest = file_path.partition("/")
+    if first.startswith("tr:") and slash:
+        parts.append(first[3:])
+        file_path = rest
+    for pair in request.scope.get("query_string", b"").decode("latin-1").split("&"):
+        if pair.startswith("tr="):
+            parts.append(unquote(pair[3:]))
+    if not parts:
+        return file_path, None
     try:
-        async with storage.local_copy(stored) as content:
-            done = await context.media.thumbnail(content, made, file_type.kind)
-        if done == "unwritable":
-            raise messages.storage_failed()
-        if done != "made":
-            raise messages.file_not_found()
-        await storage.keep_derived(stored, THUMBNAIL, made)
-    finally:
-        made.unlink(missing_ok=True)
-    return THUMBNAIL
+        return file_path, parse(":".join(parts), context.delivery.named)
+    except TransformationError as exc:
+        raise messages.bad_transformation(str(exc), unsupported=exc.unsupported) from None
 
 
 _URL_REFUSALS: Final = {

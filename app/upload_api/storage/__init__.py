@@ -90,6 +90,10 @@ class Storage(Protocol):
         """Keep the spool file ``made`` as ``name`` derived from this version; consumes it."""
         ...
 
+    async def trim_derived(self, limit: int) -> int:
+        """Remove the oldest derived files past ``limit`` bytes in all; how many went."""
+        ...
+
     async def modified(self, stored: StoredFile, derived: str | None = None) -> float | None:
         """When the file (or what was derived from it) was written, in Unix seconds."""
         ...

@@ -95,6 +95,27 @@ class LocalStorage:
             if not earlier.name.startswith(f"{digest}-{stored.version_id}-"):
                 earlier.unlink(missing_ok=True)
 
+    async def trim_derived(self, limit: int) -> int:
+        """Remove the oldest derived files past ``limit`` bytes in all; how many went."""
+        return await asyncio.to_thread(self._trim_derived, limit)
+
+    def _trim_derived(self, limit: int) -> int:
+        found = []
+        with os.scandir(self.thumbnails) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    status = entry.stat()
+                    found.append((status.st_mtime, status.st_size, entry.path))
+        found.sort(reverse=True)
+        total, removed = 0, 0
+        for _, size, path in found:
+            total += size
+            if total > limit:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                removed += 1
+        return removed
+
     @contextlib.asynccontextmanager
     async def local_copy(self, stored: StoredFile) -> AsyncIterator[Path]:
         """The file's bytes on this disk, for a media worker to read: the file itself."""

@@ -425,6 +425,18 @@ class ObjectStorage:
 
     # -- delivery ----------------------------------------------------------------------------
 
+    async def trim_derived(self, limit: int) -> int:
+        """Remove the oldest derived files past ``limit`` bytes in all; how many went."""
+        found = [meta async for meta in self._listed("derived/")]
+        found.sort(key=lambda meta: meta["last_modified"], reverse=True)
+        total, removed = 0, 0
+        for meta in found:
+            total += meta["size"]
+            if total > limit:
+                self._discard(meta["path"])
+                removed += 1
+        return removed
+
     def _served_key(self, stored: StoredFile, derived: str | None) -> str:
         if derived is None:
             return _object_key(stored.version_id)
