@@ -35,9 +35,7 @@ def _apply(picture: Any, op: Operation) -> Any:
         return picture.crop(op.box)
     fill = _colour(op.background)
     mode = "RGBA" if len(fill) == 4 or "A" in picture.getbands() else "RGB"
-    canvas = Image.new(
-        mode, (right - left, bottom - top), fill if mode == "RGBA" or len(fill) == 3 else fill[:3]
-    )
+    canvas = Image.new(mode, (right - left, bottom - top), fill)
     canvas.paste(picture.convert(mode), (-left, -top))
     return canvas
 
@@ -89,7 +87,7 @@ def render(source: str, target: str, plan: dict[str, Any], kind: str) -> Rendere
             if first is not None and opened.format == "JPEG":
                 opened.draft("RGB", first[::-1] if _turned(opened) else first)
             picture = ImageOps.exif_transpose(opened)
-            if picture.mode not in ("RGB", "RGBA", "L", "LA"):
+            if picture.mode not in ("RGB", "RGBA"):  # palette, grey, CMYK, 16-bit...
                 alpha = "A" in picture.getbands() or "transparency" in picture.info
                 picture = picture.convert("RGBA" if alpha else "RGB")
             size = upright  # the first step's sizes from the image's own (not the draft's)

@@ -363,3 +363,27 @@ async def owner_lookup(settings: Settings, file_path: str) -> Any:
         return await storage.lookup(file_path)
     finally:
         await storage.stop()
+
+
+@pytest.mark.parametrize(
+    ("mode", "name", "fmt", "out_mode"),
+    [
+        ("L", "grey.jpg", "JPEG", "RGB"),
+        ("LA", "grey.png", "PNG", "RGBA"),
+        ("P", "palette.gif", "GIF", "RGB"),
+        ("CMYK", "print.jpg", "JPEG", "RGB"),
+    ],
+)
+async def test_every_colour_mode_renders_in_every_format(
+    uploads: httpx.AsyncClient, private_key: str, mode: str, name: str, fmt: str, out_mode: str
+) -> None:
+    """Grey, grey with alpha, palette and CMYK images render to every output format, padded
+    with a transparent background too."""
+    picture = Image.new(mode, (64, 48))
+    data = io.BytesIO()
+    picture.save(data, fmt)
+    body = await owner_stored(uploads, private_key, name, data.getvalue())
+    for output in ("jpg", "png", "webp", "gif"):
+        url = f"{body['url']}?tr=w-32,h-32,cm-pad_resize,bg-00000000,f-{output}"
+        assert decoded(await uploads.get(url))[1] == (32, 32), (name, output)
+    assert decoded(await uploads.get(body["url"] + "?tr=w-32"))[2] in (out_mode, "P", "RGBA")
