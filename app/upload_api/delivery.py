@@ -9,6 +9,7 @@ oldest renders go, checked at most once a minute after a render.
 """
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 from app.core.imagekit.filetypes import ALLOWED, Kind
 from app.core.imagekit.transformations import (
     FORMATS,
-    THUMBNAIL_NAME,
+    THUMBNAIL,
     Plan,
     TransformationError,
     final_size,
@@ -46,49 +47,55 @@ class Renders:
 
 @dataclass(frozen=True)
 class Rendition:
-    """What ``/files`` serves for a transformed request."""
+    """What ``/files`` serves for a transformed request: the plan, its output format
+    decided."""
 
-    name: str
-    media_type: str
+    plan: Plan
     #: The format followed the request's ``Accept`` (``f-auto``): caches must vary on it.
     by_accept: bool
 
+    @functools.cached_property
+    def name(self) -> str:
+        """Its derived file's name."""
+        return self.plan.key()
 
-def _is_thumbnail(plan: Plan) -> bool:
-    return plan.named == (THUMBNAIL_NAME,) and len(plan.steps) == 1
+    @property
+    def media_type(self) -> str:
+        return FORMATS[self.plan.format or "jpg"]
+
+    @property
+    def thumbnail(self) -> bool:
+        """ImageKit's thumbnail: 404, not 400, for a file that has none (as it always was)."""
+        return self.plan == THUMBNAIL
 
 
 def choose(stored: StoredFile, plan: Plan, accept: str, *, auto_avif: bool) -> Rendition:
-    """The rendering a request asks for (its derived name and media type), or the refusal:
-    404 for ImageKit's thumbnail of a file that has none (as before), 400 for any other
+    """The rendering a request asks for (its plan, the output format decided), or the
+    refusal: 404 for ImageKit's thumbnail of a file that has none, 400 for any other
     transformation of a file that cannot be transformed or past the bounds."""
     file_type = ALLOWED.get(stored.extension)
     media = stored.media or {}
-    thumbnail = _is_thumbnail(plan)
-    renderable = (
-        file_type is not None
-        and media.get("thumbnail")
-        and (file_type.kind is Kind.IMAGE or (file_type.kind is Kind.VIDEO and thumbnail))
-    )
-    if not renderable:
-        if thumbnail:
-            raise messages.file_not_found()
-        raise messages.not_transformable()
-    if stored.width and stored.height and file_type and file_type.kind is Kind.IMAGE:
+    chosen = output_format(plan.format, stored.extension, accept, avif=auto_avif)
+    if chosen is None:
+        chosen = "png" if media.get("hasTransparency") else "jpg"
+    rendition = Rendition(plan.with_format(chosen), by_accept=plan.format == "auto")
+    if (
+        file_type is None
+        or not media.get("thumbnail")
+        or not (
+            file_type.kind is Kind.IMAGE or (file_type.kind is Kind.VIDEO and rendition.thumbnail)
+        )
+    ):
+        raise messages.file_not_found() if rendition.thumbnail else messages.not_transformable()
+    if stored.width and stored.height and file_type.kind is Kind.IMAGE:
         try:
             final_size(plan, (stored.width, stored.height))
         except TransformationError as exc:
             raise messages.bad_transformation(str(exc)) from None
-    chosen = output_format(plan.format, stored.extension, accept, avif=auto_avif)
-    if chosen is None:
-        chosen = "png" if media.get("hasTransparency") else "jpg"
-    name = plan.with_format(chosen).key()
-    return Rendition(name, FORMATS[chosen], by_accept=plan.format == "auto")
+    return rendition
 
 
-async def render(
-    context: "UploadContext", stored: StoredFile, plan: Plan, rendition: Rendition
-) -> None:
+async def render(context: "UploadContext", stored: StoredFile, rendition: Rendition) -> None:
     """Make ``rendition`` of ``stored`` unless it is kept already. One render per process at
     a time for the same one: the others wait for it, then serve what it kept (or, if it
     failed, try themselves and answer their own refusal)."""
@@ -104,33 +111,28 @@ async def render(
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     renders.running[key] = done
     try:
-        await _render(context, stored, plan, rendition)
+        await _render(context, stored, rendition)
     finally:
         del renders.running[key]
         done.set_result(None)
     _trim_soon(context)
 
 
-async def _render(
-    context: "UploadContext", stored: StoredFile, plan: Plan, rendition: Rendition
-) -> None:
+async def _render(context: "UploadContext", stored: StoredFile, rendition: Rendition) -> None:
     storage = context.storage
     file_type = ALLOWED[stored.extension]
-    chosen = rendition.name.rpartition(".")[2]
-    made = storage.spool.work / f"render-{new_id()}.{chosen}"
+    made = storage.spool.work / f"render-{new_id()}.{rendition.plan.format}"
     try:
         async with storage.local_copy(stored) as content:
             done = await context.media.render(
-                content, made, plan.with_format(chosen).to_worker(), file_type.kind
+                content, made, rendition.plan.to_worker(), file_type.kind
             )
         if done == "unwritable":
             raise messages.storage_failed()
         if done == "too-large":
             raise messages.bad_transformation("The transformed image would be too large.")
         if done != "made":
-            if _is_thumbnail(plan):
-                raise messages.file_not_found()
-            raise messages.not_transformable()
+            raise messages.file_not_found() if rendition.thumbnail else messages.not_transformable()
         await storage.keep_derived(stored, rendition.name, made)
     finally:
         made.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ it is already the workers' library.
 
 from typing import Any, Final, Literal
 
-from app.core.imagekit.transformations import Operation, operations
+from app.core.imagekit.transformations import Operation, TransformationError, operations
 from app.upload_api import media
 
 Rendered = Literal["made", "undecodable", "unwritable", "too-large"]
@@ -58,21 +58,10 @@ def _step(picture: Any, step: dict[str, Any], ops: list[Operation]) -> Any:
     return picture
 
 
-def _first_size(plan: dict[str, Any], size: tuple[int, int]) -> tuple[int, int] | None:
-    """The first step's output size, when it is a plain downscale (JPEG draft mode may then
-    decode at a fraction of the size: never below what is needed)."""
-    if not plan["steps"] or plan["steps"][0].get("cm"):
-        return None
-    try:
-        _, first = operations(plan["steps"][0], size)
-    except ValueError:
-        return None
-    return first if first[0] <= size[0] and first[1] <= size[1] else None
-
-
 def render(source: str, target: str, plan: dict[str, Any], kind: str) -> Rendered:
     """Write ``source`` (an image, or a video's first frame) transformed by ``plan`` to
-    ``target``, encoded as ``plan["format"]``."""
+    ``target``, encoded as ``plan["format"]``. A JPEG whose first operation is a resize is
+    decoded at the smallest of JPEG's scales that still covers it (draft mode)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -82,22 +71,25 @@ def render(source: str, target: str, plan: dict[str, Any], kind: str) -> Rendere
         if opened is None:
             return "undecodable"
         with opened:
-            upright = opened.size[::-1] if _turned(opened) else opened.size
-            first = _first_size(plan, upright)
-            if first is not None and opened.format == "JPEG":
-                opened.draft("RGB", first[::-1] if _turned(opened) else first)
+            turned = _turned(opened)
+            # Each step's operations from the size before it: the first from the image's own
+            # (upright), not the draft's.
+            size = opened.size[::-1] if turned else opened.size
+            steps = plan["steps"]
+            first = operations(steps[0], size)[0] if steps else []
+            if first and first[0].kind == "resize" and opened.format == "JPEG":
+                wanted = first[0].box[2:]
+                opened.draft("RGB", wanted[::-1] if turned else wanted)
             picture = ImageOps.exif_transpose(opened)
             if picture.mode not in ("RGB", "RGBA"):  # palette, grey, CMYK, 16-bit...
                 alpha = "A" in picture.getbands() or "transparency" in picture.info
                 picture = picture.convert("RGBA" if alpha else "RGB")
-            size = upright  # the first step's sizes from the image's own (not the draft's)
-            for step in plan["steps"]:
-                ops, size = operations(step, size)
+            for index, step in enumerate(steps):
+                ops = first if index == 0 else operations(step, picture.size)[0]
                 picture = _step(picture, step, ops)
-                size = picture.size
-    except ValueError as exc:  # TransformationError: the real image is larger than recorded
-        return "too-large" if type(exc).__name__ == "TransformationError" else "undecodable"
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError):
+    except TransformationError:  # the real image is larger than its record said
+        return "too-large"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return "undecodable"
     return _save(picture, target, plan)
 

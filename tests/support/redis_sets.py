@@ -9,7 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from tests.support.servers import free_port, redis_answers, require_program, stop_process
+from tests.support.servers import (
+    free_port,
+    kill_process,
+    redis_answers,
+    require_program,
+    stop_process,
+)
 
 #: Failures are noticed fast (production uses seconds; the mechanism is the same).
 DOWN_AFTER_MS: Final = 1000
@@ -111,8 +117,7 @@ class Node:
 
     def kill(self) -> None:
         if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            kill_process(self.process)
             self.process = None
 
     def stop(self) -> None:

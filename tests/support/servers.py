@@ -31,6 +31,12 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def kill_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, as a crashed or evicted server goes: no chance to save anything."""
+    process.kill()
+    process.wait(timeout=10)
+
+
 def redis_answers(port: int) -> bool:
     """Whether a Redis (or a sentinel) on the loopback ``port`` answers PING."""
     try:
@@ -262,14 +268,12 @@ class Redis:
     def kill(self) -> None:
         """SIGKILL, as a crashed or evicted Redis goes: no chance to save anything."""
         if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            kill_process(self.process)
             self.process = None
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+            stop_process(self.process)
             self.process = None
 
 

@@ -8,7 +8,6 @@ import pytest
 
 from app.core.imagekit.transformations import (
     MAX_SIDE,
-    Plan,
     TransformationError,
     final_size,
     operations,
@@ -40,7 +39,6 @@ def test_named_transformations_expand_where_they_are_named() -> None:
     plan = parse("n-card:bl-5", named)
     assert plan.steps == ({"w": 400, "h": 300}, {"bl": 5})
     assert plan.format == "webp"
-    assert plan.named == ("card",)
     thumbnail = parse("n-ik_ml_thumbnail")
     assert thumbnail.steps == ({"w": 200, "h": 200, "c": "at_max"},)
     assert thumbnail.format == "webp"
@@ -165,6 +163,7 @@ def test_every_mode_on_random_sizes_keeps_its_promise() -> None:
     at_max fits inside and never enlarges; at_least covers the box; one side given keeps the
     aspect ratio to within a pixel."""
     rng = random.Random(32)  # noqa: S311 - sizes for a test, not secrets
+    checked = 0
     for _ in range(2000):
         size = (rng.randint(1, 5000), rng.randint(1, 5000))
         w, h = rng.randint(1, 2000), rng.randint(1, 2000)
@@ -183,6 +182,8 @@ def test_every_mode_on_random_sizes_keeps_its_promise() -> None:
         assert covering[1] >= h
         assert one_side[0] == w
         assert abs(one_side[1] - size[1] * w / size[0]) <= 1
+        checked += 1
+    assert checked > 1000  # most draws are within the output bounds
 
 
 @pytest.mark.parametrize(
@@ -210,4 +211,3 @@ def test_the_cache_key_names_the_output_not_the_spelling() -> None:
     same = [parse("w-300,h-200"), parse("h-200,w-300"), parse("w-300,h-200,q-80")]
     assert len({plan.with_format("webp").key() for plan in same}) == 1
     assert parse("w-300").with_format("webp").key() != parse("w-300").with_format("jpg").key()
-    assert isinstance(parse("w-1"), Plan)

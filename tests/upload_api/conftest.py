@@ -3,6 +3,7 @@ make credentials the way the credential service does."""
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,16 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3-wire server (moto's) for the session; each test takes a bucket of its own."""
     with s3_server(tmp_path_factory.mktemp("s3") / "moto.log") as server:
         yield server
+
+
+@pytest.fixture(params=["local", "s3"])
+def either_storage(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The storage settings of each backend in turn, for promises that hold on both: none
+    (the directory), then a bucket of its own on the session's S3-wire server."""
+    if request.param == "local":
+        return {}
+    s3: S3Server = request.getfixturevalue("s3")
+    return s3.settings(s3.new_bucket())
 
 
 @pytest.fixture

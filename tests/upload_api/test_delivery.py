@@ -18,7 +18,6 @@ from app.core.keys import KeyPair
 from app.core.settings import Settings
 from app.core.signed_urls import signed_url
 from tests.support.apps import FakeClock
-from tests.support.buckets import S3Server
 from tests.support.samples import png
 from tests.support.uploads import V1, basic, owner_stored, upload_client
 
@@ -27,16 +26,12 @@ pytestmark = pytest.mark.anyio
 ENDPOINT = "http://files.test/files"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture
 def upload_settings(
-    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], storage_dir: Path
+    make_settings: Callable[..., Settings], storage_dir: Path, either_storage: dict[str, Any]
 ) -> Settings:
     """Every promise here holds on both storages: the directory, and a bucket."""
-    bucket: dict[str, Any] = {}
-    if request.param == "s3":
-        s3: S3Server = request.getfixturevalue("s3")
-        bucket = s3.settings(s3.new_bucket())
-    return make_settings(storage_dir=storage_dir, public_url="http://files.test", **bucket)
+    return make_settings(storage_dir=storage_dir, public_url="http://files.test", **either_storage)
 
 
 def sdk_url(private_key: str, path: str, now: float, expires_in: int | None) -> str:

@@ -25,7 +25,6 @@ from app.upload_api import delivery, parts
 from app.upload_api.workers import MediaWorkers
 from tests.support import media_files as mf
 from tests.support.apps import FakeClock
-from tests.support.buckets import S3Server
 from tests.support.uploads import owner_stored, upload_client
 
 pytestmark = pytest.mark.anyio
@@ -35,15 +34,11 @@ pytestmark = pytest.mark.anyio
 ENDPOINT = "http://media.test/files"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture
 def delivery_settings(
-    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], storage_dir: Path
+    make_settings: Callable[..., Settings], storage_dir: Path, either_storage: dict[str, Any]
 ) -> Settings:
-    bucket: dict[str, Any] = {}
-    if request.param == "s3":
-        s3: S3Server = request.getfixturevalue("s3")
-        bucket = s3.settings(s3.new_bucket())
-    return make_settings(storage_dir=storage_dir, public_url="http://media.test", **bucket)
+    return make_settings(storage_dir=storage_dir, public_url="http://media.test", **either_storage)
 
 
 @pytest.fixture
@@ -284,8 +279,8 @@ async def test_what_cannot_be_rendered_is_refused_not_served(
     broken = mf.camera_jpeg(320, 240)
     stored = await owner_stored(uploads, private_key, "broken.jpg", broken[:600])
     answer = await uploads.get(stored["url"] + "?tr=w-100")
-    assert answer.status_code in (400, 404)
-    assert set(answer.json()) == {"message", "help"}
+    assert answer.status_code == 400
+    assert "cannot be transformed" in answer.json()["message"]
     photo = await owner_stored(uploads, private_key, "photo.jpg", mf.camera_jpeg(320, 240))
     original = await uploads.get(photo["url"] + "?tr=orig-true")
     assert original.content == (await uploads.get(photo["url"])).content
@@ -370,7 +365,7 @@ async def owner_lookup(settings: Settings, file_path: str) -> Any:
     [
         ("L", "grey.jpg", "JPEG", "RGB"),
         ("LA", "grey.png", "PNG", "RGBA"),
-        ("P", "palette.gif", "GIF", "RGB"),
+        ("P", "palette.gif", "GIF", "P"),  # kept a GIF, whose pixels are a palette
         ("CMYK", "print.jpg", "JPEG", "RGB"),
     ],
 )
@@ -378,7 +373,7 @@ async def test_every_colour_mode_renders_in_every_format(
     uploads: httpx.AsyncClient, private_key: str, mode: str, name: str, fmt: str, out_mode: str
 ) -> None:
     """Grey, grey with alpha, palette and CMYK images render to every output format, padded
-    with a transparent background too."""
+    with a transparent background too; in their own format, transparency is kept."""
     picture = Image.new(mode, (64, 48))
     data = io.BytesIO()
     picture.save(data, fmt)
@@ -386,4 +381,4 @@ async def test_every_colour_mode_renders_in_every_format(
     for output in ("jpg", "png", "webp", "gif"):
         url = f"{body['url']}?tr=w-32,h-32,cm-pad_resize,bg-00000000,f-{output}"
         assert decoded(await uploads.get(url))[1] == (32, 32), (name, output)
-    assert decoded(await uploads.get(body["url"] + "?tr=w-32"))[2] in (out_mode, "P", "RGBA")
+    assert decoded(await uploads.get(body["url"] + "?tr=w-32"))[2] == out_mode

@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 #: ImageKit's named transformation for the media library's thumbnail: fits in 200 x 200,
@@ -99,7 +99,6 @@ class Plan:
     lossless: bool = False
     #: ``orig-true``: the original file, untouched.
     original: bool = False
-    named: tuple[str, ...] = field(default=())
 
     def with_format(self, chosen: str) -> "Plan":
         return dataclasses.replace(self, format=chosen)
@@ -140,8 +139,8 @@ def _unsupported(parameter: str) -> TransformationError:
 
 def _dimension(parameter: str, value: str) -> float:
     """A width or height: pixels (1 or more) or a fraction of the input (under 1)."""
-    if value == "auto" or not _NUMBER.match(value):
-        if value == "auto" or re.match(r"^[a-z]", value):  # client hints, expressions
+    if not _NUMBER.match(value):
+        if value[:1].isalpha():  # client hints (auto), arithmetic expressions (iw_div_2)
             raise _unsupported(parameter)
         raise _invalid(parameter, "a number is expected")
     number = float(value)
@@ -266,9 +265,6 @@ def parse(text: str, named: Mapping[str, str] | None = None) -> Plan:
             kept.append(step)
     if len(kept) > MAX_STEPS:
         raise TransformationError(f"At most {MAX_STEPS} transformation steps.")
-    names = tuple(
-        p.partition("-")[2] for part in text.split(":") for p in part.split(",") if p[:2] == "n-"
-    )
     return Plan(
         steps=tuple(kept),
         format=output.get("f"),
@@ -276,8 +272,11 @@ def parse(text: str, named: Mapping[str, str] | None = None) -> Plan:
         progressive=output.get("pr", False),
         lossless=output.get("lo", False),
         original=output.get("orig", False),
-        named=names,
     )
+
+
+#: ImageKit's thumbnail, as a plan: what ``/files/tr:n-ik_ml_thumbnail/...`` renders.
+THUMBNAIL: Final = parse("n-" + THUMBNAIL_NAME)
 
 
 def output_format(

@@ -44,8 +44,7 @@ async def serve_file(request: Request, file_path: str) -> Response:
     if stored is None:
         raise messages.file_not_found()
     headers = dict(FILE_HEADERS)
-    transformed = plan is not None and not plan.original
-    if stored.is_private_file or (transformed and context.delivery.signed_transformations):
+    if stored.is_private_file or (plan is not None and context.delivery.signed_transformations):
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
         relative = raw_path.decode("latin-1").split("/files/", 1)[-1]
         verdict = signed_urls.verify(
@@ -60,14 +59,14 @@ async def serve_file(request: Request, file_path: str) -> Response:
             headers["Cache-Control"] = "private, max-age=60"
     derived = None
     try:
-        if plan is not None and not plan.original:
+        if plan is not None:
             rendition = delivery.choose(
                 stored,
                 plan,
                 request.headers.get("accept", ""),
                 auto_avif=context.delivery.auto_avif,
             )
-            await delivery.render(context, stored, plan, rendition)
+            await delivery.render(context, stored, rendition)
             derived, media_type = rendition.name, rendition.media_type
             headers["ETag"] = f'"{stored.version_id}-{derived.partition(".")[0][:16]}"'
             if rendition.by_accept:
@@ -98,7 +97,8 @@ def _transformation(
     context: UploadContext, request: Request, file_path: str
 ) -> tuple[str, Plan | None]:
     """The file's path without its transformation segment (``tr:.../``), and the plan of the
-    transformation in the path and the query's ``tr`` together (None: none asked)."""
+    transformation in the path and the query's ``tr`` together (None: none asked, or
+    ``orig-true``: the original)."""
     parts = []
     first, slash, rest = file_path.partition("/")
     if first.startswith("tr:") and slash:
@@ -110,9 +110,10 @@ def _transformation(
     if not parts:
         return file_path, None
     try:
-        return file_path, parse(":".join(parts), context.delivery.named)
+        plan = parse(":".join(parts), context.delivery.named)
     except TransformationError as exc:
         raise messages.bad_transformation(str(exc), unsupported=exc.unsupported) from None
+    return file_path, None if plan.original else plan
 
 
 _URL_REFUSALS: Final = {
