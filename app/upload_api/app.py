@@ -105,7 +105,7 @@ def create_upload_app(
 
     front = [Middleware(RequestContext, log_access=settings.access_log)]
     front += cors(settings.browser_origins, expose=["x-request-id"])
-    front.append(Middleware(UploadRoutes))
+    front += [Middleware(UploadRoutes), Middleware(files.FileRoutes)]
     app = Fronted(
         front,
         title="upload-auth upload API",
@@ -117,7 +117,6 @@ def create_upload_app(
         redoc_url=None,
     )
     _install_errors(app)
-    app.include_router(files.router)
     app.include_router(probes.router(readiness, registry if settings.metrics_enabled else None))
     return app
 

@@ -3,6 +3,7 @@ the official Python SDK's own builder; refusals for unsigned, tampered and expir
 ranges for video seeking; ETag and Last-Modified with conditional requests."""
 
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -131,6 +132,31 @@ async def test_ranges_etag_and_conditional_requests(
     fresh = await uploads.get(url, headers={"If-None-Match": etag})
     assert fresh.status_code == 200
     assert fresh.headers["etag"] != etag
+
+
+@pytest.mark.parametrize("size", [16 * 1024, 300 * 1024])
+async def test_small_and_large_files_answer_alike(
+    uploads: httpx.AsyncClient, private_key: str, size: int
+) -> None:
+    """A file read at once (small) and one streamed (over 256 KiB on the directory) answer
+    with the same headers: its length, ETag, Last-Modified and Accept-Ranges; HEAD gives them
+    without the body; a Range whose If-Range names another version gets the whole file."""
+    data = b"\x00\x00\x00\x18ftypmp42" + secrets.token_bytes(size)
+    body = await owner_stored(uploads, private_key, "clip.mp4", data)
+    whole = await uploads.get(body["url"])
+    assert whole.content == data
+    head = await uploads.head(body["url"])
+    assert head.status_code == 200
+    assert head.content == b""
+    for answer in (whole, head):
+        assert answer.headers["content-length"] == str(len(data))
+        assert answer.headers["accept-ranges"] == "bytes"
+        assert answer.headers["content-type"] == "video/mp4"
+        assert answer.headers["etag"] == f'"{body["versionInfo"]["id"]}"'
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    assert head.headers["last-modified"] == whole.headers["last-modified"]
+    stale = {"Range": "bytes=0-9", "If-Range": '"another"'}
+    assert (await uploads.get(body["url"], headers=stale)).content == data
 
 
 def node_sdk_urls(now: int, private_key: str, requests: list[tuple[str, int | None]]) -> Any:

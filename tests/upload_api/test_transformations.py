@@ -157,7 +157,8 @@ async def test_renders_are_kept_made_once_and_answer_304(
     delivery_settings: Settings, clock: FakeClock, private_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Twenty requests at once for a new rendering make one render; later requests are served
-    from what was kept; a conditional request gets 304; a new version is rendered anew."""
+    from what was kept; a conditional request gets 304; a new version is rendered anew, and
+    the old version's renders are removed."""
     calls: list[str] = []
     original = MediaWorkers.render
 
@@ -180,6 +181,8 @@ async def test_renders_are_kept_made_once_and_answer_304(
         assert len(calls) == 1
         etag = again.headers["etag"]
         assert (await http.get(url, headers={"If-None-Match": etag})).status_code == 304
+        first = await owner_lookup(delivery_settings, body["filePath"])
+        name = delivery.choose(first, parse("w-120,h-90,q-70"), "", auto_avif=False).name
         await owner_stored(
             http,
             private_key,
@@ -192,6 +195,11 @@ async def test_renders_are_kept_made_once_and_answer_304(
         assert fresh.status_code == 200
         assert fresh.headers["etag"] != etag
         assert len(calls) == 2
+    storage = parts.storage(delivery_settings)
+    try:  # the replaced version's renders went with it
+        assert not await storage.has_derived(first, name)
+    finally:
+        await storage.stop()
 
 
 async def test_unsigned_transformations_of_private_files_are_refused(

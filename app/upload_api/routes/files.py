@@ -1,21 +1,35 @@
 """``GET /files/...``: stored files and their transformations, with headers that keep active content
-inert; private files only through URLs signed in ImageKit's scheme."""
+inert; private files only through URLs signed in ImageKit's scheme.
+
+Served as plain ASGI in front of FastAPI (``FileRoutes``), as the upload routes are: a rendition
+served from the cache is a few system calls, and FastAPI's routing, dependency solving and
+response class cost more than they do (docs/performance.md, #32).
+"""
 
 from email.utils import parsedate_to_datetime
 from typing import Final
 from urllib.parse import quote, unquote
 
-from fastapi import APIRouter, Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core import signed_urls
 from app.core.clock import unix_now
+from app.core.http.middleware import ROUTE_KEY
 from app.core.imagekit.filetypes import ALLOWED
 from app.core.imagekit.transformations import Plan, TransformationError, parse
+from app.core.logs import get_logger
 from app.upload_api import delivery, messages
 from app.upload_api.context import UploadContext, context_of
+from app.upload_api.routes.refusals import refusal_response
 from app.upload_api.storage import Storage, StoredFile, is_active_content
 
-router = APIRouter()
+#: The prefix of every served file's path, and the route's name in the access log.
+PREFIX: Final = "/files/"
+ROUTE: Final = "/files/{file_path:path}"
+
+log = get_logger("upload_api")
 
 #: Served files can never run script on this origin, whatever they contain.
 FILE_HEADERS: Final = {
@@ -26,7 +40,34 @@ FILE_HEADERS: Final = {
 }
 
 
-@router.get("/files/{file_path:path}")
+class FileRoutes:
+    """``GET`` and ``HEAD`` of ``/files/...``, ahead of FastAPI; any other request goes on to
+    ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        if scope["type"] != "http" or not path.startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_KEY] = ROUTE
+        try:
+            if scope["method"] not in ("GET", "HEAD"):
+                raise messages.method_not_allowed()
+            response = await serve_file(Request(scope, receive), path[len(PREFIX) :])
+        except messages.UploadError as refusal:
+            response = refusal_response(refusal)
+        except Exception as exc:  # a bug: the client gets ImageKit's 500, the log the details
+            log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+            response = refusal_response(messages.internal_error())
+        await response(scope, receive, send)
+
+
 async def serve_file(request: Request, file_path: str) -> Response:
     """A stored file, with headers that keep active content inert, or an image transformed as
     the URL's ImageKit transformation asks (``/files/tr:w-300/...`` or ``?tr=w-300``, both

@@ -1,9 +1,10 @@
 """Files on a local directory (the default): written whole or not at all.
 
 Layout under the root: ``files/<folder>/<name>`` holds the bytes, ``meta/<sha256 of the path>.json``
-the file's record (id, type, version, tags...), ``thumbnails/`` what is derived from a version
-(made on first request), ``tmp/`` the spool (uploads in flight, ``spool.Spool``). An upload is
-written to the spool (same filesystem), then one link or rename publishes it: a reader sees the
+the file's record (id, type, version, tags...), ``thumbnails/<sha256 of the path>-<version>/``
+what is derived from a version (renditions made on first request; the folder goes with the
+version), ``tmp/`` the spool (uploads in flight, ``spool.Spool``). An upload is written to the
+spool (same filesystem), then one link or rename publishes it: a reader sees the
 old file or the new one, never a half-written one. Without overwrite, the publishing is a hard
 link that fails if the name exists, so two racing uploads cannot replace each other. Replicas
 share the directory (a ``ReadWriteMany`` volume) or each has its own.
@@ -11,10 +12,14 @@ share the directory (a ``ReadWriteMany`` volume) or each has its own.
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from pathlib import Path
+from typing import Final
 
 from fastapi.responses import FileResponse
 from starlette.responses import Response
@@ -32,6 +37,16 @@ from app.upload_api.storage.records import (
 )
 from app.upload_api.storage.spool import Spool, write_all
 
+#: Files up to this size are served from one read; larger ones are streamed.
+SMALL_FILE: Final = 256 * 1024
+#: Records kept in memory after a read (``LocalStorage.record``).
+RECORDS_KEPT: Final = 10_000
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
+
 
 class LocalStorage:
     def __init__(self, root: Path) -> None:
@@ -40,6 +55,7 @@ class LocalStorage:
         self.files = root / "files"
         self.meta = root / "meta"
         self.thumbnails = root / "thumbnails"
+        self._records: dict[str, tuple[tuple[int, int, int], StoredFile | None]] = {}
         for directory in (self.files, self.meta, self.thumbnails):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -65,11 +81,23 @@ class LocalStorage:
         return self.meta / record_name(file_path)
 
     def record(self, file_path: str) -> StoredFile | None:
-        """The record at ``file_path`` (None when there is none, or none readable)."""
+        """The record at ``file_path`` (None when there is none, or none readable). Records
+        read before are kept while their file is the same one (inode, time and size: a record
+        is only ever replaced by a rename), so serving a file asks the disk one ``stat``."""
+        path = self._meta_path(file_path)
         try:
-            return decode(self._meta_path(file_path).read_bytes())
+            status = os.stat(path)
+            stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+            seen = self._records.get(file_path)
+            if seen is not None and seen[0] == stamp:
+                return seen[1]
+            found = decode(path.read_bytes())
         except FileNotFoundError:
             return None
+        if len(self._records) >= RECORDS_KEPT:
+            del self._records[next(iter(self._records))]  # the oldest read
+        self._records[file_path] = (stamp, found)
+        return found
 
     async def lookup(self, file_path: str) -> StoredFile | None:
         return self.record(file_path)
@@ -77,23 +105,24 @@ class LocalStorage:
     def content(self, stored: StoredFile) -> Path:
         return self._content_path(stored.file_path)
 
+    def _derived_folder(self, file_path: str, version_id: str) -> Path:
+        digest = hashlib.sha256(file_path.encode()).hexdigest()
+        return self.thumbnails / f"{digest}-{version_id}"
+
     def derived_path(self, stored: StoredFile, name: str) -> Path:
-        """Where ``name`` derived from this version of the file is kept."""
-        digest = hashlib.sha256(stored.file_path.encode()).hexdigest()
-        return self.thumbnails / f"{digest}-{stored.version_id}-{name}"
+        """Where ``name`` derived from this version of the file is kept: a folder per version,
+        removed whole when the file gets a new version."""
+        return self._derived_folder(stored.file_path, stored.version_id) / name
 
     async def has_derived(self, stored: StoredFile, name: str) -> bool:
         return self.derived_path(stored, name).exists()
 
     async def keep_derived(self, stored: StoredFile, name: str, made: Path) -> None:
-        """Publish ``made`` (in the spool) as ``name`` of this version (one rename: never
-        half-written); what was derived from the file's earlier versions goes."""
+        """Publish ``made`` (in the spool) as ``name`` of this version: one rename, never
+        half-written."""
         kept = self.derived_path(stored, name)
+        os.makedirs(kept.parent, exist_ok=True)
         os.replace(made, kept)
-        digest = kept.name.partition("-")[0]
-        for earlier in self.thumbnails.glob(digest + "-*"):
-            if not earlier.name.startswith(f"{digest}-{stored.version_id}-"):
-                earlier.unlink(missing_ok=True)
 
     async def trim_derived(self, limit: int) -> int:
         """Remove the oldest derived files past ``limit`` bytes in all; how many went."""
@@ -101,11 +130,17 @@ class LocalStorage:
 
     def _trim_derived(self, limit: int) -> int:
         found = []
-        with os.scandir(self.thumbnails) as entries:
-            for entry in entries:
-                with contextlib.suppress(FileNotFoundError):
-                    status = entry.stat()
-                    found.append((status.st_mtime, status.st_size, entry.path))
+        with os.scandir(self.thumbnails) as folders:
+            for folder in folders:
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    if not folder.is_dir():  # a thumbnail kept before folders per version
+                        status = folder.stat()
+                        found.append((status.st_mtime, status.st_size, folder.path))
+                        continue
+                    with os.scandir(folder.path) as entries:
+                        for entry in entries:
+                            status = entry.stat()
+                            found.append((status.st_mtime, status.st_size, entry.path))
         found.sort(reverse=True)
         total, removed = 0, 0
         for _, size, path in found:
@@ -138,11 +173,34 @@ class LocalStorage:
         derived: str | None,
         media_type: str,
         headers: dict[str, str],
-        range_header: str | None,  # noqa: ARG002 - FileResponse reads it from the request
-        method: str = "GET",  # noqa: ARG002 - and the method
+        range_header: str | None,
+        method: str = "GET",
     ) -> Response:
-        """The file (Range, HEAD and ``Last-Modified`` by the framework)."""
-        return FileResponse(self._served(stored, derived), media_type=media_type, headers=headers)
+        """The file (Range, HEAD and ``Last-Modified`` by the framework). A small file asked
+        whole (a rendition, a thumbnail, most images) is read at once on the event loop: a
+        page-cache read of a few microseconds, where the framework's streaming hops to a
+        thread four times (docs/performance.md, #32)."""
+        served = self._served(stored, derived)
+        if range_header is None:
+            try:
+                fd = os.open(served, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass  # the framework's answer for a file gone meanwhile
+            else:
+                try:
+                    status = os.fstat(fd)
+                    if status.st_size <= SMALL_FILE:
+                        content = b"" if method == "HEAD" else os.read(fd, SMALL_FILE + 1)
+                        headers = {
+                            **headers,
+                            "Content-Length": str(status.st_size),
+                            "Last-Modified": _http_date(int(status.st_mtime)),
+                            "Accept-Ranges": "bytes",
+                        }
+                        return Response(content, media_type=media_type, headers=headers)
+                finally:
+                    os.close(fd)
+        return FileResponse(served, media_type=media_type, headers=headers)
 
     def _stage_meta(self, stored: StoredFile) -> Path:
         """The record written whole to the spool (where a full disk or an unserialisable value
@@ -207,6 +265,10 @@ class LocalStorage:
                     staged.unlink(missing_ok=True)
                     raise
                 os.replace(staged, self._meta_path(file_path))
+                if previous is not None:  # what was derived from the replaced version goes
+                    shutil.rmtree(
+                        self._derived_folder(file_path, previous.version_id), ignore_errors=True
+                    )
                 return stored
             raise NameTaken()  # pragma: no cover - eight random 9-character suffixes all taken
         finally:
