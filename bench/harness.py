@@ -162,7 +162,8 @@ def wrk(
         check=True,
         env={**os.environ, **(env or {})},
     ).stdout
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    # wrk pads a latency in seconds ("1.08s "): the value, whatever follows it
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)$", output, re.MULTILINE)
     errors = int(non_2xx.group(1)) if non_2xx else 0
