@@ -1,8 +1,10 @@
 """Shared pieces of the benchmarks: start a server and time its cold start, read a process
 tree's CPU and memory from /proc, run wrk and parse what it prints."""
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -85,12 +87,18 @@ class Running:
     cold_start_ms: float
 
     def stop(self) -> None:
+        """The server and every process it started (a server that forks workers, as thumbor's
+        ``--processes`` does, would leave them running otherwise)."""
+        children = tree(self.process.pid)[1:]
         self.process.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def start(
