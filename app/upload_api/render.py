@@ -1,13 +1,21 @@
-"""Rendering a transformation plan (``app.core.imagekit.transformations``) with Pillow, in a media
-worker: bounded by the worker's time and memory limits and by Pillow's decompression-bomb
-guard (``media.MAX_DECODED_PIXELS``), as every decode is.
+"""Rendering a transformation plan (``app.core.imagekit.transformations``) in a media worker:
+bounded by the worker's time and memory limits and by Pillow's decompression-bomb guard
+(``media.MAX_DECODED_PIXELS``, checked on the header before anything is decoded), as every
+decode is.
 
-Pillow rather than libvips (pyvips): measured on this machine's 2 cores for the sizes delivery
-serves (docs/performance.md, #32), Pillow with JPEG's draft mode (the decoder scales by 1/2,
-1/4 or 1/8 as it reads) resized a 12-megapixel JPEG to 300 pixels in 42 ms against 60 ms, and
-it is already the workers' library.
+Two libraries, each where it is the faster (``python -m bench.render``: in one process, one
+thread, for the sizes delivery serves; docs/performance.md, #32). A JPEG is first decoded at
+the smallest of JPEG's scales (1/2, 1/4, 1/8, applied as it is read) that still covers the
+size asked for; then a first resize that reduces what was read, when that is at least
+``VIPS_FROM`` pixels, is **libvips'** (pyvips): the same Lanczos 3 at up to several times
+Pillow's speed (2 MP to 1,200 pixels wide: 29 ms against 47; 12 MP to 2,010: 111 against 305).
+Below that, setting libvips up costs more than its resize saves (2 MP to 390 pixels, read at
+400: 14.0 ms against 12.3), and the resize is **Pillow's**, as is everything else: enlarging,
+the other operations, every encoder, the formats and colour modes below. libvips hands its
+pixels over in memory.
 """
 
+import functools
 from typing import Any, Final, Literal
 
 from app.core.imagekit.transformations import Operation, TransformationError, operations
@@ -19,6 +27,14 @@ _SAVE: Final = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "gi
 #: AVIF's encoder effort: 0 (slowest, smallest) to 10; 8 keeps a first render of a large
 #: image within a second.
 _AVIF_SPEED: Final = 8
+
+#: Pixels read (after JPEG's scaling) from which libvips makes a reduction.
+VIPS_FROM: Final = 250_000
+#: What libvips resizes here: the common web formats, in the modes Pillow and libvips read
+#: alike (CMYK, 16-bit and the rest stay with Pillow).
+_VIPS_FORMATS: Final = frozenset({"JPEG", "PNG", "WEBP"})
+_VIPS_MODES: Final = frozenset({"L", "LA", "RGB", "RGBA", "P"})
+_MODES: Final = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
 def _colour(hex_text: str) -> tuple[int, ...]:
@@ -61,7 +77,8 @@ def _step(picture: Any, step: dict[str, Any], ops: list[Operation]) -> Any:
 def render(source: str, target: str, plan: dict[str, Any], kind: str) -> Rendered:
     """Write ``source`` (an image, or a video's first frame) transformed by ``plan`` to
     ``target``, encoded as ``plan["format"]``. A JPEG whose first operation is a resize is
-    decoded at the smallest of JPEG's scales that still covers it (draft mode)."""
+    decoded at the smallest of JPEG's scales that still covers it (draft mode); a first
+    resize that reduces is libvips'."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -77,10 +94,23 @@ def render(source: str, target: str, plan: dict[str, Any], kind: str) -> Rendere
             size = opened.size[::-1] if turned else opened.size
             steps = plan["steps"]
             first = operations(steps[0], size)[0] if steps else []
-            if first and first[0].kind == "resize" and opened.format == "JPEG":
+            picture = None
+            if first and first[0].kind == "resize":
                 wanted = first[0].box[2:]
-                opened.draft("RGB", wanted[::-1] if turned else wanted)
-            picture = ImageOps.exif_transpose(opened)
+                stored = wanted[::-1] if turned else wanted
+                vips = opened.format in _VIPS_FORMATS and opened.mode in _VIPS_MODES
+                full = opened.size
+                if opened.format == "JPEG":
+                    opened.draft("RGB", stored)
+                read = opened.size
+                pixels = read[0] * read[1]
+                if vips and pixels >= VIPS_FROM and pixels > stored[0] * stored[1]:
+                    resized = _vips_resized(source, full[0] // read[0], stored)
+                    # None: 16 bits a sample, which Pillow reads its own way (8 bits)
+                    if resized is not None and resized.size == wanted:  # the same orientation
+                        picture, first = resized, first[1:]
+            if picture is None:
+                picture = ImageOps.exif_transpose(opened)
             if picture.mode not in ("RGB", "RGBA"):  # palette, grey, CMYK, 16-bit...
                 alpha = "A" in picture.getbands() or "transparency" in picture.info
                 picture = picture.convert("RGBA" if alpha else "RGB")
@@ -92,6 +122,49 @@ def render(source: str, target: str, plan: dict[str, Any], kind: str) -> Rendere
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return "undecodable"
     return _save(picture, target, plan)
+
+
+@functools.cache
+def vips() -> Any:
+    """libvips, set up for a media worker: one thread (the pool has a worker per core), and no
+    cache of operations or open files kept between tasks (a file replaced under the same name
+    is read anew)."""
+    import pyvips
+
+    pyvips.concurrency_set(1)
+    pyvips.cache_set_max(0)
+    pyvips.cache_set_max_files(0)
+    return pyvips
+
+
+def _vips_resized(source: str, shrink: int, stored: tuple[int, int]) -> Any | None:
+    """``source`` read at ``1/shrink`` of its size (a JPEG's scale), resized to ``stored`` (its
+    size as stored) by libvips, then turned upright, as a Pillow image; None for 16 bits a
+    sample (Pillow reads them its own way). Read in one pass: the turn is made on the resized
+    image, in memory. A truncated file fails as it does in Pillow."""
+    from PIL import Image
+
+    pyvips = vips()
+    options = {"shrink": shrink} if shrink > 1 else {}
+    try:
+        image = pyvips.Image.new_from_file(
+            source, access="sequential", fail_on="truncated", **options
+        )
+        if image.format != "uchar":
+            return None
+        alpha = image.hasalpha()
+        if alpha:  # resized premultiplied, as Pillow does: no colour bleeds from clear pixels
+            image = image.premultiply()
+        image = image.resize(
+            stored[0] / image.width, vscale=stored[1] / image.height, kernel="lanczos3"
+        )
+        if alpha:
+            image = image.unpremultiply().cast("uchar")
+        image = image.copy_memory().autorot()
+        pixels = image.write_to_memory()
+    except pyvips.Error as exc:
+        raise OSError(f"libvips: {exc.message}") from None
+    return Image.frombytes(_MODES[image.bands], (image.width, image.height), pixels)
 
 
 def _turned(image: Any) -> bool:

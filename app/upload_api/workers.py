@@ -39,6 +39,8 @@ def _limit_memory(limit: int) -> None:
     import pillow_heif  # noqa: F401
     from PIL import Image  # noqa: F401
 
+    render.vips()
+
 
 class MediaWorkers:
     def __init__(self, workers: int, *, timeout: float, memory: int) -> None:

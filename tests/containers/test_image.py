@@ -4,6 +4,7 @@ writable, key files mounted as compose and Kubernetes mount them, SIGTERM draini
 in flight, and no key in the container's logs."""
 
 import base64
+import io
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from PIL import Image
 
 from app.credential_service.callers.api_keys import hash_api_key, new_api_key
 from tests.support.apps import new_private_key, new_public_key
@@ -313,9 +315,9 @@ def test_sigterm_drains_a_credential_request_in_flight(
 def test_the_media_workers_run_in_the_locked_down_container(
     image: str, keys: dict[str, Path], data: Path, started: list[str]
 ) -> None:
-    """The media libraries (Pillow, pillow-heif, PyAV) load in the image, their worker
+    """The media libraries (Pillow, pillow-heif, libvips, PyAV) load in the image, their worker
     processes start as uid 10001 on the read-only root, and the answer carries what they read;
-    a thumbnail is made and served."""
+    a thumbnail is made and served, and a large image reduced (by libvips)."""
     from tests.support import media_files
 
     name = f"upload-auth-test-media{RUN}"
@@ -328,6 +330,7 @@ def test_the_media_workers_run_in_the_locked_down_container(
         "camera.jpg": media_files.camera_jpeg(320, 240),
         "phone.heic": media_files.image("heic", 64, 48, camera=True),
         "clip.mp4": media_files.mp4(2, 160, 120),
+        "poster.png": media_files.image("png", 1200, 900),
     }
     answers = {}
     for file_name, content in files.items():
@@ -350,6 +353,11 @@ def test_the_media_workers_run_in_the_locked_down_container(
     thumbnail = httpx.get(container.url + thumbnail_path)
     assert thumbnail.status_code == 200, thumbnail.text
     assert thumbnail.headers["content-type"] == "image/webp"
+    reduced = httpx.get(container.url + urlsplit(answers["poster.png"]["url"]).path + "?tr=w-500")
+    assert reduced.status_code == 200, reduced.text
+    assert reduced.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(reduced.content)) as picture:
+        assert picture.size == (500, 375)
     assert "media worker task failed" not in container.logs()
 
 
