@@ -47,13 +47,23 @@ def basic_auth_key(header: str | None) -> str | None:
     return decoded.partition(":")[0]  # the password is ignored (new SDKs send "do_not_set")
 
 
-async def _burn(ctx: UploadContext, key: str, until: int, token: str) -> Burn:
+#: The form fields of a v1 signature; a request with none of them brings no credential.
+V1_CREDENTIAL: Final = ("signature", "token", "expire")
+
+
+async def _burn(
+    ctx: UploadContext, key: str, until: int, token: str, *, bound_only: bool = False
+) -> Burn:
+    """Use the credential up. Used before: refused as such, unless ``bound_only`` and it has
+    no grant, which is refused as never issued however often it comes."""
     moment = now_ms(ctx.clock)
     try:
         burn = await ctx.ledger.burn(key, until - moment // 1000 + LEEWAY_SECONDS, now_ms=moment)
     except LedgerUnavailable:
         raise messages.store_unavailable() from None
     if not burn.fresh:
+        if bound_only and burn.grant is None:
+            raise messages.unbound_v1()
         raise messages.token_used(token)
     return burn
 
@@ -88,14 +98,14 @@ async def authenticate_v1(
     if basic is not None:
         _by_private_key(ctx.keys.ring, basic)
         return PRIVATE_KEY
-    if "signature" not in fields:
+    if not any(name in fields for name in V1_CREDENTIAL):
         raise messages.no_auth()
     pair, token, expire = _v1_signed(ctx.keys.ring, fields)
     now = unix_now(ctx.clock)
     if not now - LEEWAY_SECONDS < expire:  # it can never pass again: nothing to remember
         raise messages.invalid_expire()
     key = credential_key("v1", pair.public_key, token)
-    burn = await _burn(ctx, key, expire, token)
+    burn = await _burn(ctx, key, expire, token, bound_only=not ctx.accept_unbound_v1)
     grant = _grant_of(burn)
     issued_ms = grant.issued_ms if grant else _end_of_second(expire - ctx.credential_ttl)
     _not_before_epoch(burn, issued_ms, token)
@@ -111,8 +121,9 @@ async def authenticate_v1(
 
 def _v1_signed(ring: KeyRing, fields: Mapping[str, str]) -> tuple[KeyPair, str, int]:
     """The key pair, token and expiry of a v1 signature that the pair's private key made, in
-    ImageKit's order of refusals."""
-    for name in ("publicKey", "token"):
+    ImageKit's order of refusals; a missing part of it is a 400 that names it, as a missing
+    token always was (a request with no part at all is the 401 above)."""
+    for name in ("publicKey", "signature", "token"):
         if not fields.get(name):
             raise messages.missing_parameter(name)
     pair = ring.get(fields["publicKey"])

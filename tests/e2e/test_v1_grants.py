@@ -331,21 +331,23 @@ async def test_v1_charges_the_profiles_largest_size(world: World) -> None:
 
 async def test_a_v1_signature_made_elsewhere_is_refused(world: World) -> None:
     """A v1 signature made with the private key but not issued by upload-auth has no grant:
-    refused in production, naming the setting that would accept it."""
+    refused in production, naming the setting that would accept it; sent again (a client's
+    retry), refused the same way, not as a token used before."""
     token, expire = "made-elsewhere", int(time.time()) + 1800
-    response = await world.http.post(
-        world.upload_api + "/api/v1/files/upload",
-        data={
-            "fileName": "x.png",
-            "publicKey": world.public_key,
-            "token": token,
-            "expire": str(expire),
-            "signature": v1_signature(world.private_key.encode(), token, expire),
-        },
-        files={"file": ("x.png", png())},
-    )
-    assert response.status_code == 403, response.text
-    assert "UPLOAD_AUTH_ACCEPT_UNBOUND_V1" in response.json()["message"]
+    for _ in range(2):
+        response = await world.http.post(
+            world.upload_api + "/api/v1/files/upload",
+            data={
+                "fileName": "x.png",
+                "publicKey": world.public_key,
+                "token": token,
+                "expire": str(expire),
+                "signature": v1_signature(world.private_key.encode(), token, expire),
+            },
+            files={"file": ("x.png", png())},
+        )
+        assert response.status_code == 403, response.text
+        assert "UPLOAD_AUTH_ACCEPT_UNBOUND_V1" in response.json()["message"]
 
 
 async def test_the_account_owner_is_unrestricted(world: World) -> None:

@@ -164,10 +164,40 @@ async def test_both_methods_at_once(
     )
 
 
-async def test_no_authentication(uploads: httpx.AsyncClient) -> None:
-    """Neither method: ImageKit's 401."""
-    response = await uploads.post(V1, data={"fileName": "a.png"}, files=file_part())
-    assert_imagekit_error(response, 401, "Your request does not contain private API key.")
+async def test_no_authentication(uploads: httpx.AsyncClient, public_key: str) -> None:
+    """Neither method: ImageKit's 401, with or without the public key (which names the
+    account, not a credential)."""
+    for fields in ({"fileName": "a.png"}, {"fileName": "a.png", "publicKey": public_key}):
+        response = await uploads.post(V1, data=fields, files=file_part())
+        assert_imagekit_error(response, 401, "Your request does not contain private API key.")
+
+
+@pytest.mark.parametrize(
+    ("left_out", "message"),
+    [
+        ("signature", "Your request is missing signature parameter."),
+        ("token", "Your request is missing token parameter."),
+        ("publicKey", "Your request is missing publicKey parameter."),
+        (
+            "expire",
+            "Your request contains invalid expire parameter. Expire parameter should be a Unix "
+            "time in less than 1 hour into the future.",
+        ),
+    ],
+)
+async def test_a_credential_with_a_part_missing_names_it(
+    uploads: httpx.AsyncClient, pair: KeyPair, clock: FakeClock, left_out: str, message: str
+) -> None:
+    """A v1 credential short of one part is a 400 naming that part, whichever it is (the 401
+    is for a request that brings no credential at all); empty counts as missing."""
+    for missing in ("absent", "empty"):
+        fields = v1_fields(pair, clock, fileName="a.png")
+        if missing == "absent":
+            del fields[left_out]
+        else:
+            fields[left_out] = ""
+        response = await uploads.post(V1, data=fields, files=file_part())
+        assert_imagekit_error(response, 400, message)
 
 
 async def test_unknown_keys(uploads: httpx.AsyncClient, pair: KeyPair, clock: FakeClock) -> None:
