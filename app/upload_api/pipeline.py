@@ -25,7 +25,7 @@ from app.upload_api.authenticate import (
     basic_auth_key,
 )
 from app.upload_api.context import UploadContext
-from app.upload_api.detect import detect
+from app.upload_api.detect import detect, text_encoding
 from app.upload_api.fields import JsonFields, check_json_fields
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.media import Probe
@@ -199,6 +199,7 @@ async def store(
         is_private_file=options.private,
         is_published=options.published,
         event=event,
+        charset=_charset(file.head) if file_type.text else None,
     )
     try:
         return await ctx.storage.commit(
@@ -234,6 +235,12 @@ def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
         return limits.max_video_size if is_video else limits.max_size
 
     return cap
+
+
+def _charset(head: bytes) -> str | None:
+    """A text file's Unicode encoding, to serve it with; None for a single-byte one."""
+    found = text_encoding(head)
+    return None if found == "8bit" else found
 
 
 def file_type_of(upload: UploadedFile, file_name: str) -> FileType:

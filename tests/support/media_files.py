@@ -117,9 +117,10 @@ def image(extension: str, width: int = 64, height: int = 48, *, camera: bool = F
 
     pillow_heif.register_heif_opener()
     formats = {"jpg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "bmp": "BMP"}
+    formats |= {"avif": "AVIF"}
     formats |= {"tiff": "TIFF", "heic": "HEIF", "pdf": "PDF"}
     out = io.BytesIO()
-    mode = "RGBA" if extension in ("png", "webp") else "RGB"
+    mode = "RGBA" if extension in ("png", "webp", "avif") else "RGB"
     extra = {"exif": _camera_exif()} if camera else {}
     _picture(width, height, mode).save(out, formats[extension], **extra)  # type: ignore[attr-defined]
     return out.getvalue()
@@ -199,13 +200,14 @@ def eps(width: int = 120, height: int = 80) -> bytes:
     ).encode()
 
 
-def mp4(seconds: int = 2, width: int = 320, height: int = 240) -> bytes:
-    """An MP4 with H.264 video and AAC audio, ``seconds`` long."""
+def mp4(seconds: int = 2, width: int = 320, height: int = 240, *, muxer: str = "mp4") -> bytes:
+    """An MP4 (or, with ``muxer="mov"``, a QuickTime movie) with H.264 video and AAC audio,
+    ``seconds`` long."""
     import av
     from PIL import Image
 
     out = io.BytesIO()
-    with av.open(out, "w", format="mp4") as container:
+    with av.open(out, "w", format=muxer) as container:
         video = container.add_stream("libx264", rate=25)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         audio = container.add_stream("aac", rate=44100)
@@ -217,6 +219,14 @@ def mp4(seconds: int = 2, width: int = 320, height: int = 240) -> bytes:
         container.mux(video.encode(None))
         _encode_tone(container, audio, seconds, "fltp")
     return out.getvalue()
+
+
+def classic_quicktime(seconds: int = 2) -> bytes:
+    """A QuickTime movie as written before ``ftyp`` boxes existed: its first atom a ``free``
+    one (the ``ftyp`` box renamed, so that every offset in the file stays right)."""
+    data = mp4(seconds, 160, 120, muxer="mov")
+    assert data[4:8] == b"ftyp"
+    return data[:4] + b"free" + data[8:]
 
 
 def mp3(seconds: int = 2) -> bytes:
@@ -279,10 +289,16 @@ REAL_FILES: list[tuple[str, bytes, dict[str, object]]] = [
     ("photo.webp", image("webp", 50, 20), {"width": 50, "height": 20}),
     ("old.bmp", image("bmp", 17, 9), {"width": 17, "height": 9}),
     ("icon.png", image("png", 31, 7), {"width": 31, "height": 7}),
+    ("photo.avif", image("avif", 48, 36), {"width": 48, "height": 36}),
     (
         "clip.mp4",
         mp4(seconds=2, width=320, height=240),
         {"width": 320, "height": 240, "duration": 2, "videoCodec": "h264", "audioCodec": "aac"},
+    ),
+    (
+        "old.mov",
+        classic_quicktime(2),
+        {"width": 160, "height": 120, "duration": 2, "videoCodec": "h264"},
     ),
     ("song.mp3", mp3(seconds=3), {"duration": 3, "audioCodec": "mp3"}),
     ("report.pdf", pdf(), {}),

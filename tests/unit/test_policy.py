@@ -38,10 +38,10 @@ def grant(
     return dict(p.grant_file(p.profile(None), request, caller=caller).fields)
 
 
-def test_default_profile_allows_exactly_the_seed_types() -> None:
-    """The built-in profile is the seed's allowed-types table, no more, no less."""
-    assert sorted(ALLOWED) == sorted(SEED_EXTENSIONS)
-    assert policy().profile(None).types == frozenset(SEED_EXTENSIONS)
+def test_default_profile_allows_exactly_the_seed_types_and_avif() -> None:
+    """The built-in profile is the seed's allowed-types table and AVIF, no more, no less."""
+    assert sorted(ALLOWED) == sorted([*SEED_EXTENSIONS, "avif"])
+    assert policy().profile(None).types == frozenset([*SEED_EXTENSIONS, "avif"])
 
 
 def test_fields_pin_name_folder_size_and_type() -> None:

@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from app.core.imagekit.rules import clean_name
 from app.upload_api.storage import FileDetails, LocalStorage, NameTaken, unique_name
+from app.upload_api.storage.records import decode, encode, next_record
 
 
 def details(size: int = 3) -> FileDetails:
@@ -122,3 +124,16 @@ def test_unique_names_never_collide(tmp_path: Path) -> None:
         for _ in range(50)
     }
     assert len(paths) == 50
+
+
+def test_a_record_with_fields_this_version_does_not_know_is_read() -> None:
+    """A newer replica's record (a field added since) is read by this one during a rolling
+    update, the unknown field left out; what is not a record is still None."""
+    stored = next_record(
+        None, "/a.txt", "a.txt", FileDetails(size=1, mime="text/plain", extension="txt")
+    )
+    newer = orjson.loads(encode(stored)) | {"added_later": {"x": 1}}
+    assert decode(orjson.dumps(newer)) == stored
+    assert decode(b"[1, 2]") is None
+    assert decode(b'{"size": 1}') is None
+    assert decode(b"not json") is None

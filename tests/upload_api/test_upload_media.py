@@ -97,6 +97,54 @@ async def test_thumbnails_are_served_for_images_and_video_only(
         assert missing.status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("name", "data", "mime"),
+    [
+        ("photo.avif", mf.image("avif", 48, 36), "image/avif"),
+        ("photo.heic", mf.image("avif", 48, 36), "image/avif"),  # the bytes decide
+        ("old.mov", mf.classic_quicktime(1), "video/quicktime"),
+        ("notes.txt", "Café crème, déjà vu.\n".encode("latin-1"), "text/plain"),
+        ("notes.txt", "\u201cquoted\u201d \u20ac5\n".encode("cp1252"), "text/plain"),
+        ("page.html", "<p>Grüße</p>\n".encode("utf-16"), "text/html; charset=utf-16le"),
+        (
+            "feed.xml",
+            '<?xml version="1.0"?><a>ü</a>'.encode("utf-32"),
+            "application/xml; charset=utf-32le",
+        ),
+        ("notes.txt", "Grüße\n".encode(), "text/plain; charset=utf-8"),
+        ("big.txt", "Äpfel und Birnen.\n".encode("latin-1") * 20_000, "text/plain"),
+        ("data.json", '{"ville": "Zürich"}'.encode("iso-8859-1"), "application/json"),
+    ],
+)
+async def test_files_as_the_world_makes_them_are_stored_as_what_they_are(
+    make_settings: Callable[..., Settings],
+    storage_dir: Path,
+    either_storage: dict[str, Any],
+    clock: FakeClock,
+    private_key: str,
+    name: str,
+    data: bytes,
+    mime: str,
+) -> None:
+    """AVIF typed and served as AVIF (never as the HEIC its container shares), a QuickTime movie
+    from before ``ftyp``, and text in other encodings than UTF-8: stored, typed and served
+    byte for byte, text with its Unicode encoding named and never called UTF-8 when it is
+    not. On either storage, small files and large."""
+    settings = make_settings(
+        storage_dir=storage_dir, public_url="http://files.test", **either_storage
+    )
+    async with upload_client(settings, clock) as http:
+        response = await store(http, private_key, name, data)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        served = await http.get(body["url"].removeprefix("http://files.test"))
+    assert body["fileType"] == ("image" if mime.startswith("image/") else "non-image")
+    assert served.status_code == 200
+    assert served.headers["content-type"] == mime
+    assert served.content == data
+    assert served.headers["content-length"] == str(len(data))
+
+
 async def test_an_overwrite_gets_a_new_thumbnail(
     upload_settings: Settings, clock: FakeClock, private_key: str
 ) -> None:

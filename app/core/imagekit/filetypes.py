@@ -1,4 +1,4 @@
-"""The file types the upload API accepts, from its documentation (``shared/seeds/``).
+"""The file types the upload API accepts, from its documentation (``shared/seeds/``), and AVIF.
 
 Each allowed extension maps to one canonical MIME type (what credentials pin in ``checks`` and
 what the upload API reports). A declared type is accepted for an extension when it is the
@@ -157,7 +157,12 @@ _TABLE: Final = (
     _t("appimage", "application/vnd.appimage", Kind.OTHER, "application/x-executable", _OCTET),
 )
 
-ALLOWED: Final = MappingProxyType({t.extension: t for t in _TABLE})
+#: Beyond the table, which predates it: AVIF, an image format every current browser shows
+#: (ImageKit accepts and delivers it). Without it an AVIF would be taken for HEIC, its
+#: container's other image format, and served as one, which browsers do not show.
+_BEYOND_TABLE: Final = (_t("avif", "image/avif", Kind.IMAGE, "image/avif-sequence"),)
+
+ALLOWED: Final = MappingProxyType({t.extension: t for t in _TABLE + _BEYOND_TABLE})
 
 
 def extension_of(file_name: str) -> str | None:

@@ -118,11 +118,11 @@ async def serve_file(request: Request, file_path: str) -> Response:
                 disposition = f"attachment; filename*=UTF-8''{quote(stored.name)}"
                 headers["Content-Disposition"] = disposition
             headers["ETag"] = f'"{stored.version_id}"'
-            media_type = stored.mime
+            media_type = stored.content_type
         if await _not_modified(request, headers["ETag"], storage, stored, derived):
             kept = ("ETag", "Cache-Control", "Vary")
             return Response(status_code=304, headers={k: headers[k] for k in kept if k in headers})
-        return await storage.respond(
+        response = await storage.respond(
             stored,
             derived=derived,
             media_type=media_type,
@@ -132,6 +132,10 @@ async def serve_file(request: Request, file_path: str) -> Response:
         )
     except OSError:  # the store cannot answer now
         raise messages.storage_failed() from None
+    if "content-type" in response.headers:
+        # as recorded: the framework would call any text/* UTF-8, whatever its bytes are
+        response.headers["content-type"] = media_type
+    return response
 
 
 def _transformation(

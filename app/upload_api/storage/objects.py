@@ -313,7 +313,7 @@ class ObjectStorage:
     async def _put_file(self, path: Path, key: str, details: FileDetails) -> None:
         """The bytes, with the type the bucket answers with (redirect delivery); active content
         only ever as an attachment."""
-        attributes: Attributes = {"Content-Type": details.mime}
+        attributes: Attributes = {"Content-Type": details.content_type}
         file_type = ALLOWED.get(details.extension)
         if file_type is None or is_active_content(file_type):
             attributes["Content-Disposition"] = "attachment"

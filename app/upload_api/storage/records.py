@@ -34,6 +34,14 @@ class FileDetails:
     #: The upload's webhook event, enough to make it again (``report.EventNote``): kept with
     #: the file so an outbox that lost its data can be refilled from the storage.
     event: dict[str, Any] | None = None
+    #: A text file's Unicode encoding (``detect.text_encoding``), served with it; None for
+    #: other files, and for text in a single-byte encoding its bytes cannot name.
+    charset: str | None = None
+
+    @property
+    def content_type(self) -> str:
+        """What the file is served as: its MIME type, and a text file's charset when known."""
+        return f"{self.mime}; charset={self.charset}" if self.charset else self.mime
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,10 +72,16 @@ def encode(stored: StoredFile) -> bytes:
 
 
 def decode(doc: bytes | str) -> StoredFile | None:
-    """A stored record read back; None for one that is not JSON or not a record."""
+    """A stored record read back; None for one that is not JSON or not a record. Keys this
+    version does not know (a newer replica's, during a rolling update) are left out."""
     try:
-        return StoredFile(**json.loads(doc))
-    except (ValueError, TypeError):
+        values = json.loads(doc)
+        try:
+            return StoredFile(**values)
+        except TypeError:
+            known = {f.name for f in fields(StoredFile)}
+            return StoredFile(**{k: v for k, v in values.items() if k in known})
+    except (ValueError, TypeError, AttributeError):
         return None
 
 
