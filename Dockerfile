@@ -73,6 +73,15 @@ FROM runtime AS credential-service
 COPY --from=build /app/.venv /app/.venv
 
 FROM runtime
+# ExifTool, which reads the upload API's embeddedMetadata (ImageKit's follows it), run by the
+# media workers; util-linux's setpriv (in the base) ties it to its worker's life.
+USER root
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libimage-exiftool-perl \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
 COPY --from=build-upload-api /app/.venv /app/.venv
 # The upload API's files (the only writable path; mount a volume here).
 VOLUME ["/data"]

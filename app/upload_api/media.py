@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final, TypedDict
 
+from app.upload_api import exiftool
+
 #: Thumbnails fit in a square of this many pixels (ImageKit's media library thumbnail size).
 #: Images with more pixels than this are not decoded (hasTransparency, thumbnails).
 MAX_DECODED_PIXELS: Final = 100_000_000
@@ -39,16 +41,24 @@ class Probe(TypedDict, total=False):
     thumbnail: bool
 
 
-def probe(path: str, extension: str, kind: str) -> Probe:
+def probe(path: str, extension: str, kind: str, *, embedded: bool = True) -> Probe:
     """What ``path`` holds; ``extension`` is the canonical one of its detected type and
-    ``kind`` its ``Kind`` value (image, video, audio...)."""
+    ``kind`` its ``Kind`` value (image, video, audio...). ``embeddedMetadata`` is ExifTool's
+    (``app.upload_api.exiftool``, any kind of file) where it is installed, read only when
+    ``embedded`` is asked for; else this module's own reading of EXIF, IPTC, XMP and container
+    tags (images, video and audio)."""
+    found: Probe = {}
     if extension == "svg":
-        return _svg(Path(path))
-    if kind == "image":
-        return _image(path, extension)
-    if kind in ("video", "audio"):
-        return _media(path, extension, video=kind == "video")
-    return {}
+        found = _svg(Path(path))
+    elif kind == "image":
+        found = _image(path, extension)
+    elif kind in ("video", "audio"):
+        found = _media(path, extension, video=kind == "video")
+    if embedded:  # documents and fonts too: ExifTool reads their metadata
+        by_exiftool = exiftool.embedded(path, extension)
+        if by_exiftool is not None:
+            found["embeddedMetadata"] = by_exiftool
+    return found
 
 
 # -- images ------------------------------------------------------------------------------------

@@ -64,16 +64,20 @@ class MediaWorkers:
             )
         return self._pool
 
-    async def run(self, function: Callable[..., T], *args: object) -> T | None:
+    async def run(self, function: Callable[..., T], *args: object, **kwargs: object) -> T | None:
         """``function(*args)`` in a worker; None when it fails, times out or runs out of
         memory (logged with the reason, never the file's content)."""
         if not self.enabled:
             return None
         try:
-            future = self._started().schedule(function, args=args, timeout=self.timeout)
+            future = self._started().schedule(
+                function, args=args, kwargs=kwargs, timeout=self.timeout
+            )
         except RuntimeError:  # the pool itself failed (its manager thread): a new one
             await self.close()
-            future = self._started().schedule(function, args=args, timeout=self.timeout)
+            future = self._started().schedule(
+                function, args=args, kwargs=kwargs, timeout=self.timeout
+            )
         try:
             # The answer waits ``timeout`` at most, queueing included; pebble's own timeout (or
             # the cancel below) stops a task still running.
@@ -105,8 +109,8 @@ class MediaWorkers:
         ``embeddedMetadata``), a web image's size is read from its header in this process
         (``dimensions``: bounded, safe on any bytes; from ``head``, the file's first bytes,
         when they hold it), with no worker involved."""
-        if file_type.kind not in PROBED_KINDS:
-            return {}
+        if file_type.kind not in PROBED_KINDS and not everything:
+            return {}  # only ExifTool reads other kinds, for their embeddedMetadata
         if not everything:
             size = dimensions.size_of(path, file_type.extension, head)
             if size is not None:
@@ -117,7 +121,13 @@ class MediaWorkers:
                     "height": height,
                     "thumbnail": width * height <= media.MAX_DECODED_PIXELS,
                 }
-        found = await self.run(media.probe, str(path), file_type.extension, file_type.kind.value)
+        found = await self.run(
+            media.probe,
+            str(path),
+            file_type.extension,
+            file_type.kind.value,
+            embedded=everything,
+        )
         return found or {}
 
     async def render(

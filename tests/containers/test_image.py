@@ -315,9 +315,10 @@ def test_sigterm_drains_a_credential_request_in_flight(
 def test_the_media_workers_run_in_the_locked_down_container(
     image: str, keys: dict[str, Path], data: Path, started: list[str]
 ) -> None:
-    """The media libraries (Pillow, pillow-heif, libvips, PyAV) load in the image, their worker
-    processes start as uid 10001 on the read-only root, and the answer carries what they read;
-    a thumbnail is made and served, and a large image reduced (by libvips)."""
+    """The media libraries (Pillow, pillow-heif, libvips, PyAV, ExifTool) load in the image,
+    their worker processes start as uid 10001 on the read-only root, and the answer carries
+    what they read (embedded metadata by ExifTool); a thumbnail is made and served, and a large
+    image reduced (by libvips)."""
     from tests.support import media_files
 
     name = f"upload-auth-test-media{RUN}"
@@ -346,6 +347,7 @@ def test_the_media_workers_run_in_the_locked_down_container(
         answers[file_name] = response.json()
     assert (answers["camera.jpg"]["width"], answers["camera.jpg"]["height"]) == (320, 240)
     assert answers["camera.jpg"]["embeddedMetadata"]["Make"] == media_files.CAMERA["Make"]
+    assert answers["camera.jpg"]["embeddedMetadata"]["ExifByteOrder"] == "MM"  # by ExifTool
     assert answers["phone.heic"]["embeddedMetadata"]["Model"] == media_files.CAMERA["Model"]
     assert answers["clip.mp4"]["duration"] == 2
     assert answers["clip.mp4"]["videoCodec"] == "h264"
