@@ -75,7 +75,7 @@ COPY --from=build /app/.venv /app/.venv
 FROM runtime
 # ExifTool, which reads the upload API's embeddedMetadata (ImageKit's follows it), run by the
 # media workers; util-linux's setpriv (in the base) ties it to its worker's life.
-USER root
+USER 0:0
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libimage-exiftool-perl \

@@ -4,6 +4,7 @@ batch process dies with its media worker; without ExifTool the upload API's own 
 stands in; and it is not run unless the answer asks for what it reads."""
 
 import asyncio
+import io
 import json
 import os
 import shutil
@@ -29,16 +30,23 @@ if EXIFTOOL is None:  # ./scripts/setup --test installs it (Debian's libimage-ex
     pytest.fail("exiftool is needed: apt-get install libimage-exiftool-perl", pytrace=False)
 
 
+def _read_alone(*arguments: str) -> Any:
+    """ExifTool run on its own for one file (``-list`` first: every tag table loaded, as a
+    long-running ExifTool has them), its JSON answer. A file read with errors exits 1 and is
+    still read."""
+    result = subprocess.run(
+        [str(EXIFTOOL), "-list", "-execute", *arguments],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    return json.loads(result.stdout[result.stdout.index(b"\n[{") :])
+
+
 def exiftool_alone(path: Path) -> dict[str, Any]:
     """ExifTool run as a user runs it: one file, JSON, numeric values; without the System
     group (paths and times of the server's copy) and its version; binary blobs left out."""
-    result = subprocess.run(
-        [str(EXIFTOOL), "-j", "-n", "-x", "System:all", "-x", "ExifTool:all", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    [tags] = json.loads(result.stdout)
+    [tags] = _read_alone("-j", "-n", "-x", "System:all", "-x", "ExifTool:all", str(path))
     del tags["SourceFile"]
     return {k: v for k, v in tags.items() if not str(v).startswith("(Binary data ")}
 
@@ -86,7 +94,7 @@ def test_exiftool_is_not_run_unless_asked(monkeypatch: pytest.MonkeyPatch, tmp_p
     def refused(path: str, extension: str) -> None:
         raise AssertionError(f"ExifTool read {path} ({extension})")
 
-    monkeypatch.setattr(exiftool, "embedded", refused)
+    monkeypatch.setattr(exiftool, "read", refused)
     path = tmp_path / "clip.mp4"
     path.write_bytes(mf.mp4(1, 64, 48))
     assert media.probe(str(path), "mp4", "video", embedded=False)["duration"] == 1
@@ -103,10 +111,12 @@ def test_a_file_exiftool_cannot_read_is_not_an_error(tmp_path: Path) -> None:
         empty.write_bytes(b"")
         for path in (garbage, empty, tmp_path / "missing.gif"):
             found = reader.read(str(path))
-            assert found is None or isinstance(found, dict)
+            assert found is None or isinstance(found.embedded, dict)
         camera = tmp_path / "camera.jpg"
         camera.write_bytes(mf.camera_jpeg(32, 24))
-        assert (reader.read(str(camera)) or {}).get("Make") == mf.CAMERA["Make"]
+        read = reader.read(str(camera))
+        assert read is not None
+        assert read.embedded["Make"] == mf.CAMERA["Make"]
     finally:
         reader.close()
 
@@ -185,3 +195,183 @@ async def test_exiftool_runs_where_the_answer_is_read(
     assert embedded["ExifByteOrder"] == "MM"
     assert embedded["JFIFVersion"] == "1 1"
     assert embedded["GPSPosition"] == "48.8582666666667 2.2945"
+
+
+def gif_with_icc(profile: bytes) -> bytes:
+    """A GIF carrying an ICC profile in its ``ICCRGBG1`` application extension (as Photoshop
+    writes it; Pillow neither writes nor reads it)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("P", (20, 10)).save(out, "GIF")
+    data = out.getvalue()
+    flags = data[10]
+    start = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)  # after the colour table
+    chunks = [profile[i : i + 255] for i in range(0, len(profile), 255)]
+    blocks = b"".join(bytes([len(chunk)]) + chunk for chunk in chunks) + b"\x00"
+    return data[:start] + b"\x21\xff\x0bICCRGBG1012" + blocks + data[start:]
+
+
+async def test_a_colour_profile_is_found_wherever_the_format_keeps_it(
+    upload_settings: Settings, clock: FakeClock, private_key: str
+) -> None:
+    """``hasColorProfile`` for a GIF whose ICC profile is in an application extension (found
+    by ExifTool), and false for one without."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    async with upload_client(upload_settings, clock) as http:
+        found = {}
+        for name, data in (("icc.gif", gif_with_icc(profile)), ("plain.gif", mf.image("gif"))):
+            answer = await owner_upload(
+                http, private_key, name, data, endpoint=V2, responseFields="metadata"
+            )
+            found[name] = answer.json()["metadata"]["hasColorProfile"]
+    assert found == {"icc.gif": True, "plain.gif": False}
+
+
+def test_the_exif_types_are_the_sdks() -> None:
+    """The types ``metadata.exif`` is given are exactly the ones imagekitio's ``Metadata``
+    model declares, field by field."""
+    from imagekitio.types import metadata
+
+    models: dict[str, Any] = {
+        "image": metadata.ExifImage,
+        "thumbnail": metadata.ExifThumbnail,
+        "exif": metadata.ExifExif,
+        "gps": metadata.ExifGps,
+        "interoperability": metadata.ExifInteroperability,
+    }
+    kinds = {
+        "Optional[str]": "str",
+        "Optional[int]": "int",
+        "Optional[float]": "float",
+        "Optional[List[int]]": "ints",
+        "Optional[List[float]]": "floats",
+    }
+    for group, model in models.items():
+        declared = {
+            field.alias: kinds[str(field.annotation).replace("typing.", "")]
+            for field in model.model_fields.values()
+        }
+        assert exiftool.SDK_TYPES[group] == declared, group
+
+
+def test_exif_groups_are_typed_as_the_sdks_declare() -> None:
+    """ExifTool's values given the SDKs' types: a one-byte SceneType as text, GPS degrees as
+    degrees, minutes and seconds, a time stamp as three numbers, a version as four; what
+    cannot be the declared type is left out, what the SDKs do not declare kept as it is, maker
+    notes in ``makernote``, groups ImageKit does not have (a raw file's sub-images) left out."""
+    grouped = {
+        "EXIF:IFD0:Make": "Canon",
+        "EXIF:IFD0:XResolution": 300,
+        "EXIF:IFD0:Orientation": "not a number",
+        "EXIF:IFD1:ThumbnailLength": 5120,
+        "EXIF:ExifIFD:SceneType": 1,
+        "EXIF:ExifIFD:ExposureCompensation": -0.7,
+        "EXIF:ExifIFD:LensSpecification": "24 70 2.8 2.8",
+        "EXIF:GPS:GPSLatitude": 48.8582666666667,
+        "EXIF:GPS:GPSTimeStamp": "9:41:7.5",
+        "EXIF:GPS:GPSVersionID": "2 2 0 0",
+        "EXIF:GPS:GPSAltitudeRef": 0,
+        "EXIF:InteropIFD:InteropIndex": "R98",
+        "EXIF:SubIFD:ImageWidth": 6000,
+        "MakerNotes:Canon:LensModel": "RF24-70mm F2.8 L IS USM",
+    }
+    assert exiftool.exif_groups(grouped) == {
+        "image": {"Make": "Canon", "XResolution": 300.0},
+        "thumbnail": {"ThumbnailLength": 5120},
+        "exif": {
+            "SceneType": "1",
+            "ExposureCompensation": -0.7,
+            "LensSpecification": "24 70 2.8 2.8",
+        },
+        "gps": {
+            "GPSLatitude": [48.0, 51.0, pytest.approx(29.76, abs=1e-4)],
+            "GPSTimeStamp": [9.0, 41.0, 7.5],
+            "GPSVersionID": [2, 2, 0, 0],
+            "GPSAltitudeRef": 0,
+        },
+        "interoperability": {"InteropIndex": "R98"},
+        "makernote": {"LensModel": "RF24-70mm F2.8 L IS USM"},
+    }
+    assert exiftool.exif_groups({"XMP:XMP-dc:Creator": "x"}) == {}
+
+
+def exiftool_grouped(path: Path) -> dict[str, Any]:
+    [tags] = _read_alone("-j", "-n", "-G0:1", "-EXIF:all", "-MakerNotes:all", str(path))
+    del tags["SourceFile"]
+    return dict(tags)
+
+
+async def test_metadata_exif_has_exiftools_names_and_values(
+    upload_settings: Settings, clock: FakeClock, private_key: str, tmp_path: Path
+) -> None:
+    """A camera's JPEG with the tags whose names differ between readers (ExifTool's
+    ExposureCompensation, FlashpixVersion, SerialNumber and LensInfo for EXIF's
+    ExposureBiasValue, FlashPixVersion, BodySerialNumber and LensSpecification) and an APEX
+    value: ``metadata.exif`` is ExifTool's tags, in ImageKit's groups, with ExifTool's values
+    (a shutter speed in seconds, not APEX), and the SDK's strict model takes it."""
+    from imagekitio.types import FileUploadResponse
+    from PIL import Image
+    from PIL.ExifTags import IFD
+    from PIL.TiffImagePlugin import IFDRational
+
+    exif = Image.Exif()
+    exif[0x010F] = "Canon"
+    details = exif.get_ifd(IFD.Exif)
+    details[0x9204] = IFDRational(-2, 3)  # ExposureBiasValue: ExifTool's ExposureCompensation
+    details[0xA000] = b"0100"  # FlashpixVersion
+    details[0xA431] = "093024001234"  # BodySerialNumber
+    details[0xA432] = (IFDRational(24), IFDRational(70), IFDRational(28, 10), IFDRational(28, 10))
+    details[0x9201] = IFDRational(6643856, 1000000)  # ShutterSpeedValue: APEX for 1/100 s
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(out, "JPEG", exif=exif)
+    data = out.getvalue()
+    async with upload_client(upload_settings, clock) as http:
+        answer = await owner_upload(
+            http, private_key, "shot.jpg", data, endpoint=V2, responseFields="metadata"
+        )
+    body = answer.json()
+    copy = tmp_path / "shot.jpg"
+    copy.write_bytes(data)
+    expected = exiftool.exif_groups(exiftool_grouped(copy))
+    sent = body["metadata"]["exif"]
+    assert {
+        group: {k: v for k, v in tags.items() if k not in ("ExifOffset",)}
+        for group, tags in sent.items()
+    } == expected
+    assert sent["exif"]["ExposureCompensation"] == pytest.approx(-0.67, abs=0.01)
+    assert sent["exif"]["FlashpixVersion"] == "0100"
+    assert sent["exif"]["SerialNumber"] == "093024001234"
+    assert sent["exif"]["LensInfo"] == "24 70 2.8 2.8"
+    assert sent["exif"]["ShutterSpeedValue"] == pytest.approx(0.01, abs=1e-4)
+    assert sent["image"]["ExifOffset"] > 0  # the pointer, as ImageKit has it
+    assert "ExposureBiasValue" not in sent["exif"]
+    FileUploadResponse.model_validate(body, strict=True)
+
+
+def test_an_answer_does_not_depend_on_the_files_read_before(tmp_path: Path) -> None:
+    """ExifTool keeps the tag tables it loaded, and a loaded table can change a composite tag's
+    source (an MP3 with an ID3v1 and an ID3v2 year). The batch process loads them all when it
+    starts: a file read first and read after others gives the same tags."""
+    year = b"\x00\x00\x00\x0f"  # an ID3v2.3 tag with a TYER frame, then an ID3v1 tag
+    frame = b"TYER" + year + b"\x00\x00" + b"\x002004" + b"\x00" * 10
+    id3v2 = b"ID3\x03\x00\x00" + bytes([0, 0, 0, len(frame)]) + frame
+    mp3 = id3v2 + mf.mp3(1) + b"TAG" + b"\x00" * 90 + b"1337" + b"\x00" * 31
+    path = tmp_path / "years.mp3"
+    path.write_bytes(mp3)
+    first = exiftool.ExifTool()
+    after = exiftool.ExifTool()
+    try:
+        for name, data, _ in mf.REAL_FILES:
+            other = tmp_path / name
+            other.write_bytes(data)
+            after.read(str(other))
+        alone, later = first.read(str(path)), after.read(str(path))
+        assert alone is not None
+        assert later is not None
+        assert alone.embedded == later.embedded == exiftool_alone(path)
+    finally:
+        first.close()
+        after.close()
