@@ -44,6 +44,16 @@ _GROUPS: Final = {
     "EXIF:InteropIFD": "interoperability",
 }
 
+#: A TIFF's first directory also lays out its pixels: those tags are not metadata, and not in
+#: ``metadata.exif.image``.
+LAYOUT: Final = frozenset(
+    {"NewSubfileType", "SubfileType", "ImageWidth", "ImageHeight", "BitsPerSample"}
+    | {"Compression", "PhotometricInterpretation", "FillOrder", "StripOffsets"}
+    | {"SamplesPerPixel", "RowsPerStrip", "StripByteCounts", "PlanarConfiguration", "Predictor"}
+    | {"TileWidth", "TileLength", "TileOffsets", "TileByteCounts", "ExtraSamples", "SampleFormat"}
+    | {"SubIFDs", "JPEGTables", "ColorMap", "TransferFunction"}
+)
+
 #: The type the SDKs declare for each field of ``metadata.exif`` (imagekitio's ``Metadata``
 #: model, @imagekit/nodejs's ``Metadata`` type; tests/upload_api/test_exiftool.py holds this to
 #: the Python model): ExifTool's value is given that type, or left out if it cannot be.
@@ -125,6 +135,33 @@ SDK_TYPES: Final[dict[str, dict[str, str]]] = {
         "GPSVersionID": "ints",
     },
     "interoperability": {"InteropIndex": "str", "InteropVersion": "str"},
+}
+
+
+#: The fields every SDK's types declare for each group (the narrowest, @imagekit/javascript's
+#: ``UploadResponse``; tests/upload_api/test_exiftool.py reads them from its declarations). A
+#: group sharing none of them is left out of ``metadata.exif`` (its tags stay in
+#: ``embeddedMetadata``): TypeScript refuses an object that has no property of its type, as
+#: ``gps`` without ``GPSVersionID`` (a phone's HEIC).
+EVERY_SDK: Final[dict[str, frozenset[str]]] = {
+    "image": frozenset(
+        {"ExifOffset", "GPSInfo", "Make", "Model", "ModifyDate", "Orientation", "Software"}
+        | {"ResolutionUnit", "XResolution", "YCbCrPositioning", "YResolution"}
+    ),
+    "thumbnail": frozenset(
+        {"Compression", "ResolutionUnit", "ThumbnailLength", "ThumbnailOffset"}
+        | {"XResolution", "YResolution"}
+    ),
+    "exif": frozenset(
+        {"ApertureValue", "ColorSpace", "CreateDate", "CustomRendered", "DateTimeOriginal"}
+        | {"ExifImageHeight", "ExifImageWidth", "ExifVersion", "ExposureCompensation"}
+        | {"ExposureMode", "ExposureProgram", "ExposureTime", "Flash", "FlashpixVersion"}
+        | {"FNumber", "FocalLength", "FocalPlaneResolutionUnit", "FocalPlaneXResolution"}
+        | {"FocalPlaneYResolution", "InteropOffset", "ISO", "MeteringMode", "SceneCaptureType"}
+        | {"ShutterSpeedValue", "SubSecTime", "WhiteBalance"}
+    ),
+    "gps": frozenset({"GPSVersionID"}),
+    "interoperability": frozenset({"InteropIndex", "InteropVersion"}),
 }
 
 
@@ -235,19 +272,26 @@ def _tags(answer: bytes) -> dict[str, Any] | None:
 
 
 def exif_groups(grouped: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """ImageKit's ``metadata.exif`` from ExifTool's tags by group (``EXIF:IFD0:Make``): image,
-    thumbnail, exif, gps, interoperability and makernote, each value of the type the SDKs
-    declare for it (others as ExifTool gives them); empty when the file has no EXIF."""
+    """ImageKit's ``metadata.exif`` from ExifTool's tags by group (``EXIF:IFD0:Make``): image
+    (without a TIFF's pixel layout), thumbnail, exif, gps, interoperability and makernote,
+    each value of the type the SDKs declare for it (others as ExifTool gives them), a group
+    with none of the fields every SDK declares left out (``EVERY_SDK``); empty when the file
+    has no EXIF."""
     groups: dict[str, dict[str, Any]] = {}
     for key, value in grouped.items():
         family, _, name = key.rpartition(":")
         group = "makernote" if family.startswith("MakerNotes:") else _GROUPS.get(family)
-        if group is None:
+        if group is None or (group == "image" and name in LAYOUT):
             continue
         kind = SDK_TYPES.get(group, {}).get(name)
         typed = value if kind is None else _typed(value, kind, name)
         if typed is not None:
             groups.setdefault(group, {})[name] = typed
+    groups = {
+        name: tags
+        for name, tags in groups.items()
+        if name not in EVERY_SDK or tags.keys() & EVERY_SDK[name]
+    }
     if groups:
         groups.setdefault("makernote", {})
     return groups

@@ -311,14 +311,6 @@ _BYTE_LISTS: Final = frozenset({"GPSVersionID"})
 _POINTERS: Final = frozenset(
     {"ExifOffset", "GPSInfo", "InteropOffset", "ThumbnailOffset", "ThumbnailLength"}
 )
-#: A TIFF's own first directory also lays out its pixels: those tags are not metadata.
-_LAYOUT: Final = frozenset(
-    {"NewSubfileType", "SubfileType", "ImageWidth", "ImageHeight", "BitsPerSample"}
-    | {"Compression", "PhotometricInterpretation", "FillOrder", "StripOffsets"}
-    | {"SamplesPerPixel", "RowsPerStrip", "StripByteCounts", "PlanarConfiguration", "Predictor"}
-    | {"TileWidth", "TileLength", "TileOffsets", "TileByteCounts", "ExtraSamples", "SampleFormat"}
-    | {"SubIFDs", "JPEGTables", "ColorMap", "TransferFunction"}
-)
 
 
 def _exif_value(name: str, value: object) -> object:
@@ -380,7 +372,7 @@ def _exif_groups(image: Any) -> dict[str, Any]:
             return {}
         image_tags = _named(exif, ExifTags.TAGS)
         groups = {
-            "image": {k: v for k, v in image_tags.items() if k not in _LAYOUT},
+            "image": {k: v for k, v in image_tags.items() if k not in exiftool.LAYOUT},
             "thumbnail": _named(exif.get_ifd(ExifTags.IFD.IFD1), ExifTags.TAGS),
             "exif": _named(exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS),
             "gps": _named(exif.get_ifd(ExifTags.IFD.GPSInfo), ExifTags.GPSTAGS),

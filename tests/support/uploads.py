@@ -2,6 +2,10 @@
 parts, server-side uploads, and ImageKit's error body."""
 
 import base64
+import json
+import secrets
+import shutil
+import subprocess
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from app.upload_api.app import create_upload_app
 from app.upload_api.storage import LocalStorage
 from tests.support.apps import FakeClock, asgi_client
 from tests.support.samples import png, v1_signature
+from tests.support.servers import unavailable
 
 V1 = "/api/v1/files/upload"
 
@@ -117,3 +122,35 @@ def assert_imagekit_error(response: httpx.Response, status: int, message: str) -
     """ImageKit's error body: exactly {message, help} with ImageKit's status."""
     assert response.status_code == status, response.text
     assert response.json() == {"message": message, "help": HELP}
+
+
+BROWSER_TESTS = Path(__file__).parents[1] / "browser"
+
+
+def typescript_rejects(answers: list[dict[str, Any]]) -> str:
+    """What ``tsc --strict`` says of these upload answers typed as the JavaScript SDKs'
+    (``@imagekit/javascript``'s ``UploadResponse``, ``@imagekit/nodejs``'s
+    ``FileUploadResponse``); empty when it accepts every one."""
+    tsc = BROWSER_TESTS / "node_modules" / ".bin" / "tsc"
+    if not tsc.exists() or shutil.which("node") is None:
+        unavailable("typescript is installed with the browser tests' npm packages")
+    lines = [
+        'import type { UploadResponse } from "@imagekit/javascript";',
+        'import type { FileUploadResponse } from "@imagekit/nodejs/resources/files/files";',
+    ]
+    for index, body in enumerate(answers):
+        lines.append(f"const answer{index} = {json.dumps(body)};")
+        lines.append(f"const js{index}: Omit<UploadResponse, '$ResponseMetadata'> = answer{index};")
+        lines.append(f"const node{index}: FileUploadResponse = answer{index};")
+        lines.append(f"void js{index}; void node{index};")
+    source = BROWSER_TESTS / f".contract-{secrets.token_hex(6)}.ts"
+    source.write_text("\n".join(lines) + "\n")
+    try:
+        command = [str(tsc), "--strict", "--noEmit", "--skipLibCheck", "--target", "es2022"]
+        command += ["--module", "nodenext", "--moduleResolution", "nodenext", str(source)]
+        checked = subprocess.run(
+            command, cwd=BROWSER_TESTS, capture_output=True, text=True, timeout=180, check=False
+        )
+    finally:
+        source.unlink()
+    return "" if checked.returncode == 0 else checked.stdout + checked.stderr

@@ -257,11 +257,39 @@ def test_the_exif_types_are_the_sdks() -> None:
         assert exiftool.SDK_TYPES[group] == declared, group
 
 
+def test_every_sdk_declares_the_fields_a_group_is_kept_for() -> None:
+    """``EVERY_SDK`` is what @imagekit/javascript's ``UploadResponse`` declares for each
+    ``metadata.exif`` group (the narrowest of the SDKs' types), read from its declarations."""
+    import re
+
+    declarations = (
+        Path(__file__).parents[1]
+        / "browser/node_modules/@imagekit/javascript/dist/interfaces/UploadResponse.d.ts"
+    )
+    if not declarations.exists():
+        pytest.fail("the browser tests' npm packages are needed (./scripts/setup --test)")
+    text = declarations.read_text()
+    interfaces = {
+        "image": "Image",
+        "thumbnail": "Thumbnail",
+        "exif": "Exif",
+        "gps": "Gps",
+        "interoperability": "Interoperability",
+    }
+    for group, interface in interfaces.items():
+        # the innermost declaration of that name: its fields, one per line
+        body = re.findall(rf"interface {interface} {{\n((?:\s+\w+\?: [^\n]+\n)+)\s+}}", text)
+        assert body, interface
+        fields = set(re.findall(r"(\w+)\?:", body[-1]))
+        assert exiftool.EVERY_SDK[group] == fields, group
+
+
 def test_exif_groups_are_typed_as_the_sdks_declare() -> None:
     """ExifTool's values given the SDKs' types: a one-byte SceneType as text, GPS degrees as
     degrees, minutes and seconds, a time stamp as three numbers, a version as four; what
     cannot be the declared type is left out, what the SDKs do not declare kept as it is, maker
-    notes in ``makernote``, groups ImageKit does not have (a raw file's sub-images) left out."""
+    notes in ``makernote``, groups ImageKit does not have (a raw file's sub-images) left out,
+    and so is a TIFF's pixel layout."""
     grouped = {
         "EXIF:IFD0:Make": "Canon",
         "EXIF:IFD0:XResolution": 300,
@@ -296,6 +324,12 @@ def test_exif_groups_are_typed_as_the_sdks_declare() -> None:
         "makernote": {"LensModel": "RF24-70mm F2.8 L IS USM"},
     }
     assert exiftool.exif_groups({"XMP:XMP-dc:Creator": "x"}) == {}
+    # a TIFF's pixel layout is not metadata; a group sharing no field with the SDKs' type
+    # (which TypeScript would refuse) is left to embeddedMetadata
+    layout_only = {"EXIF:IFD0:StripOffsets": 8, "EXIF:IFD0:ImageWidth": 90, "EXIF:GPS:GPSSpeed": 3}
+    assert exiftool.exif_groups(layout_only) == {}
+    phone = {"EXIF:IFD0:Make": "Apple", "EXIF:GPS:GPSLatitude": 48.5}  # no GPSVersionID
+    assert exiftool.exif_groups(phone) == {"image": {"Make": "Apple"}, "makernote": {}}
 
 
 def exiftool_grouped(path: Path) -> dict[str, Any]:
