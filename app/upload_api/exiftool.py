@@ -20,6 +20,7 @@ temporary file) and its own version, and the binary blobs it only describes ("(B
 
 import atexit
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -326,14 +327,15 @@ def _typed(value: Any, kind: str, name: str) -> Any:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: ExifTool writes a rational over zero as ``inf`` or
+    ``undef``, which no SDK type (and no JSON number) holds."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
     try:
-        return float(str(value))
+        number = float(value if isinstance(value, int | float) else str(value))
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 def _plain(value: Any) -> str:
