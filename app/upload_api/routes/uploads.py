@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.fastjson import dumps
-from app.core.http.middleware import ROUTE_KEY
+from app.core.http.middleware import ROUTE_KEY, path_in_app
 from app.core.logs import event, get_logger
 from app.core.settings import Settings
 from app.upload_api import messages
@@ -87,10 +87,7 @@ class UploadRoutes:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        path = path_in_app(scope)
         version = ROUTES.get(path) if scope["type"] == "http" else None
         if version is None:
             await self.app(scope, receive, send)
