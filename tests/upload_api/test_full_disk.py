@@ -1,9 +1,10 @@
 """A file system that refuses while an upload streams in (the kernel's own ENOSPC, from
 /dev/full) is ImageKit's 503 with Retry-After, never a 500, and leaves nothing behind (#28)."""
 
+import errno
 import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -68,11 +69,15 @@ async def test_readiness_tells_the_truth_about_the_storage(
         ready = await http.get("/readyz")
         assert ready.json() == {"status": "ready", "checks": {"ledger": "ok", "storage": "ok"}}
 
-        def read_only(**_: object) -> tuple[int, str]:
-            raise OSError(30, "Read-only file system")
+        opening = os.open
+
+        def read_only(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+            if flags & (os.O_CREAT | os.O_TMPFILE):  # a read-only filesystem makes nothing
+                raise OSError(errno.EROFS, "Read-only file system")
+            return opening(path, flags, *args, **kwargs)
 
         with monkeypatch.context() as patch:
-            patch.setattr(tempfile, "mkstemp", read_only)
+            patch.setattr(os, "open", read_only)
             refusing = await http.get("/readyz")
         assert refusing.status_code == 503
         assert refusing.json()["message"] == (

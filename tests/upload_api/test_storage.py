@@ -1,5 +1,6 @@
 """Local storage: names cleaned as ImageKit does, files published atomically, overwrite rules."""
 
+import os
 from pathlib import Path
 
 import orjson
@@ -86,7 +87,8 @@ def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
 
 
 def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
-    """Overwriting replaces the bytes, keeps fileId, and records version 2."""
+    """Overwriting replaces the bytes, keeps fileId, and records version 2 in place of the
+    first record; nothing stays in tmp/."""
     storage = LocalStorage(tmp_path)
     first = storage.publish(
         upload(storage, b"one"),
@@ -107,6 +109,45 @@ def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
     assert (second.file_id, second.version) == (first.file_id, 2)
     assert second.version_id != first.version_id
     assert storage.content(second).read_bytes() == b"two"
+    assert LocalStorage(tmp_path).record("/x.txt") == second
+    assert storage.leftovers() == []
+
+
+def test_a_refused_name_leaves_no_record(tmp_path: Path) -> None:
+    """A name taken (overwrite off): the staged record goes with the refusal."""
+    storage = LocalStorage(tmp_path)
+    kept = storage.publish(
+        upload(storage, b"one"),
+        folder="/",
+        name="x.txt",
+        unique=False,
+        overwrite=False,
+        details=details(),
+    )
+    with pytest.raises(NameTaken):
+        storage.publish(
+            upload(storage, b"two"),
+            folder="/",
+            name="x.txt",
+            unique=False,
+            overwrite=False,
+            details=details(),
+        )
+    assert LocalStorage(tmp_path).record("/x.txt") == kept
+    assert storage.leftovers() == []
+    assert len(list((tmp_path / "meta").iterdir())) == 1
+
+
+def test_spool_names_skip_what_an_earlier_process_left(tmp_path: Path) -> None:
+    """Spool files are named by a counter; a name left by an earlier process with the same
+    id is skipped, never opened."""
+    storage = LocalStorage(tmp_path)
+    left = storage.spool.work / f"upload-{os.getpid()}-0"
+    left.write_bytes(b"left")
+    fd, path = storage.new_temp()
+    os.close(fd)
+    assert path != left
+    assert left.read_bytes() == b"left"
 
 
 def test_unique_names_never_collide(tmp_path: Path) -> None:

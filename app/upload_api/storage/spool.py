@@ -13,6 +13,7 @@ does).
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from typing import Final
 
 _PROCESS_PREFIX: Final = "proc-"
 _LOCK_NAME: Final = ".lock"
+#: Flags of a new spool file: made here, never an existing one, not passed to children.
+_NEW_FILE: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -57,10 +60,21 @@ class Spool:
         #: folder of its own.
         self.work = self.tmp
         self._lock: int | None = None
+        #: Spool files are named by a counter (``upload-<pid>-<n>``): the name only has to be
+        #: new in this folder, which ``O_EXCL`` checks; a random one (``mkstemp``'s) cost an
+        #: upload of a small image more than its multipart parsing (docs/performance.md, #34).
+        self._names = itertools.count()
 
     def new_temp(self) -> tuple[int, Path]:
         """A new empty file in this process's temporary area, open for writing (its fd): the
         caller writes it, then publishes or removes it. ``OSError`` when the disk refuses."""
+        folder = str(self.work)
+        for _ in range(64):
+            path = f"{folder}/upload-{os.getpid()}-{next(self._names)}"
+            try:
+                return os.open(path, _NEW_FILE, 0o600), Path(path)
+            except FileExistsError:  # left by an earlier process of the same id in ``tmp/``
+                continue
         fd, name = tempfile.mkstemp(dir=self.work, prefix="upload-")
         return fd, Path(name)
 
