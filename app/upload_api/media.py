@@ -125,7 +125,7 @@ def _image(path: str, extension: str, *, hashed: bool = False) -> Probe:
         dpi = image.info.get("dpi")
         if image.format == "TIFF" and _X_RESOLUTION not in image.tag_v2:
             dpi = None  # Pillow's stand-in (1, 1) for a TIFF that states no resolution
-        density = _density(dpi) or _exif_density(exif.get("image", {}))
+        density = _density(dpi) or _exif_density(exif.get("image", {})) or _photoshop_density(image)
         if density is not None:
             metadata["density"] = density
         quality = _jpeg_quality(image)
@@ -261,6 +261,16 @@ def _exif_density(tags: Mapping[str, Any]) -> int | None:
     if per_unit is None or not isinstance(resolution, float | int) or resolution <= 0:
         return None
     return round(resolution * per_unit)
+
+
+def _photoshop_density(image: Any) -> int | None:
+    """Pixels per inch from a Photoshop file's ResolutionInfo resource (1005): a 16.16 fixed
+    number, pixels per inch whatever unit it is displayed in."""
+    for resource, _, data in getattr(image, "resources", None) or ():
+        if resource == 1005 and len(data) >= 4:
+            per_inch = round(int.from_bytes(data[:4], "big") / 65536)
+            return per_inch if per_inch > 0 else None
+    return None
 
 
 #: The IJG standard luminance quantisation table (quality 50); JPEG quality is estimated by

@@ -1,6 +1,7 @@
-"""Media files made by others, from the test data three PyPI projects ship in their source
-packages (piexif, pillow-heif, mutagen): fetched by pinned URL, checked against their SHA-256
-and kept in ``.tools/corpus``. The tests need PyPI, as ``./scripts/setup`` does."""
+"""Media files made by others, from the test data four PyPI projects ship in their source
+packages (piexif, pillow-heif, mutagen, and the file-type detector puremagic's samples of
+images, office documents, audio, video and text): fetched by pinned URL, checked against their
+SHA-256 and kept in ``.tools/corpus``. The tests need PyPI, as ``./scripts/setup`` does."""
 
 import hashlib
 import io
@@ -32,6 +33,11 @@ SOURCES = {
         "df/70/1675da133ea92227da41bf5b24e1c66be597ff736a1533ade41da986852f/mutagen-1.48.1.tar.gz",
         "8f95637ab9f6f305cec6bd1294e197debe207998e3e068596563c74f86b0a173",
         "mutagen-1.48.1/tests/data/",
+    ),
+    "puremagic-2.2.0.tar.gz": (
+        "24/74/ce5987ab9b8aec4ced06e2723ebb604205c9eb58abdad91453da93166380/puremagic-2.2.0.tar.gz",
+        "eb4bddf07c177c4b434554b92165b67449f5a51e152b976202d6254498810eef",
+        "puremagic-2.2.0/test/resources/",
     ),
 }
 

@@ -51,3 +51,29 @@ def exiftool_grouped(path: Path) -> dict[str, Any]:
     [tags] = _read("-j", "-n", "-G0:1", "-EXIF:all", "-MakerNotes:all", str(path))
     del tags["SourceFile"]
     return dict(tags)
+
+
+#: Where a file states its resolution, as ExifTool names it: (group, tag, unit tag, pixels per
+#: inch for each unit value).
+_RESOLUTIONS: tuple[tuple[str, str, str | None, dict[int | None, float]], ...] = (
+    ("JFIF", "XResolution", "ResolutionUnit", {1: 1.0, 2: 2.54}),
+    ("IFD0", "XResolution", "ResolutionUnit", {2: 1.0, 3: 2.54, None: 1.0}),
+    ("PNG-pHYs", "PixelsPerUnitX", "PixelUnits", {1: 0.0254}),
+    ("Photoshop", "XResolution", None, {None: 1.0}),
+    ("File", "PixelsPerMeterX", None, {None: 0.0254}),  # a BMP's header
+)
+
+
+def stated_densities(paths: list[Path]) -> dict[str, set[int]]:
+    """The resolutions (pixels per inch) each file states, in any of the places ExifTool reads
+    one from (JFIF, EXIF, PNG, Photoshop, BMP); an empty set where it states none. By name."""
+    found = _read("-j", "-n", "-G1", "-a", *(str(path) for path in paths))
+    stated: dict[str, set[int]] = {}
+    for tags in found:
+        densities = stated.setdefault(Path(tags["SourceFile"]).name, set())
+        for group, tag, unit_tag, per_inch in _RESOLUTIONS:
+            value = tags.get(f"{group}:{tag}")
+            unit = tags.get(f"{group}:{unit_tag}") if unit_tag else None
+            if isinstance(value, int | float) and value > 0 and unit in per_inch:
+                densities.add(round(value * per_inch[unit]))
+    return stated

@@ -14,15 +14,17 @@ The packages are fetched from PyPI by pinned URL and checked against their SHA-2
 from pathlib import Path
 from typing import Any
 
+import av
 import magic
 import pytest
 from imagekitio.types import FileUploadResponse
 
-from app.core.imagekit.filetypes import ALLOWED, extension_of
+from app.core.imagekit.filetypes import ALLOWED, Kind, extension_of
 from app.core.settings import Settings
 from tests.support.apps import FakeClock
 from tests.support.corpus import corpus
-from tests.support.exiftool_cli import exiftool_each
+from tests.support.exiftool_cli import exiftool_each, stated_densities
+from tests.support.ffprobe_cli import ffprobe
 from tests.support.uploads import V2, owner_upload, typescript_rejects, upload_client
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +41,7 @@ NOT_WHAT_THEY_SAY = {
 @pytest.fixture(scope="module")
 def files() -> dict[str, bytes]:
     found = corpus()
-    assert len(found) == 121
+    assert len(found) == 162
     return found
 
 
@@ -76,12 +78,19 @@ async def test_files_made_by_others_are_read_as_exiftool_reads_them(
     for name, body in stored.items():
         assert body["embeddedMetadata"] == by_exiftool[name], name
         FileUploadResponse.model_validate(body, strict=True)
-        theirs = magic.Magic(mime=True).from_buffer(files[name][:4096])
+        theirs = magic.Magic(mime=True).from_buffer(files[name])
         ours = ALLOWED[extension_of(name) or ""]
         if not ours.accepts(theirs) and theirs not in _CONTAINERS.get(ours.extension, ()):
             typed_otherwise[name] = theirs
     assert typed_otherwise == {}
     assert typescript_rejects(list(stored.values())) == ""
+    stated = stated_densities(
+        [tmp_path / n for n in stored if ALLOWED[extension_of(n) or ""].kind is Kind.IMAGE]
+    )
+    for name, densities in stated.items():  # never invented, never missed
+        density = stored[name]["metadata"].get("density")
+        assert density in densities if densities else density is None, (name, densities)
+    assert sum(1 for d in stated.values() if d) == 30  # the rest state none
     cameras = [n for n in stored if n.startswith("r_")]
     assert len(cameras) == 8
     for name in cameras:  # eight makers' EXIF, in ImageKit's groups
@@ -99,3 +108,55 @@ _CONTAINERS = {
     "m4a": ("video/mp4", "audio/x-m4a", "audio/mp4"),
     "wav": ("audio/x-wav", "audio/wav"),
 }
+
+
+#: Where the FFmpeg in the media workers (PyAV's, 8.x) and Debian's ffprobe (5.1) disagree on
+#: a duration: FFmpeg 6 and later leave an MP3's encoder delay and padding out of it (gapless
+#: playback, from the LAME header), which in a 0.07 s file leaves no duration at all.
+GAPLESS_NO_DURATION = {"lame397v9short.mp3"}
+#: The fields ffprobe reports that the answer carries.
+MEDIA_FIELDS = ("duration", "bitRate", "videoCodec", "audioCodec", "width", "height")
+
+
+async def test_video_and_audio_are_read_as_ffprobe_reads_them(
+    files: dict[str, bytes],
+    upload_settings: Settings,
+    clock: FakeClock,
+    private_key: str,
+    tmp_path: Path,
+) -> None:
+    """Every video and audio file of the corpus: codecs, size in pixels and duration (whole
+    seconds) as ffprobe gives them; ``bitRate`` is ffprobe's (the file's bits over its
+    duration) wherever the two FFmpeg versions agree on the duration to the millisecond, and
+    the same rule on the media workers' duration where they do not (an MP3's gapless
+    trimming, which also makes ImageKit's whole seconds differ in none of these files)."""
+    media = {
+        name: data
+        for name, data in files.items()
+        if ALLOWED[extension_of(name) or ""].kind in (Kind.VIDEO, Kind.AUDIO)
+        and name not in NOT_WHAT_THEY_SAY
+    }
+    assert len(media) == 44
+    differ = {}
+    async with upload_client(upload_settings, clock) as http:
+        for name, data in sorted(media.items()):
+            answer = await owner_upload(http, private_key, name, data, endpoint=V2)
+            if answer.status_code != 200:
+                continue  # refused as ImageKit refuses it (the test above)
+            body = answer.json()
+            path = tmp_path / name
+            path.write_bytes(data)
+            reference = ffprobe(path)
+            ours = {field: body[field] for field in MEDIA_FIELDS if field in body}
+            theirs = {field: reference[field] for field in MEDIA_FIELDS if field in reference}
+            if name in GAPLESS_NO_DURATION:
+                theirs = {k: v for k, v in theirs.items() if k not in ("duration", "bitRate")}
+            elif ours.get("bitRate") != theirs.get("bitRate"):
+                with av.open(str(path)) as container:  # the media workers' reading
+                    seconds = (container.duration or 0) / av.time_base
+                assert abs(seconds - reference["seconds"]) > 0.001, name
+                assert ours["bitRate"] == round(len(data) * 8 / seconds / 1000), name
+                theirs["bitRate"] = ours["bitRate"]
+            if ours != theirs:
+                differ[name] = (ours, theirs)
+    assert differ == {}, "\n".join(f"{k}: {v}" for k, v in differ.items())
