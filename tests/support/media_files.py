@@ -303,3 +303,32 @@ REAL_FILES: list[tuple[str, bytes, dict[str, object]]] = [
     ("song.mp3", mp3(seconds=3), {"duration": 3, "audioCodec": "mp3"}),
     ("report.pdf", pdf(), {}),
 ]
+
+
+def sound(muxer: str, codec: str, sample_format: str, seconds: int = 1) -> bytes:
+    """A tone in ``muxer``'s container by FFmpeg's ``codec`` (WAV's PCM, M4A's AAC...)."""
+    import av
+
+    out = io.BytesIO()
+    with av.open(out, "w", format=muxer) as container:
+        audio = container.add_stream(codec, rate=44100)
+        _encode_tone(container, audio, seconds, sample_format)
+    return out.getvalue()
+
+
+def webm(seconds: int = 1, width: int = 64, height: int = 48) -> bytes:
+    """A WebM with VP9 video, as FFmpeg's libvpx writes it."""
+    import av
+    from PIL import Image
+
+    out = io.BytesIO()
+    with av.open(out, "w", format="webm") as container:
+        video = container.add_stream("libvpx-vp9", rate=25)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        for index in range(seconds * 25):
+            picture = Image.new("RGB", (width, height), (index * 9 % 256, 60, 200))
+            frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    return out.getvalue()
