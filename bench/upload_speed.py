@@ -196,7 +196,8 @@ def fresh_store(work: Path) -> tuple[Path, float]:
         if cost <= _FRESH_US:
             return store, cost
         tried.append((cost, store))
-    return min(tried)[::-1]
+    cost, store = min(tried)
+    return store, cost
 
 
 def measure(

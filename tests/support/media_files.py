@@ -8,6 +8,7 @@ import math
 import struct
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 CAMERA = {"Make": "Canon", "Model": "Canon EOS R5", "Taken": "2026:05:17 09:41:07"}
 KEYWORDS = ["harbour", "morning"]
@@ -204,21 +205,34 @@ def mp4(seconds: int = 2, width: int = 320, height: int = 240, *, muxer: str = "
     """An MP4 (or, with ``muxer="mov"``, a QuickTime movie) with H.264 video and AAC audio,
     ``seconds`` long."""
     import av
-    from PIL import Image
 
     out = io.BytesIO()
     with av.open(out, "w", format=muxer) as container:
-        video = container.add_stream("libx264", rate=25)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video = _picture_stream(container, "libx264", width, height)
         audio = container.add_stream("aac", rate=44100)
-        for index in range(seconds * 25):
-            picture = Image.new("RGB", (width, height), (index * 5 % 256, 80, 160))
-            frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
-            frame.pts = index
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
+        _encode_pictures(container, video, seconds)
         _encode_tone(container, audio, seconds, "fltp")
     return out.getvalue()
+
+
+def _picture_stream(container: Any, codec: str, width: int, height: int) -> Any:
+    """A video stream of 25 frames a second by FFmpeg's ``codec``."""
+    video = container.add_stream(codec, rate=25)
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    return video
+
+
+def _encode_pictures(container: Any, video: Any, seconds: int) -> None:
+    """``seconds`` of frames into ``video``, each a flat colour."""
+    import av
+    from PIL import Image
+
+    for index in range(seconds * 25):
+        picture = Image.new("RGB", (video.width, video.height), (index * 5 % 256, 80, 160))
+        frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
+        frame.pts = index
+        container.mux(video.encode(frame))
+    container.mux(video.encode(None))
 
 
 def classic_quicktime(seconds: int = 2) -> bytes:
@@ -319,16 +333,9 @@ def sound(muxer: str, codec: str, sample_format: str, seconds: int = 1) -> bytes
 def webm(seconds: int = 1, width: int = 64, height: int = 48) -> bytes:
     """A WebM with VP9 video, as FFmpeg's libvpx writes it."""
     import av
-    from PIL import Image
 
     out = io.BytesIO()
     with av.open(out, "w", format="webm") as container:
-        video = container.add_stream("libvpx-vp9", rate=25)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        for index in range(seconds * 25):
-            picture = Image.new("RGB", (width, height), (index * 9 % 256, 60, 200))
-            frame = av.VideoFrame.from_image(picture)  # type: ignore[no-untyped-call]
-            frame.pts = index
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
+        video = _picture_stream(container, "libvpx-vp9", width, height)
+        _encode_pictures(container, video, seconds)
     return out.getvalue()

@@ -45,6 +45,25 @@ def files() -> dict[str, bytes]:
     return found
 
 
+async def _upload_each(
+    files: dict[str, bytes], settings: Settings, clock: FakeClock, private_key: str, **fields: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Each file uploaded under its own name through v2: the answers of those stored, and the
+    messages of those refused (each a 400 in ImageKit's shape), by name."""
+    stored: dict[str, dict[str, Any]] = {}
+    refused: dict[str, str] = {}
+    async with upload_client(settings, clock) as http:
+        for name, data in sorted(files.items()):
+            answer = await owner_upload(http, private_key, name, data, endpoint=V2, **fields)
+            if answer.status_code == 200:
+                stored[name] = answer.json()
+                continue
+            assert answer.status_code == 400, (name, answer.text)
+            assert set(answer.json()) == {"message", "help"}
+            refused[name] = answer.json()["message"]
+    return stored, refused
+
+
 async def test_files_made_by_others_are_read_as_exiftool_reads_them(
     files: dict[str, bytes],
     upload_settings: Settings,
@@ -52,24 +71,9 @@ async def test_files_made_by_others_are_read_as_exiftool_reads_them(
     private_key: str,
     tmp_path: Path,
 ) -> None:
-    stored: dict[str, dict[str, Any]] = {}
-    refused: dict[str, str] = {}
-    async with upload_client(upload_settings, clock) as http:
-        for name, data in sorted(files.items()):
-            answer = await owner_upload(
-                http,
-                private_key,
-                name,
-                data,
-                endpoint=V2,
-                responseFields="metadata,embeddedMetadata",
-            )
-            if answer.status_code == 200:
-                stored[name] = answer.json()
-                continue
-            assert answer.status_code == 400, (name, answer.text)
-            assert set(answer.json()) == {"message", "help"}
-            refused[name] = answer.json()["message"]
+    stored, refused = await _upload_each(
+        files, upload_settings, clock, private_key, responseFields="metadata,embeddedMetadata"
+    )
     assert refused == NOT_WHAT_THEY_SAY
     for name in stored:
         (tmp_path / name).write_bytes(files[name])
@@ -137,26 +141,23 @@ async def test_video_and_audio_are_read_as_ffprobe_reads_them(
         and name not in NOT_WHAT_THEY_SAY
     }
     assert len(media) == 44
+    stored, _ = await _upload_each(media, upload_settings, clock, private_key)
     differ = {}
-    async with upload_client(upload_settings, clock) as http:
-        for name, data in sorted(media.items()):
-            answer = await owner_upload(http, private_key, name, data, endpoint=V2)
-            if answer.status_code != 200:
-                continue  # refused as ImageKit refuses it (the test above)
-            body = answer.json()
-            path = tmp_path / name
-            path.write_bytes(data)
-            reference = ffprobe(path)
-            ours = {field: body[field] for field in MEDIA_FIELDS if field in body}
-            theirs = {field: reference[field] for field in MEDIA_FIELDS if field in reference}
-            if name in GAPLESS_NO_DURATION:
-                theirs = {k: v for k, v in theirs.items() if k not in ("duration", "bitRate")}
-            elif ours.get("bitRate") != theirs.get("bitRate"):
-                with av.open(str(path)) as container:  # the media workers' reading
-                    seconds = (container.duration or 0) / av.time_base
-                assert abs(seconds - reference["seconds"]) > 0.001, name
-                assert ours["bitRate"] == round(len(data) * 8 / seconds / 1000), name
-                theirs["bitRate"] = ours["bitRate"]
-            if ours != theirs:
-                differ[name] = (ours, theirs)
+    for name, body in stored.items():  # the refused: the test above
+        data = media[name]
+        path = tmp_path / name
+        path.write_bytes(data)
+        reference = ffprobe(path)
+        ours = {field: body[field] for field in MEDIA_FIELDS if field in body}
+        theirs = {field: reference[field] for field in MEDIA_FIELDS if field in reference}
+        if name in GAPLESS_NO_DURATION:
+            theirs = {k: v for k, v in theirs.items() if k not in ("duration", "bitRate")}
+        elif ours.get("bitRate") != theirs.get("bitRate"):
+            with av.open(str(path)) as container:  # the media workers' reading
+                seconds = (container.duration or 0) / av.time_base
+            assert abs(seconds - reference["seconds"]) > 0.001, name
+            assert ours["bitRate"] == round(len(data) * 8 / seconds / 1000), name
+            theirs["bitRate"] = ours["bitRate"]
+        if ours != theirs:
+            differ[name] = (ours, theirs)
     assert differ == {}, "\n".join(f"{k}: {v}" for k, v in differ.items())

@@ -63,9 +63,10 @@ def test_commit_publishes_and_cleans_up(tmp_path: Path) -> None:
 
 
 def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
-    """With overwrite and unique names off, an existing file is kept and the upload refused."""
+    """With overwrite and unique names off, an existing file is kept with its record and the
+    upload refused; the refused upload's staged record goes with it."""
     storage = LocalStorage(tmp_path)
-    storage.publish(
+    kept = storage.publish(
         upload(storage, b"one"),
         folder="/",
         name="x.txt",
@@ -83,7 +84,9 @@ def test_no_overwrite_means_no_overwrite(tmp_path: Path) -> None:
             details=details(),
         )
     assert (tmp_path / "files" / "x.txt").read_bytes() == b"one"
+    assert LocalStorage(tmp_path).record("/x.txt") == kept
     assert storage.leftovers() == []
+    assert len(list((tmp_path / "meta").iterdir())) == 1
 
 
 def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
@@ -111,31 +114,6 @@ def test_overwrite_keeps_the_id_and_bumps_the_version(tmp_path: Path) -> None:
     assert storage.content(second).read_bytes() == b"two"
     assert LocalStorage(tmp_path).record("/x.txt") == second
     assert storage.leftovers() == []
-
-
-def test_a_refused_name_leaves_no_record(tmp_path: Path) -> None:
-    """A name taken (overwrite off): the staged record goes with the refusal."""
-    storage = LocalStorage(tmp_path)
-    kept = storage.publish(
-        upload(storage, b"one"),
-        folder="/",
-        name="x.txt",
-        unique=False,
-        overwrite=False,
-        details=details(),
-    )
-    with pytest.raises(NameTaken):
-        storage.publish(
-            upload(storage, b"two"),
-            folder="/",
-            name="x.txt",
-            unique=False,
-            overwrite=False,
-            details=details(),
-        )
-    assert LocalStorage(tmp_path).record("/x.txt") == kept
-    assert storage.leftovers() == []
-    assert len(list((tmp_path / "meta").iterdir())) == 1
 
 
 def test_spool_names_skip_what_an_earlier_process_left(tmp_path: Path) -> None:

@@ -61,22 +61,20 @@ class Spool:
         self.work = self.tmp
         self._lock: int | None = None
         #: Spool files are named by a counter (``upload-<pid>-<n>``): the name only has to be
-        #: new in this folder, which ``O_EXCL`` checks; a random one (``mkstemp``'s) cost an
-        #: upload of a small image more than its multipart parsing (docs/performance.md, #34).
+        #: new in this folder, which ``O_EXCL`` checks, and needs no randomness (``mkstemp``'s
+        #: six random letters, docs/performance.md, #34).
         self._names = itertools.count()
 
     def new_temp(self) -> tuple[int, Path]:
         """A new empty file in this process's temporary area, open for writing (its fd): the
         caller writes it, then publishes or removes it. ``OSError`` when the disk refuses."""
         folder = str(self.work)
-        for _ in range(64):
+        while True:
             path = f"{folder}/upload-{os.getpid()}-{next(self._names)}"
             try:
                 return os.open(path, _NEW_FILE, 0o600), Path(path)
             except FileExistsError:  # left by an earlier process of the same id in ``tmp/``
                 continue
-        fd, name = tempfile.mkstemp(dir=self.work, prefix="upload-")
-        return fd, Path(name)
 
     def claim(self) -> None:
         """Take a temporary folder of this process's own, locked while the process lives."""
