@@ -26,12 +26,13 @@ v2 (ImageKit secure client-side upload): a JWS in compact form. Decisions, all d
 import base64
 import binascii
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
+
+import orjson
 
 from app.core.clock import LEEWAY_SECONDS, MAX_CREDENTIAL_LIFETIME
 from app.core.entropy import random16
@@ -189,8 +190,8 @@ def _b64decode(segment: str) -> bytes:
 
 def _json_object(segment: str) -> dict[str, Any]:
     try:
-        value = json.loads(_b64decode(segment))
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser
+        value = orjson.loads(_b64decode(segment))
+    except ValueError:  # not JSON, not UTF-8, nested past the parser, or past its numbers
         raise InvalidToken("malformed token") from None
     if not isinstance(value, dict):
         raise InvalidToken("malformed token")

@@ -194,6 +194,13 @@ def text_encoding(head: bytes) -> str | None:
     return "8bit"
 
 
+def charset_of(head: bytes) -> str | None:
+    """A text file's Unicode encoding, to serve it with (``text_encoding``); None for a
+    single-byte one, which its bytes cannot name."""
+    found = text_encoding(head)
+    return None if found == "8bit" else found
+
+
 def _binary(data: bytes) -> bool:
     """Whether ``data`` holds a byte no text holds."""
     return len(data.translate(None, _NEVER_TEXT)) != len(data)

@@ -19,6 +19,9 @@ import struct
 from pathlib import Path
 from typing import Final
 
+from app.core.imagekit.filetypes import FileType, Kind
+from app.upload_api.media import MAX_DECODED_PIXELS, Probe
+
 #: The most of a file read: real JPEGs reach their frame header within their metadata
 #: segments (EXIF and XMP are at most 64 KB each, ICC profiles a few of them).
 WINDOW: Final = 256 * 1024
@@ -27,10 +30,28 @@ MAX_SEGMENTS: Final = 128
 #: The canonical extensions read here; every other image goes to the media workers.
 FORMATS: Final = frozenset({"jpg", "png", "gif", "webp", "bmp"})
 
+#: Kinds whose files the media workers read; any other file never reaches a worker.
+PROBED_KINDS: Final = frozenset({Kind.IMAGE, Kind.VIDEO, Kind.AUDIO})
+
 #: JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8 and DAC CC).
 _SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 #: JPEG markers that stand alone, without a length (TEM, RST0-7).
 _STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})
+
+
+def in_process(path: Path, file_type: FileType, head: bytes = b"") -> Probe | None:
+    """What an answer that does not ask for metadata says of the file, when it can be told
+    here, without the media workers: nothing for kinds they never read (documents, fonts...),
+    a web image's size from its header; None when only the workers can tell (other images,
+    video, audio, a header past the window)."""
+    if file_type.kind not in PROBED_KINDS:
+        return {}
+    size = size_of(path, file_type.extension, head)
+    if size is None:
+        return None
+    width, height = size
+    # Every format read here is one Pillow decodes (thumbnails).
+    return {"width": width, "height": height, "thumbnail": width * height <= MAX_DECODED_PIXELS}
 
 
 def size_of(path: Path, extension: str, head: bytes = b"") -> tuple[int, int] | None:

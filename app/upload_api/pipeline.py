@@ -25,13 +25,13 @@ from app.upload_api.authenticate import (
     basic_auth_key,
 )
 from app.upload_api.context import UploadContext
-from app.upload_api.detect import detect, text_encoding
+from app.upload_api.detect import detect
 from app.upload_api.fields import JsonFields, check_json_fields
 from app.upload_api.form import ENVELOPE_BYTES, UploadedFile, UploadForm, boundary_of, read_form
 from app.upload_api.media import Probe
 from app.upload_api.options import UploadOptions, check_grant, parse_options, within_grant
 from app.upload_api.report import event_note, report
-from app.upload_api.storage import FileDetails, NameTaken, StorageUnavailable, StoredFile
+from app.upload_api.storage import NameTaken, StorageUnavailable, StoredFile, details_of
 
 log = get_logger("upload_api")
 
@@ -185,13 +185,11 @@ async def store(
     """Publish the file under its folder and name, with what is known of it (and its webhook
     event's note, if events are sent)."""
     file, file_type = accepted.file, accepted.file_type
-    details = FileDetails(
-        size=file.size,
-        mime=file_type.mime,
-        extension=file_type.extension,
-        width=found.get("width"),
-        height=found.get("height"),
-        media=dict(found) or None,
+    details = details_of(
+        file.size,
+        file_type,
+        found,
+        file.head,
         tags=options.tags,
         custom_coordinates=options.custom_coordinates,
         custom_metadata=options.custom_metadata,
@@ -199,7 +197,6 @@ async def store(
         is_private_file=options.private,
         is_published=options.published,
         event=event,
-        charset=_charset(file.head) if file_type.text else None,
     )
     try:
         return await ctx.storage.commit(
@@ -235,12 +232,6 @@ def cap_for_head(limits: PlanLimits) -> Callable[[bytes], int]:
         return limits.max_video_size if is_video else limits.max_size
 
     return cap
-
-
-def _charset(head: bytes) -> str | None:
-    """A text file's Unicode encoding, to serve it with; None for a single-byte one."""
-    found = text_encoding(head)
-    return None if found == "8bit" else found
 
 
 def file_type_of(upload: UploadedFile, file_name: str) -> FileType:

@@ -15,7 +15,7 @@ import resource
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from pebble import ProcessExpired, ProcessPool
 
@@ -26,9 +26,6 @@ from app.upload_api import dimensions, media, render
 log = get_logger("upload_api")
 
 T = TypeVar("T")
-
-#: Kinds whose files the workers read; any other file never reaches a worker.
-PROBED_KINDS: Final = frozenset({Kind.IMAGE, Kind.VIDEO, Kind.AUDIO})
 
 
 def _limit_memory(limit: int) -> None:
@@ -109,18 +106,10 @@ class MediaWorkers:
         ``embeddedMetadata``), a web image's size is read from its header in this process
         (``dimensions``: bounded, safe on any bytes; from ``head``, the file's first bytes,
         when they hold it), with no worker involved."""
-        if file_type.kind not in PROBED_KINDS and not everything:
-            return {}  # only ExifTool reads other kinds, for their embeddedMetadata
         if not everything:
-            size = dimensions.size_of(path, file_type.extension, head)
-            if size is not None:
-                width, height = size
-                # Every format read there is one Pillow decodes (thumbnails).
-                return {
-                    "width": width,
-                    "height": height,
-                    "thumbnail": width * height <= media.MAX_DECODED_PIXELS,
-                }
+            found = dimensions.in_process(path, file_type, head)
+            if found is not None:
+                return found
         found = await self.run(
             media.probe,
             str(path),

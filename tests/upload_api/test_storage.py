@@ -1,14 +1,29 @@
 """Local storage: names cleaned as ImageKit does, files published atomically, overwrite rules."""
 
+import errno
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from app.core.imagekit.rules import clean_name
-from app.upload_api.storage import FileDetails, LocalStorage, NameTaken, unique_name
+from app.upload_api import dimensions
+from app.upload_api.detect import HEAD_BYTES, detect
+from app.upload_api.storage import (
+    FileDetails,
+    LocalStorage,
+    NameTaken,
+    StoredFile,
+    details_of,
+    local,
+    unique_name,
+)
+from app.upload_api.storage.implied import implied_id
 from app.upload_api.storage.records import decode, encode, next_record
+from tests.support import media_files
 
 
 def details(size: int = 3) -> FileDetails:
@@ -156,3 +171,181 @@ def test_a_record_with_fields_this_version_does_not_know_is_read() -> None:
     assert decode(b"[1, 2]") is None
     assert decode(b'{"size": 1}') is None
     assert decode(b"not json") is None
+
+
+# -- records a file implies (#34) --------------------------------------------------------------
+
+
+def image_details(data: bytes, **given: Any) -> FileDetails:
+    """What an upload of ``data`` (a web image) knows, as the upload API makes it."""
+    file_type = detect(data[:HEAD_BYTES], "png")
+    assert file_type is not None
+    found = dimensions.in_process(Path("/nonexistent"), file_type, data[:HEAD_BYTES])
+    assert found is not None
+    return details_of(len(data), file_type, found, data[:HEAD_BYTES], **given)
+
+
+def publish_png(storage: LocalStorage, data: bytes, **options: Any) -> StoredFile:
+    given = {k: options.pop(k) for k in ("tags", "is_private_file") if k in options}
+    chosen = {"folder": "/", "name": "x.png", "unique": True, "overwrite": False} | options
+    return storage.publish(upload(storage, data), details=image_details(data, **given), **chosen)
+
+
+def test_a_default_upload_of_a_web_image_keeps_no_record_file(tmp_path: Path) -> None:
+    """A uniquely named upload whose record says nothing its bytes do not is the file alone:
+    no record file; a storage that never saw it reads the same record from the file, with
+    ids that follow from the path."""
+    storage = LocalStorage(tmp_path)
+    stored = publish_png(storage, media_files.image("png", 30, 20))
+    assert list((tmp_path / "meta").iterdir()) == []
+    assert (stored.width, stored.height, stored.version) == (30, 20, 1)
+    assert stored.file_id == stored.version_id == implied_id(stored.file_path)
+    assert re.fullmatch("[0-9a-f]{24}", stored.file_id)
+    assert LocalStorage(tmp_path).record(stored.file_path) == stored
+    assert storage.leftovers() == []
+
+
+@pytest.mark.parametrize("given", [{"tags": ["a"]}, {"is_private_file": True}])
+def test_an_upload_that_adds_to_its_bytes_keeps_its_record(
+    tmp_path: Path, given: dict[str, Any]
+) -> None:
+    """Tags, privacy (anything the bytes cannot say) are kept in a record file."""
+    storage = LocalStorage(tmp_path)
+    stored = publish_png(storage, media_files.image("png"), **given)
+    assert len(list((tmp_path / "meta").iterdir())) == 1
+    assert LocalStorage(tmp_path).record(stored.file_path) == stored
+
+
+@pytest.mark.parametrize(
+    "path", ["/../secret.png", "/./x.png", "//x.png", "/x.png/", "/a/../../secret.png", "/"]
+)
+def test_a_record_is_never_made_from_a_file_outside_the_store(tmp_path: Path, path: str) -> None:
+    """A path no upload makes is never looked for on disk: a web image beside the store,
+    or reached through '.', '..' or empty segments, has no record."""
+    storage = LocalStorage(tmp_path)
+    data = media_files.image("png")
+    (tmp_path / "secret.png").write_bytes(data)
+    (tmp_path / "files" / "x.png").write_bytes(data)
+    (tmp_path / "files" / "a").mkdir()
+    assert storage.record(path) is None
+
+
+def test_overwriting_a_file_without_a_record_file_keeps_its_id(tmp_path: Path) -> None:
+    """A file whose record its bytes imply, overwritten: version 2 keeps its file id, and
+    what was made from version 1 goes."""
+    storage = LocalStorage(tmp_path)
+    first = publish_png(storage, media_files.image("png", 30, 20))
+    made = storage.derived_path(first, "thumbnail.jpg")
+    made.parent.mkdir(parents=True)
+    made.write_bytes(b"thumb")
+    name = first.name
+    second = publish_png(
+        storage, media_files.image("png", 10, 10), name=name, unique=False, overwrite=True
+    )
+    assert (second.file_id, second.version, second.width) == (first.file_id, 2, 10)
+    assert LocalStorage(tmp_path).record(first.file_path) == second
+    assert not made.parent.exists()
+
+
+PRIVACY = ["public", "private"]
+
+
+@pytest.mark.parametrize("before", ["none", "implied", "public", "private"])
+@pytest.mark.parametrize("after", PRIVACY)
+def test_new_bytes_are_never_readable_under_a_looser_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str, after: str
+) -> None:
+    """At every step of publishing (each link and rename), a reader that knows the path and
+    finds the bytes of a private upload finds them under a private record; and the bytes it
+    replaces, if private, are never read under the new public record. Overwriting and
+    first uploads alike, whatever was there."""
+    storage = LocalStorage(tmp_path)
+    old, new = media_files.image("png", 30, 20), media_files.image("png", 10, 10)
+    if before != "none":
+        given: dict[str, Any] = {"tags": ["t"]} if before == "public" else {}
+        given["is_private_file"] = before == "private"
+        publish_png(storage, old, name="x.png", unique=False, **given)
+    seen: list[tuple[bytes, bool | None]] = []
+
+    def observe() -> None:
+        content = tmp_path / "files" / "x.png"
+        if content.exists():
+            found = LocalStorage(tmp_path).record("/x.png")
+            seen.append((content.read_bytes(), None if found is None else found.is_private_file))
+
+    for name in ("link", "replace"):
+        original = getattr(os, name)
+
+        def step(*args: Any, _original: Any = original, **kwargs: Any) -> None:
+            _original(*args, **kwargs)
+            observe()
+
+        monkeypatch.setattr(os, name, step)
+    publish_png(
+        storage,
+        new,
+        name="x.png",
+        unique=False,
+        overwrite=True,
+        is_private_file=after == "private",
+    )
+    monkeypatch.undo()
+    assert seen[-1] == (new, after == "private")
+    for data, private in seen:
+        if (data == new and after == "private") or (data == old and before == "private"):
+            assert private is True, (data == new, seen)
+
+
+@pytest.mark.parametrize("before", ["none", "implied", "private"])
+def test_a_private_upload_that_fails_leaves_the_record_it_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str
+) -> None:
+    """A private upload whose bytes cannot be put in place after its record was (the disk
+    fails) leaves the path as it found it: the record before, or none."""
+    storage = LocalStorage(tmp_path)
+    if before != "none":
+        publish_png(
+            storage,
+            media_files.image("png", 30, 20),
+            name="x.png",
+            unique=False,
+            is_private_file=before == "private",
+        )
+    was = LocalStorage(tmp_path).record("/x.png")
+
+    def failing(*_: Any, **__: Any) -> None:
+        raise OSError(errno.EIO, "disk failed")
+
+    monkeypatch.setattr(local, "_publish", failing)
+    with pytest.raises(OSError, match="disk failed"):
+        publish_png(
+            storage,
+            media_files.image("png", 10, 10),
+            name="x.png",
+            unique=False,
+            overwrite=True,
+            is_private_file=True,
+        )
+    assert LocalStorage(tmp_path).record("/x.png") == was
+    assert storage.leftovers() == []
+
+
+def test_a_private_upload_to_a_taken_name_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    """Without overwrite, a private upload to a name with a record, or with a file whose
+    record its bytes imply, is refused; what was there stays."""
+    storage = LocalStorage(tmp_path)
+    kept = publish_png(
+        storage, media_files.image("png", 30, 20), name="x.png", unique=False, tags=["t"]
+    )
+    implied = publish_png(storage, media_files.image("png", 30, 20))
+    for taken in (kept, implied):
+        with pytest.raises(NameTaken):
+            publish_png(
+                storage,
+                media_files.image("png", 10, 10),
+                name=taken.name,
+                unique=False,
+                is_private_file=True,
+            )
+        assert LocalStorage(tmp_path).record(taken.file_path) == taken
+    assert storage.leftovers() == []

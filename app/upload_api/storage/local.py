@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import shutil
+import stat
 from collections.abc import AsyncIterator
 from email.utils import formatdate
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Final
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
+from app.upload_api.storage.implied import implied_id, implied_record, implies
 from app.upload_api.storage.records import (
     FileDetails,
     NameTaken,
@@ -55,7 +57,7 @@ class LocalStorage:
         self.files = root / "files"
         self.meta = root / "meta"
         self.thumbnails = root / "thumbnails"
-        self._records: dict[str, tuple[tuple[int, int, int], StoredFile | None]] = {}
+        self._records: dict[str, tuple[tuple[object, ...], StoredFile | None]] = {}
         for directory in (self.files, self.meta, self.thumbnails):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -87,13 +89,41 @@ class LocalStorage:
         path = self._meta_path(file_path)
         try:
             status = os.stat(path)
-            stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
-            seen = self._records.get(file_path)
-            if seen is not None and seen[0] == stamp:
-                return seen[1]
-            found = decode(path.read_bytes())
         except FileNotFoundError:
+            return self._implied(file_path)
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        seen = self._records.get(file_path)
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        try:
+            found = decode(path.read_bytes())
+        except FileNotFoundError:  # replaced meanwhile: read again
+            return self.record(file_path)
+        return self._keep(file_path, stamp, found)
+
+    def _implied(self, file_path: str) -> StoredFile | None:
+        """The record a file with no record file implies (``implied``), None when there is no
+        file at ``file_path`` or its bytes do not tell its record."""
+        parts = file_path.split("/")[1:]
+        if not parts or any(p in ("", ".", "..") or "\x00" in p for p in parts):
+            return None  # not a path an upload makes: never looked for outside files/
+        content = self.files.joinpath(*parts)
+        try:
+            status = os.stat(content)
+        except OSError:  # none, a folder on the way is a file, a name too long...
             return None
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        stamp = ("implied", status.st_ino, status.st_mtime_ns, status.st_size)
+        seen = self._records.get(file_path)
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
+        return self._keep(file_path, stamp, implied_record(file_path, content, status.st_size))
+
+    def _keep(
+        self, file_path: str, stamp: tuple[object, ...], found: StoredFile | None
+    ) -> StoredFile | None:
+        """``found`` kept in memory for ``file_path`` while its file is the same (``stamp``)."""
         if len(self._records) >= RECORDS_KEPT:
             del self._records[next(iter(self._records))]  # the oldest read
         self._records[file_path] = (stamp, found)
@@ -243,28 +273,31 @@ class LocalStorage:
         details: FileDetails,
     ) -> StoredFile:
         """Publish an uploaded spool file at ``folder/name`` with what the upload knows of it;
-        consumes ``upload``. Atomic: the file appears with its record or not at all. The record
-        is written first, whole, beside the upload; then one link (or rename) publishes the
-        bytes and one rename the record, neither of which needs space."""
+        consumes ``upload``. Atomic: the file appears with its record or not at all. A
+        uniquely named upload whose record its bytes imply (``implied``) is one link: its
+        record is made again from the file when asked for. Any other has its record written
+        whole first (``_with_record``)."""
         directory = self._content_path(folder)
         try:
             for _ in range(8):
                 final = unique_name(name) if unique else name
                 file_path = path_in(folder, final)
                 previous = None if unique or not overwrite else self.record(file_path)
-                stored = next_record(previous, file_path, final, details)
-                staged = self._stage_meta(stored)
+                # a new path's ids follow from it
+                version_id = implied_id(file_path) if unique else None
+                stored = next_record(previous, file_path, final, details, version_id=version_id)
+                implied = unique and implies(upload, final, details)
                 try:
-                    _publish(upload, directory, final, replace=overwrite and not unique)
+                    if implied:
+                        _publish(upload, directory, final, replace=False)
+                    else:
+                        self._with_record(
+                            upload, directory, stored, replace=overwrite and not unique
+                        )
                 except FileExistsError:
-                    staged.unlink(missing_ok=True)
                     if unique:
                         continue
                     raise NameTaken() from None
-                except BaseException:
-                    staged.unlink(missing_ok=True)
-                    raise
-                os.replace(staged, self._meta_path(file_path))
                 if previous is not None:  # what was derived from the replaced version goes
                     shutil.rmtree(
                         self._derived_folder(file_path, previous.version_id), ignore_errors=True
@@ -274,6 +307,50 @@ class LocalStorage:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 upload.unlink()
+
+    def _with_record(
+        self, upload: Path, directory: Path, stored: StoredFile, *, replace: bool
+    ) -> None:
+        """Publish ``upload`` as ``stored.name`` in ``directory`` with its record, written whole
+        to the spool first (where a full disk or an unserialisable value fails before anything
+        is published); then one link or rename publishes the bytes and one the record, neither
+        of which needs space. Their order never shows a reader new bytes under a record looser
+        than theirs, nor the bytes of a file with no record (which would read as the record
+        they imply): a private file's record goes first, a public file's bytes.
+        ``FileExistsError`` when the name is taken and not to be replaced."""
+        staged = self._stage_meta(stored)
+        meta = self._meta_path(stored.file_path)
+        try:
+            if not stored.is_private_file:
+                _publish(upload, directory, stored.name, replace=replace)
+                os.replace(staged, meta)
+                return
+            kept = None  # the record replaced, kept in the spool until the bytes are in place
+            if replace:
+                kept = self._set_aside(meta)
+                os.replace(staged, meta)
+            else:
+                os.link(staged, meta)  # FileExistsError when the name has a record
+            try:
+                _publish(upload, directory, stored.name, replace=replace)
+            except BaseException:
+                if kept is not None:
+                    os.replace(kept, meta)
+                else:
+                    meta.unlink(missing_ok=True)
+                raise
+            finally:
+                if kept is not None:
+                    kept.unlink(missing_ok=True)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    def _set_aside(self, meta: Path) -> Path | None:
+        """A second name in the spool for the record at ``meta``; None when there is none."""
+        try:
+            return self.spool.link(meta)
+        except FileNotFoundError:
+            return None
 
     async def health(self, min_free: int) -> str | None:
         return self.spool.health(min_free)

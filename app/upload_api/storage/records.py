@@ -10,6 +10,8 @@ from typing import Any, Final
 
 from app.core.fastjson import dumps
 from app.core.imagekit.filetypes import FileType
+from app.upload_api.detect import charset_of
+from app.upload_api.media import Probe
 
 _ID_ALPHABET: Final = string.ascii_letters + string.digits + "_-"
 
@@ -42,6 +44,24 @@ class FileDetails:
     def content_type(self) -> str:
         """What the file is served as: its MIME type, and a text file's charset when known."""
         return f"{self.mime}; charset={self.charset}" if self.charset else self.mime
+
+
+def details_of(
+    size: int, file_type: FileType, found: Probe, head: bytes, **given: Any
+) -> FileDetails:
+    """What an upload knows of its file: its size and type, what was read in it (``found``),
+    a text file's charset (from ``head``, its first bytes), and what the upload ``given``
+    (tags, custom metadata, privacy, its event...)."""
+    return FileDetails(
+        size=size,
+        mime=file_type.mime,
+        extension=file_type.extension,
+        width=found.get("width"),
+        height=found.get("height"),
+        media=dict(found) or None,
+        charset=charset_of(head) if file_type.text else None,
+        **given,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +128,10 @@ def record_name(file_path: str) -> str:
     return hashlib.sha256(file_path.encode()).hexdigest() + ".json"
 
 
+#: The fields of ``FileDetails``, which a record has too.
+_DETAILS: Final = tuple(f.name for f in fields(FileDetails))
+
+
 def next_record(
     previous: StoredFile | None,
     file_path: str,
@@ -127,7 +151,7 @@ def next_record(
         file_path=file_path,
         version=version,
         version_id=version_id,
-        **{f.name: getattr(details, f.name) for f in fields(FileDetails)},
+        **{name: getattr(details, name) for name in _DETAILS},
     )
 
 

@@ -18,8 +18,11 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
+
+T = TypeVar("T")
 
 _PROCESS_PREFIX: Final = "proc-"
 _LOCK_NAME: Final = ".lock"
@@ -68,11 +71,20 @@ class Spool:
     def new_temp(self) -> tuple[int, Path]:
         """A new empty file in this process's temporary area, open for writing (its fd): the
         caller writes it, then publishes or removes it. ``OSError`` when the disk refuses."""
+        return self._new_name(lambda path: os.open(path, _NEW_FILE, 0o600))
+
+    def link(self, source: Path) -> Path:
+        """A new name in this process's temporary area for the file at ``source`` (a hard
+        link: the file stays whole whatever becomes of ``source``)."""
+        return self._new_name(lambda path: os.link(source, path))[1]
+
+    def _new_name(self, make: Callable[[str], T]) -> tuple[T, Path]:
+        """``make`` run on a new name in this process's temporary area, and the name."""
         folder = str(self.work)
         while True:
             path = f"{folder}/upload-{os.getpid()}-{next(self._names)}"
             try:
-                return os.open(path, _NEW_FILE, 0o600), Path(path)
+                return make(path), Path(path)
             except FileExistsError:  # left by an earlier process of the same id in ``tmp/``
                 continue
 
