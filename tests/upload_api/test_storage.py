@@ -187,7 +187,8 @@ def image_details(data: bytes, **given: Any) -> FileDetails:
 
 def publish_png(storage: LocalStorage, data: bytes, **options: Any) -> StoredFile:
     given = {k: options.pop(k) for k in ("tags", "is_private_file") if k in options}
-    chosen = {"folder": "/", "name": "x.png", "unique": True, "overwrite": False} | options
+    chosen: dict[str, Any] = {"folder": "/", "name": "x.png", "unique": True, "overwrite": False}
+    chosen |= options
     return storage.publish(upload(storage, data), details=image_details(data, **given), **chosen)
 
 
