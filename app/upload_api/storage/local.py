@@ -1,13 +1,16 @@
 """Files on a local directory (the default): written whole or not at all.
 
-Layout under the root: ``files/<folder>/<name>`` holds the bytes, ``meta/<sha256 of the path>.json``
-the file's record (id, type, version, tags...), ``thumbnails/<sha256 of the path>-<version>/``
-what is derived from a version (renditions made on first request; the folder goes with the
-version), ``tmp/`` the spool (uploads in flight, ``spool.Spool``). An upload is written to the
-spool (same filesystem), then one link or rename publishes it: a reader sees the
-old file or the new one, never a half-written one. Without overwrite, the publishing is a hard
-link that fails if the name exists, so two racing uploads cannot replace each other. Replicas
-share the directory (a ``ReadWriteMany`` volume) or each has its own.
+Layout under the root: ``files/<folder>/<name>`` holds the bytes; ``meta/<sha256 of the
+path>.json`` the file's record (id, type, version, tags...), unless its bytes imply it
+(``implied``: a default upload of a web image or a document is its file alone);
+``thumbnails/<sha256 of the path>-<version>/`` what is derived from a version (renditions made
+on first request; the folder goes with the version); ``tmp/`` the spool (uploads in flight,
+``spool.Spool``). An upload is written to the spool (same filesystem), then one link or rename
+publishes it (and one more its record): a reader sees the old file or the new one, never a
+half-written one, and never a private file's bytes under a public record. Without overwrite,
+the publishing is a hard link that fails if the name exists, so two racing uploads cannot
+replace each other. Replicas share the directory (a ``ReadWriteMany`` volume) or each has its
+own.
 """
 
 import asyncio
