@@ -501,6 +501,12 @@ class Settings(BaseSettings):
     storage_min_free: Size = Field(default=256 * MIB, ge=0, le=1024 * GIB)
     """Upload API: free space below which `/readyz` answers 503 (a replica whose disk is full
     is taken out of the load balancer before its uploads fail); `0`: not checked."""
+    storage_implied_records: bool = True
+    """Upload API, `local` storage: a uniquely named upload whose record says nothing its path
+    and bytes do not (no tags, custom metadata, privacy or webhook event; a web image or a
+    document) keeps no record file in `meta/`: its record is made again from the file when it
+    is served (one inode per upload instead of two). Replicas of earlier versions cannot read
+    such files: turn this off while they share the volume during an update."""
     storage_backend: Literal["local", "s3"] = "local"
     """Upload API: where stored files live: `local`, in `STORAGE_DIR` (replicas share it as a
     `ReadWriteMany` volume); `s3`, in an S3-compatible bucket (AWS S3, R2, MinIO...), with

@@ -15,6 +15,7 @@ file of 256 KB without markers costs milliseconds of the event loop where this c
 microseconds (docs/performance.md).
 """
 
+import os
 import struct
 from pathlib import Path
 from typing import Final
@@ -65,8 +66,11 @@ def size_of(path: Path, extension: str, head: bytes = b"") -> tuple[int, int] | 
     if found is not None:
         return found
     try:
-        with path.open("rb", buffering=0) as stream:
-            data = stream.read(WINDOW if extension == "jpg" else 32)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, WINDOW if extension == "jpg" else 32)
+        finally:
+            os.close(fd)
     except OSError:
         return None
     return size_in(data, extension)

@@ -23,7 +23,7 @@ def storage(settings: Settings) -> Storage:
     """Where files are stored: the storage directory (the default), or an S3-compatible bucket
     with the directory as the spool."""
     if settings.storage_backend == "local":
-        return LocalStorage(settings.storage_dir)
+        return LocalStorage(settings.storage_dir, implied_records=settings.storage_implied_records)
     # Loaded only for a bucket: its client starts a runtime of threads.
     from app.upload_api.storage.objects import BucketConfig, ObjectStorage
 

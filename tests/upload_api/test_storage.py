@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import orjson
 import pytest
 
 from app.core.imagekit.rules import clean_name
-from app.upload_api import dimensions
+from app.core.settings import Settings
+from app.upload_api import dimensions, parts
 from app.upload_api.detect import HEAD_BYTES, detect
 from app.upload_api.storage import (
     FileDetails,
@@ -22,7 +24,7 @@ from app.upload_api.storage import (
     unique_name,
 )
 from app.upload_api.storage.implied import implied_id
-from app.upload_api.storage.records import decode, encode, next_record
+from app.upload_api.storage.records import decode, encode, next_record, record_name
 from tests.support import media_files
 
 
@@ -350,3 +352,27 @@ def test_a_private_upload_to_a_taken_name_is_refused_and_changes_nothing(tmp_pat
             )
         assert LocalStorage(tmp_path).record(taken.file_path) == taken
     assert storage.leftovers() == []
+
+
+def test_implied_records_off_keeps_a_record_file_for_every_upload(tmp_path: Path) -> None:
+    """With implied records off (while replicas of an earlier version share the volume), a
+    default upload of a web image keeps its record file; a file stored without one is still
+    read."""
+    before = publish_png(LocalStorage(tmp_path), media_files.image("png"))
+    storage = LocalStorage(tmp_path, implied_records=False)
+    stored = publish_png(storage, media_files.image("png"))
+    assert [p.name for p in (tmp_path / "meta").iterdir()] == [record_name(stored.file_path)]
+    assert storage.record(stored.file_path) == stored
+    assert storage.record(before.file_path) == before
+
+
+def test_the_setting_reaches_the_storage(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """``UPLOAD_AUTH_STORAGE_IMPLIED_RECORDS`` (on by default) is what the storage does."""
+    for value in (True, False):
+        settings = make_settings(storage_dir=tmp_path, storage_implied_records=value)
+        made = parts.storage(settings)
+        assert isinstance(made, LocalStorage)
+        assert made.implied_records is value
+    assert make_settings(storage_dir=tmp_path).storage_implied_records is True

@@ -12,6 +12,7 @@ and keeps no record file only when it equals the record the upload would write
 """
 
 import hashlib
+import os
 from pathlib import Path
 
 from app.core.imagekit.filetypes import extension_of
@@ -45,16 +46,25 @@ def implied_record(file_path: str, content: Path, size: int) -> StoredFile | Non
 def implied_details(content: Path, name: str, size: int) -> FileDetails | None:
     """What the bytes of the file at ``content`` (``size`` bytes, named ``name``) say, as an
     upload with nothing given would know it; None when they cannot tell it here (a type not
-    allowed, or a file only the media workers read)."""
+    allowed, or a file only the media workers read). The file is opened once: its first bytes,
+    and more of them only for a JPEG whose frame header is past them."""
     try:
-        with content.open("rb", buffering=0) as stream:
-            head = stream.read(HEAD_BYTES)
+        fd = os.open(content, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    file_type = detect(head, extension_of(name))
-    if file_type is None:
+    try:
+        head = os.read(fd, HEAD_BYTES)
+        file_type = detect(head, extension_of(name))
+        if file_type is None:
+            return None
+        data = head
+        if file_type.extension == "jpg" and dimensions.size_in(head, "jpg") is None:
+            data += os.read(fd, dimensions.WINDOW - len(head))
+        found = dimensions.in_process(content, file_type, data)
+    except OSError:
         return None
-    found = dimensions.in_process(content, file_type, head)
+    finally:
+        os.close(fd)
     if found is None:
         return None
     return details_of(size, file_type, found, head)

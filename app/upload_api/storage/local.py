@@ -54,8 +54,11 @@ def _http_date(seconds: int) -> str:
 
 
 class LocalStorage:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, implied_records: bool = True) -> None:
         self.root = root
+        #: Whether an upload whose record its bytes imply keeps no record file (``implied``);
+        #: such files are read either way.
+        self.implied_records = implied_records
         self.spool = Spool(root)
         self.files = root / "files"
         self.meta = root / "meta"
@@ -289,7 +292,7 @@ class LocalStorage:
                 # a new path's ids follow from it
                 version_id = implied_id(file_path) if unique else None
                 stored = next_record(previous, file_path, final, details, version_id=version_id)
-                implied = unique and implies(upload, final, details)
+                implied = unique and self.implied_records and implies(upload, final, details)
                 try:
                     if implied:
                         _publish(upload, directory, final, replace=False)
