@@ -3,6 +3,7 @@
 import errno
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ def upload(storage: LocalStorage, data: bytes) -> Path:
 def test_clean_name(name: str, cleaned: str) -> None:
     """Letters, digits, '.', '-' stay; anything else becomes '_'; never hidden or too long."""
     assert clean_name(name) == cleaned
+
+
+def test_every_ascii_character_is_kept_or_replaced_by_the_rule() -> None:
+    """Names in ASCII (the common case, cleaned by a faster path) follow the same rule as any
+    other: letters, digits, '.', '-' and '_' stay, anything else becomes '_'."""
+    for code in range(128):
+        char = chr(code)
+        kept = char in ".-_" or unicodedata.category(char)[0] in "LMN"
+        assert clean_name(f"a{char}b.png") == f"a{char if kept else '_'}b.png", code
+    assert clean_name("a\u0301b c.png") == "\u00e1b_c.png"  # NFC, then the rule
 
 
 def test_unique_name_shape() -> None:

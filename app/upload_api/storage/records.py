@@ -8,6 +8,7 @@ import string
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final
 
+from app.core.entropy import random16
 from app.core.fastjson import dumps
 from app.core.imagekit.filetypes import FileType
 from app.upload_api.detect import charset_of
@@ -112,8 +113,9 @@ def new_id() -> str:
 
 def unique_name(name: str) -> str:
     """``name`` with ImageKit's random suffix: ``cat.png`` -> ``cat_iEyH1dQme.png``. Nine
-    random bytes, each picking one of the 64 characters uniformly (256 is a multiple of 64)."""
-    suffix = "".join(_ID_ALPHABET[byte & 63] for byte in secrets.token_bytes(9))
+    random bytes (the kernel's, fetched in blocks: ``entropy``), each picking one of the 64
+    characters uniformly (256 is a multiple of 64)."""
+    suffix = "".join(_ID_ALPHABET[byte & 63] for byte in random16()[:9])
     stem, dot, ext = name.rpartition(".")
     return f"{stem}_{suffix}.{ext}" if dot and stem else f"{name}_{suffix}"
 
