@@ -256,7 +256,12 @@ def streaming(work: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="an even number runs each contender early and late alike (forward, then backward)",
+    )
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--only", nargs="*", help="contenders whose name contains one of these")
     parser.add_argument("--no-install", action="store_true")
