@@ -40,14 +40,14 @@ _SOF: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def in_process(path: Path, file_type: FileType, head: bytes = b"") -> Probe | None:
+def in_process(file: Path | int, file_type: FileType, head: bytes = b"") -> Probe | None:
     """What an answer that does not ask for metadata says of the file, when it can be told
     here, without the media workers: nothing for kinds they never read (documents, fonts...),
     a web image's size from its header; None when only the workers can tell (other images,
     video, audio, a header past the window)."""
     if file_type.kind not in PROBED_KINDS:
         return {}
-    size = size_of(path, file_type.extension, head)
+    size = size_of(file, file_type.extension, head)
     if size is None:
         return None
     width, height = size
@@ -55,22 +55,27 @@ def in_process(path: Path, file_type: FileType, head: bytes = b"") -> Probe | No
     return {"width": width, "height": height, "thumbnail": width * height <= MAX_DECODED_PIXELS}
 
 
-def size_of(path: Path, extension: str, head: bytes = b"") -> tuple[int, int] | None:
-    """The width and height the header of the file at ``path`` states, for a file detected
-    as ``extension`` (one of ``FORMATS``); None when it cannot be told from the header.
-    ``head``, the file's first bytes when the caller has them, spares reading the file when
-    the header is within them (always but for a JPEG with large metadata)."""
+def size_of(file: Path | int, extension: str, head: bytes = b"") -> tuple[int, int] | None:
+    """The width and height the header of ``file`` (its path, or a descriptor open on it)
+    states, for a file detected as ``extension`` (one of ``FORMATS``); None when it cannot be
+    told from the header. ``head``, the file's first bytes when the caller has them, spares
+    reading the file when the header is within them (always but for a JPEG with large
+    metadata)."""
     if extension not in FORMATS:
         return None
     found = size_in(head, extension) if head else None
     if found is not None:
         return found
+    wanted = WINDOW if extension == "jpg" else 32
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.read(fd, WINDOW if extension == "jpg" else 32)
-        finally:
-            os.close(fd)
+        if isinstance(file, int):
+            data = os.pread(file, wanted, 0)
+        else:
+            fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = os.read(fd, wanted)
+            finally:
+                os.close(fd)
     except OSError:
         return None
     return size_in(data, extension)

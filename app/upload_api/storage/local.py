@@ -113,7 +113,7 @@ class LocalStorage:
         parts = file_path.split("/")[1:]
         if not parts or any(p in ("", ".", "..") or "\x00" in p for p in parts):
             return None  # not a path an upload makes: never looked for outside files/
-        content = self.files.joinpath(*parts)
+        content = self._content_path(file_path)
         try:
             status = os.stat(content)
         except OSError:  # none, a folder on the way is a file, a name too long...
