@@ -206,6 +206,7 @@ async def store(
             unique=options.unique,
             overwrite=options.overwrite,
             details=details,
+            head=file.head,
         )
     except NameTaken:
         raise messages.name_clash() from None

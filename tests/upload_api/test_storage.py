@@ -24,7 +24,7 @@ from app.upload_api.storage import (
     local,
     unique_name,
 )
-from app.upload_api.storage.implied import implied_id
+from app.upload_api.storage.implied import implied_details, implied_id
 from app.upload_api.storage.records import decode, encode, next_record, record_name
 from tests.support import media_files
 
@@ -217,6 +217,39 @@ def test_a_default_upload_of_a_web_image_keeps_no_record_file(tmp_path: Path) ->
     assert re.fullmatch("[0-9a-f]{24}", stored.file_id)
     assert LocalStorage(tmp_path).record(stored.file_path) == stored
     assert storage.leftovers() == []
+
+
+def _late_frame_jpeg() -> bytes:
+    """A JPEG whose frame header (its size) lies past ``HEAD_BYTES``: a large APP2 segment
+    comes first, as a camera's ICC profile does."""
+    data = media_files.image("jpg", 30, 20)
+    filler = b"\0" * (2 * HEAD_BYTES)
+    return data[:2] + b"\xff\xe2" + (len(filler) + 2).to_bytes(2, "big") + filler + data[2:]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("x.png", media_files.image("png", 30, 20)),
+        ("x.jpg", _late_frame_jpeg()),
+        ("x.txt", "café\n".encode() * 2000),
+        ("x.pdf", media_files.pdf()),
+        ("x.png", b"not an image"),
+    ],
+)
+def test_the_first_bytes_an_upload_holds_tell_what_the_file_tells(
+    tmp_path: Path, name: str, data: bytes
+) -> None:
+    """The storage decides whether a record is implied from the first bytes the upload
+    already holds; that gives what reading the file gives (which a later lookup does), a
+    JPEG whose size lies past them included."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    from_file = implied_details(path, name, len(data))
+    assert implied_details(path, name, len(data), data[:HEAD_BYTES]) == from_file
+    if name == "x.jpg":
+        assert from_file is not None
+        assert (from_file.width, from_file.height) == (30, 20)
 
 
 @pytest.mark.parametrize("given", [{"tags": ["a"]}, {"is_private_file": True}])

@@ -63,9 +63,12 @@ class Storage(Protocol):
         unique: bool,
         overwrite: bool,
         details: FileDetails,
+        head: bytes | None = None,
     ) -> StoredFile:
         """Publish the spool file ``upload`` at ``folder/name`` with its record, atomically;
-        consumes ``upload``. ``NameTaken`` when the name is taken and may not be replaced."""
+        consumes ``upload``. ``head``: its first bytes (``detect.HEAD_BYTES``, all of a smaller
+        file) when the caller holds them, so the storage need not read them again.
+        ``NameTaken`` when the name is taken and may not be replaced."""
         ...
 
     async def lookup(self, file_path: str) -> StoredFile | None:

@@ -27,10 +27,10 @@ def implied_id(file_path: str) -> str:
     return hashlib.sha256(b"upload-auth implied\x00" + file_path.encode()).hexdigest()[:24]
 
 
-def implies(content: Path, name: str, details: FileDetails) -> bool:
+def implies(content: Path, name: str, details: FileDetails, head: bytes | None = None) -> bool:
     """Whether the file at ``content``, stored as ``name``, implies ``details``: what its
-    upload knows of it is what its bytes say."""
-    return implied_details(content, name, details.size) == details
+    upload knows of it is what its bytes say (``head``: as for ``implied_details``)."""
+    return implied_details(content, name, details.size, head) == details
 
 
 def implied_record(file_path: str, content: Path, size: int) -> StoredFile | None:
@@ -43,24 +43,33 @@ def implied_record(file_path: str, content: Path, size: int) -> StoredFile | Non
     return next_record(None, file_path, name, details, version_id=implied_id(file_path))
 
 
-def implied_details(content: Path, name: str, size: int) -> FileDetails | None:
+def implied_details(
+    content: Path, name: str, size: int, head: bytes | None = None
+) -> FileDetails | None:
     """What the bytes of the file at ``content`` (``size`` bytes, named ``name``) say, as an
     upload with nothing given would know it; None when they cannot tell it here (a type not
-    allowed, or a file only the media workers read). The file is opened once."""
+    allowed, or a file only the media workers read). ``head``, the file's first ``HEAD_BYTES``
+    (all of a smaller file) when the caller holds them, spares opening the file but for a JPEG
+    whose frame header lies past them; without it the file is opened once."""
+    if head is not None:
+        return _details(content, name, size, head)
     try:
         fd = os.open(content, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        head = os.read(fd, HEAD_BYTES)
-        file_type = detect(head, extension_of(name))
-        if file_type is None:
-            return None
-        found = dimensions.in_process(fd, file_type, head)
+        return _details(fd, name, size, os.read(fd, HEAD_BYTES))
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def _details(file: Path | int, name: str, size: int, head: bytes) -> FileDetails | None:
+    file_type = detect(head, extension_of(name))
+    if file_type is None:
+        return None
+    found = dimensions.in_process(file, file_type, head)
     if found is None:
         return None
     return details_of(size, file_type, found, head)

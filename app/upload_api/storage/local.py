@@ -261,11 +261,18 @@ class LocalStorage:
         unique: bool,
         overwrite: bool,
         details: FileDetails,
+        head: bytes | None = None,
     ) -> StoredFile:
         """``publish``, on the event loop: a few system calls on the spool's own filesystem,
         which cost less there than a hop to a thread (docs/performance.md, #34)."""
         return self.publish(
-            upload, folder=folder, name=name, unique=unique, overwrite=overwrite, details=details
+            upload,
+            folder=folder,
+            name=name,
+            unique=unique,
+            overwrite=overwrite,
+            details=details,
+            head=head,
         )
 
     def publish(
@@ -277,8 +284,10 @@ class LocalStorage:
         unique: bool,
         overwrite: bool,
         details: FileDetails,
+        head: bytes | None = None,
     ) -> StoredFile:
-        """Publish an uploaded spool file at ``folder/name`` with what the upload knows of it;
+        """Publish an uploaded spool file at ``folder/name`` with what the upload knows of it
+        (and, when the caller holds them, its first bytes: ``implied_details``'s ``head``);
         consumes ``upload``. Atomic: the file appears with its record or not at all. A
         uniquely named upload whose record its bytes imply (``implied``) is one link: its
         record is made again from the file when asked for. Any other has its record written
@@ -292,7 +301,7 @@ class LocalStorage:
                 # a new path's ids follow from it
                 version_id = implied_id(file_path) if unique else None
                 stored = next_record(previous, file_path, final, details, version_id=version_id)
-                implied = unique and self.implied_records and implies(upload, final, details)
+                implied = unique and self.implied_records and implies(upload, final, details, head)
                 try:
                     if implied:
                         _publish(upload, directory, final, replace=False)

@@ -268,6 +268,7 @@ class ObjectStorage:
         unique: bool,
         overwrite: bool,
         details: FileDetails,
+        head: bytes | None = None,  # noqa: ARG002 - every record is written
     ) -> StoredFile:
         """Publish the spool file ``upload`` at ``folder/name`` (see the module's docstring);
         consumes ``upload``."""
