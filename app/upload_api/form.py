@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Final
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import (
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_HEADER_SIZE,
+    TOKEN_CHARS,
+    MultipartParser,
+    parse_options_header,
+)
 
 from app.upload_api import messages
 from app.upload_api.detect import HEAD_BYTES
@@ -293,6 +299,71 @@ class _FormReader:
         if self.sink is not None:
             self.sink.discard()
 
+    def take_parts(self, body: bytes, parts: "list[_Part]") -> None:
+        """The parts of a form found whole in ``body`` (``whole_form``), through the same
+        callbacks, in the order python-multipart makes them."""
+        for headers, start, end in parts:
+            self.on_part_begin()
+            for name, value in headers:
+                self.headers[name.lower()] = value
+            self.on_headers_finished()
+            if end > start:
+                self.on_part_data(body, start, end)
+            self.on_part_end()
+
+
+#: A part of a form found whole: its header lines (name, value) and where its data lies.
+_Part = tuple[list[tuple[bytes, bytes]], int, int]
+
+
+def whole_form(body: bytes, boundary: bytes) -> list[_Part] | None:
+    """The parts of ``body`` when it holds a whole form in the usual shape, found with a few
+    ``bytes.find`` calls; None for anything else, which python-multipart's state machine then
+    reads byte by byte (docs/performance.md, #34). The usual shape: the first boundary line
+    at the start, every part with one to eight header lines ``name: value`` (a token name,
+    no CR in the value, within python-multipart's header limits), each part's data ended by
+    CRLF, ``--``, the boundary and CRLF or the closing ``--``. What such a body makes is what
+    python-multipart makes of it (held to it in tests/upload_api/test_form.py); what follows
+    the closing boundary is ignored by both."""
+    opening = b"--" + boundary
+    if not body.startswith(opening + b"\r\n"):
+        return None
+    delimiter = b"\r\n" + opening
+    parts: list[_Part] = []
+    start = len(opening) + 2
+    while True:
+        headers_end = body.find(b"\r\n\r\n", start)
+        if headers_end < 0:
+            return None
+        lines = body[start:headers_end].split(b"\r\n")
+        if len(lines) > DEFAULT_MAX_HEADER_COUNT:
+            return None
+        headers = []
+        for line in lines:
+            name, colon, value = line.partition(b":")
+            if (
+                not (name and colon)
+                or len(line) > DEFAULT_MAX_HEADER_SIZE
+                or name.translate(None, TOKEN_CHARS)
+            ):
+                return None
+            value = value.lstrip(b" ")
+            if b"\r" in value:
+                return None
+            headers.append((name, value))
+        data_start = headers_end + 4
+        data_end = body.find(delimiter, data_start)
+        if data_end < 0:
+            return None
+        parts.append((headers, data_start, data_end))
+        after = data_end + len(delimiter)
+        following = body[after : after + 2]
+        if following == b"--":
+            return parts
+        if following != b"\r\n":
+            return None
+        start = after + 2
+
 
 @lru_cache(maxsize=256)
 def _disposition(header: bytes | None) -> tuple[bytes, str | None, bool]:
@@ -323,7 +394,35 @@ async def read_form(
     """Parse the body, the file part into a file from ``new_temp``; the caller must remove
     ``form.file.path`` when done with it."""
     reader = _FormReader(new_temp, cap_for_head)
-    parser = MultipartParser(
+    parser: MultipartParser | None = None
+    whole = False  # the first chunk held the whole form: the rest is its epilogue
+    try:
+        async for chunk in chunks:
+            if whole:
+                continue
+            if parser is None:
+                parts = whole_form(chunk, boundary)
+                if parts is not None:
+                    reader.take_parts(chunk, parts)
+                    whole = True
+                    continue
+                parser = _parser(boundary, reader)
+            parser.write(chunk)
+        if parser is not None:
+            parser.finalize()
+        if reader.in_file:  # the body ended inside the file part
+            raise messages.malformed_body()
+    except MultipartParseError:
+        reader.discard()
+        raise messages.malformed_body() from None
+    except BaseException:
+        reader.discard()
+        raise
+    return reader.form
+
+
+def _parser(boundary: bytes, reader: _FormReader) -> MultipartParser:
+    return MultipartParser(
         boundary,
         {
             "on_part_begin": reader.on_part_begin,
@@ -335,16 +434,3 @@ async def read_form(
             "on_headers_finished": reader.on_headers_finished,
         },
     )
-    try:
-        async for chunk in chunks:
-            parser.write(chunk)
-        parser.finalize()
-        if reader.in_file:  # the body ended inside the file part
-            raise messages.malformed_body()
-    except MultipartParseError:
-        reader.discard()
-        raise messages.malformed_body() from None
-    except BaseException:
-        reader.discard()
-        raise
-    return reader.form
