@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import TOKEN_CHARS, MultipartParser
+from python_multipart.multipart import TOKEN_CHARS, MultipartParser, parse_options_header
 from urllib3 import encode_multipart_formdata
 
 from app.upload_api import messages
-from app.upload_api.form import UploadForm, read_form, whole_form
+from app.upload_api.form import UploadForm, boundary_of, read_form, whole_form
 
 BOUNDARY = b"----formboundary7MA4YWxkTrZu0gW"
 
@@ -278,3 +278,42 @@ def test_one_chunk_or_many_read_the_same(body: bytes, tmp_path: Path) -> None:
     else:
         assert whole.file.path.read_bytes() == pieces.file.path.read_bytes()
         assert (whole.file.size, whole.file.head) == (pieces.file.size, pieces.file.head)
+
+
+# -- the boundary: the usual Content-Type read quickly, any other by python-multipart ----------
+
+
+def _boundary_by_python_multipart(content_type: str) -> bytes | None:
+    media, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    return boundary if media == b"multipart/form-data" and boundary else None
+
+
+def _boundary(content_type: str) -> bytes | None:
+    try:
+        return boundary_of(content_type)
+    except messages.UploadError:
+        return None
+
+
+CONTENT_TYPE = st.tuples(
+    st.sampled_from(["multipart/form-data", "Multipart/Form-Data", "multipart/mixed", ""]),
+    st.sampled_from(
+        ["; boundary=", ";boundary=", "; Boundary=", "; boundary*=", "; charset=x; boundary="]
+    ),
+    st.text(alphabet="aZ09'()+_,-./:=? \"\\;*\t", max_size=20),
+    st.sampled_from(["", "; charset=utf-8", " ", '"']),
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(CONTENT_TYPE)
+def test_the_boundary_is_read_as_python_multipart_reads_it(content_type: str) -> None:
+    assert _boundary(content_type) == _boundary_by_python_multipart(content_type)
+
+
+def test_the_usual_content_types_name_their_boundary() -> None:
+    assert boundary_of("multipart/form-data; boundary=----WebKitFormBoundary7MA4") == (
+        b"----WebKitFormBoundary7MA4"
+    )
+    assert boundary_of('multipart/form-data; boundary="a b"') == b"a b"
