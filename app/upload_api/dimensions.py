@@ -17,6 +17,7 @@ microseconds (docs/performance.md).
 
 import os
 import struct
+from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
@@ -63,7 +64,7 @@ def size_of(file: Path | int, extension: str, head: bytes = b"") -> tuple[int, i
     metadata)."""
     if extension not in FORMATS:
         return None
-    found = size_in(head, extension) if head else None
+    found = _size_in_head(head, extension) if head else None
     if found is not None:
         return found
     wanted = WINDOW if extension == "jpg" else 32
@@ -79,6 +80,13 @@ def size_of(file: Path | int, extension: str, head: bytes = b"") -> tuple[int, i
     except OSError:
         return None
     return size_in(data, extension)
+
+
+@lru_cache(maxsize=32)
+def _size_in_head(head: bytes, extension: str) -> tuple[int, int] | None:
+    """``size_in`` of a file's first bytes, kept for the last few: an upload's answer and its
+    storage's implied-record check read the same head (a few kilobytes, hashed once)."""
+    return size_in(head, extension)
 
 
 def size_in(data: bytes, extension: str) -> tuple[int, int] | None:
