@@ -46,6 +46,8 @@ from app.upload_api.storage.spool import Spool, write_all
 SMALL_FILE: Final = 256 * 1024
 #: Records kept in memory after a read (``LocalStorage.record``).
 RECORDS_KEPT: Final = 10_000
+#: Folders whose content directory is kept (``_content_folder``).
+_FOLDERS_KEPT: Final = 1024
 
 
 @functools.lru_cache(maxsize=4096)
@@ -64,6 +66,7 @@ class LocalStorage:
         self.meta = root / "meta"
         self.thumbnails = root / "thumbnails"
         self._records: dict[str, tuple[tuple[object, ...], StoredFile | None]] = {}
+        self._folders: dict[str, str] = {}
         for directory in (self.files, self.meta, self.thumbnails):
             directory.mkdir(parents=True, exist_ok=True)
 
@@ -84,6 +87,15 @@ class LocalStorage:
 
     def _content_path(self, file_path: str) -> Path:
         return self.files.joinpath(*[p for p in file_path.split("/") if p])
+
+    def _content_folder(self, folder: str) -> str:
+        """Where the files of ``folder`` go, kept per folder (uploads go to a few)."""
+        found = self._folders.get(folder)
+        if found is None:
+            if len(self._folders) >= _FOLDERS_KEPT:
+                self._folders.clear()
+            found = self._folders[folder] = str(self._content_path(folder))
+        return found
 
     def _meta_path(self, file_path: str) -> Path:
         return self.meta / record_name(file_path)
@@ -292,7 +304,7 @@ class LocalStorage:
         uniquely named upload whose record its bytes imply (``implied``) is one link: its
         record is made again from the file when asked for. Any other has its record written
         whole first (``_with_record``)."""
-        directory = self._content_path(folder)
+        directory = self._content_folder(folder)
         try:
             for _ in range(8):
                 final = unique_name(name) if unique else name
@@ -324,7 +336,7 @@ class LocalStorage:
                 upload.unlink()
 
     def _with_record(
-        self, upload: Path, directory: Path, stored: StoredFile, *, replace: bool
+        self, upload: Path, directory: str, stored: StoredFile, *, replace: bool
     ) -> None:
         """Publish ``upload`` as ``stored.name`` in ``directory`` with its record, written whole
         to the spool first (where a full disk or an unserialisable value fails before anything
@@ -399,10 +411,10 @@ class LocalStorage:
         return found
 
 
-def _publish(upload: Path, directory: Path, name: str, *, replace: bool) -> None:
+def _publish(upload: Path, directory: str, name: str, *, replace: bool) -> None:
     """``upload`` at ``directory/name``: renamed over what is there, or linked (which fails
     with ``FileExistsError`` if the name is taken). The folder is made when it is missing."""
-    target = directory / name
+    target = f"{directory}/{name}"
     for attempt in range(2):
         try:
             if replace:
@@ -413,4 +425,4 @@ def _publish(upload: Path, directory: Path, name: str, *, replace: bool) -> None
         except FileNotFoundError:
             if attempt or not upload.exists():
                 raise
-            directory.mkdir(parents=True, exist_ok=True)
+            os.makedirs(directory, exist_ok=True)
