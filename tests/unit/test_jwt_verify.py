@@ -163,6 +163,29 @@ def test_a_signature_encoded_another_way_is_another_string_and_refused() -> None
     assert all(with_pyjwt(t)[0] == with_ours(t)[0] for t in twins)
 
 
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def test_a_segment_is_read_exactly_when_it_is_its_bytes_written_again() -> None:
+    """Every length and every last character (and some outside the alphabet): a segment is
+    read when it is the unpadded base64url of its bytes, and refused otherwise."""
+    for length in range(1, 13):
+        for last in ALPHABET + "+/=. ":
+            segment = "Q" * (length - 1) + last
+            try:
+                canonical = base64.urlsafe_b64decode(segment + "=" * (-length % 4))
+                expected = credentials._b64(canonical).decode() == segment
+            except ValueError:  # binascii.Error: not base64 at all
+                expected = False
+            try:
+                read = credentials._b64decode(segment)
+            except credentials.InvalidToken:
+                assert not expected, segment
+            else:
+                assert expected, segment
+                assert read == canonical
+
+
 def test_a_padded_token_is_refused() -> None:
     """``token=`` is the same token to PyJWT, and another string to the ledger, which burns
     strings: accepted, one credential would upload twice. Padding is refused."""
