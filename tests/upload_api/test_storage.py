@@ -377,6 +377,28 @@ def test_a_private_upload_that_fails_leaves_the_record_it_found(
     assert storage.leftovers() == []
 
 
+def test_a_public_upload_whose_record_cannot_be_placed_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A public upload with a record of its own (tags) whose bytes went in place but whose
+    record could not (the disk fails): refused, and its bytes are not left to be read as the
+    record they imply."""
+    storage = LocalStorage(tmp_path)
+    real_replace = os.replace
+
+    def failing(source: Any, target: Any) -> None:
+        if str(target).startswith(str(storage.meta)):
+            raise OSError(errno.EIO, "disk failed")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk failed"):
+        publish_png(storage, media_files.image("png", 10, 10), name="x.png", tags=["t"])
+    monkeypatch.undo()
+    assert list((tmp_path / "files").iterdir()) == []
+    assert storage.leftovers() == []
+
+
 def test_a_private_upload_to_a_taken_name_is_refused_and_changes_nothing(tmp_path: Path) -> None:
     """Without overwrite, a private upload to a name with a record, or with a file whose
     record its bytes imply, is refused; what was there stays."""

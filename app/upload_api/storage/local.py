@@ -350,7 +350,13 @@ class LocalStorage:
         try:
             if not stored.is_private_file:
                 _publish(upload, directory, stored.name, replace=replace)
-                os.replace(staged, meta)
+                try:
+                    os.replace(staged, meta)
+                except BaseException:
+                    if not replace:  # bytes without their record would read as implied
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(f"{directory}/{stored.name}")
+                    raise
                 return
             kept = None  # the record replaced, kept in the spool until the bytes are in place
             if replace:
