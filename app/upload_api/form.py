@@ -256,8 +256,11 @@ class _FormReader:
         self.header_value += data[start:end]
 
     def on_header_end(self) -> None:
-        self.headers[self.header_field.lower()] = self.header_value
+        self._header(self.header_field, self.header_value)
         self.header_field = self.header_value = b""
+
+    def _header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
 
     def on_headers_finished(self) -> None:
         disposition, name, has_filename = _disposition(self.headers.get(b"content-disposition"))
@@ -306,7 +309,7 @@ class _FormReader:
         for headers, start, end in parts:
             self.on_part_begin()
             for name, value in headers:
-                self.headers[name.lower()] = value
+                self._header(name, value)
             self.on_headers_finished()
             if end > start:
                 self.on_part_data(body, start, end)

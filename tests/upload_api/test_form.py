@@ -207,28 +207,28 @@ def test_any_body_is_read_as_python_multipart_reads_it_or_left_to_it(body: bytes
         assert made == by_python_multipart(body)
 
 
+#: Parts in the usual shape: one to eight header lines ``token: value`` (any value without
+#: CR or LF, any spaces after the colon), data that never holds the delimiter.
+USUAL_LINE = st.tuples(
+    st.text(alphabet=TOKEN_CHARS.decode(), min_size=1, max_size=20).map(str.encode),
+    st.sampled_from([b":", b": ", b":   "]),
+    st.binary(max_size=40).map(lambda value: value.replace(b"\r", b"").replace(b"\n", b"")),
+).map(b"".join)
+USUAL_PART = st.tuples(
+    st.lists(USUAL_LINE, min_size=1, max_size=8),
+    DATA.filter(lambda data: b"\r\n--" + BOUNDARY not in b"\r\n" + data),
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(PART, min_size=1, max_size=4))
+@given(st.lists(USUAL_PART, min_size=1, max_size=4))
 def test_well_formed_parts_take_the_quick_way(parts: list[tuple[list[bytes], bytes]]) -> None:
-    """Every body whose parts have one to eight valid header lines and data without the
-    delimiter is read without python-multipart (so the test above is not vacuous)."""
+    """Every body in the usual shape is read without python-multipart, to the same parts (so
+    the test above is not vacuous)."""
     body = form(parts)
-    expected = by_python_multipart(body)
     made = by_whole_form(body)
-    usual = all(
-        0 < len(lines) <= 8
-        and all(_valid(line) for line in lines)
-        and b"\r\n--" + BOUNDARY not in b"\r\n" + data
-        for lines, data in parts
-    )
-    if usual:
-        assert made == expected
-
-
-def _valid(line: bytes) -> bool:
-    name, colon, value = line.partition(b":")
-    token = name and not name.translate(None, TOKEN_CHARS)
-    return bool(token and colon and b"\r" not in value and b"\n" not in line and len(line) <= 4224)
+    assert made is not None
+    assert made == by_python_multipart(body)
 
 
 # -- read_form: one chunk or many, the same form ---------------------------------------------
